@@ -1,0 +1,1 @@
+"""The four actors. Each module holds one actor's behaviour; they never import each other."""

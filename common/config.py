@@ -1,0 +1,242 @@
+"""Settings: built-in defaults, then ``config.yml``, then environment, then flags.
+
+Precedence, lowest to highest:
+
+1. the defaults declared in the dataclasses below (``config.yml`` in the repository
+   documents every one of them, and a test keeps the two equal);
+2. a YAML file: the path given to :func:`load_config`, else ``$PIPELINEJOBS_CONFIG``,
+   else ``./config.yml`` when it exists;
+3. environment variables ``PIPELINEJOBS_<SECTION>_<KEY>`` (``PIPELINEJOBS_STORE_BACKEND``);
+4. explicit overrides (command-line flags), passed as ``{"section": {"key": value}}``.
+
+Unknown sections or keys and values of the wrong type are refused with a
+:class:`~common.errors.ConfigError` that names the setting and where it came from:
+a typo in a config file should stop start-up, not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.errors import ConfigError
+
+ENV_PREFIX = "PIPELINEJOBS_"
+
+
+@dataclass(frozen=True)
+class SystemSettings:
+    """How this process runs."""
+
+    #: ``embedded``: one process, SQLite and an in-process broker, data under data_dir.
+    #: ``production``: external broker and store; secrets must be configured.
+    mode: str = "embedded"
+    #: Where the embedded mode keeps its store, secrets and archive.
+    data_dir: str = "./data"
+
+
+@dataclass(frozen=True)
+class IdentifierSettings:
+    """Typed UUIDs are UUID5 in the namespace UUID3(DNS, namespace_domain)."""
+
+    namespace_domain: str = "sd2e.org"
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Secrets behind update tokens and admin tokens."""
+
+    #: HMAC key for per-document update tokens. Empty: generated (embedded) or refused.
+    secret: str = ""
+    #: HMAC key for admin tokens. Empty: generated (embedded) or refused.
+    admin_secret: str = ""
+    #: Seconds an admin token stays valid after it is minted.
+    admin_token_ttl: int = 30
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The document store."""
+
+    #: ``sqlite`` (embedded default), ``mongodb`` (production) or ``memory`` (tests).
+    backend: str = "sqlite"
+    #: SQLite file. Empty: ``<data_dir>/pipelinejobs.sqlite3``.
+    sqlite_path: str = ""
+    #: Seconds a SQLite writer waits for a lock held by another process.
+    sqlite_busy_timeout: float = 30.0
+    mongodb_uri: str = "mongodb://127.0.0.1:27017"
+    mongodb_database: str = "pipelinejobs"
+    #: How many times a compare-and-set is retried when a concurrent writer wins.
+    cas_retries: int = 1000
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, by section. Build one with :func:`load_config`."""
+
+    system: SystemSettings = field(default_factory=SystemSettings)
+    identifiers: IdentifierSettings = field(default_factory=IdentifierSettings)
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.system.data_dir).expanduser()
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.store.sqlite_path:
+            return Path(self.store.sqlite_path).expanduser()
+        return self.data_dir / "pipelinejobs.sqlite3"
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """A copy with some settings of one section changed (for tests and flags)."""
+        return _merge(self, {section: values}, source="override")
+
+
+def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
+    """Turn a YAML or environment value into the declared type, or say why not."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(str(value))
+        except ValueError:
+            pass
+    elif kind is str:
+        if value is None:
+            return ""
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(
+        f"setting {name} from {source}: {value!r} is not a valid {kind.__name__}",
+        setting=name,
+        source=source,
+    )
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _merge(config: Config, values: Mapping[str, Any], source: str) -> Config:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    sections = {f.name: f for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {}
+    for section, settings in values.items():
+        if section not in sections:
+            raise ConfigError(
+                f"{source}: unknown section '{section}'; known: {', '.join(sections)}",
+                setting=section,
+                source=source,
+            )
+        if settings is None:
+            continue
+        if not isinstance(settings, Mapping):
+            raise ConfigError(
+                f"{source}: section '{section}' must be a mapping", setting=section, source=source
+            )
+        current = getattr(config, section)
+        keys = {f.name: f for f in dataclasses.fields(current)}
+        updates = {}
+        for key, value in settings.items():
+            if key not in keys:
+                raise ConfigError(
+                    f"{source}: unknown setting '{section}.{key}'; known in "
+                    f"'{section}': {', '.join(keys)}",
+                    setting=f"{section}.{key}",
+                    source=source,
+                )
+            kind = _TYPES[str(keys[key].type)]
+            updates[key] = _coerce(value, kind, f"{section}.{key}", source)
+        changes[section] = dataclasses.replace(current, **updates)
+    return dataclasses.replace(config, **changes)
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key``."""
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def _from_env(config: Config, env: Mapping[str, str]) -> Config:
+    values: dict[str, dict[str, str]] = {}
+    for section in dataclasses.fields(config):
+        for key in dataclasses.fields(getattr(config, section.name)):
+            name = env_name(section.name, key.name)
+            if name in env:
+                values.setdefault(section.name, {})[key.name] = env[name]
+    return _merge(config, values, source="environment") if values else config
+
+
+def _config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"])
+    default = Path("config.yml")
+    return default if default.is_file() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the configuration by the precedence in this module's docstring."""
+    env = os.environ if env is None else env
+    config = Config()
+    file = _config_path(path, env)
+    if file is not None:
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        config = _merge(config, loaded, source=str(file))
+    config = _from_env(config, env)
+    if overrides:
+        config = _merge(config, overrides, source="command line")
+    _check(config)
+    return config
+
+
+_CHOICES = {
+    ("system", "mode"): ("embedded", "production"),
+    ("store", "backend"): ("sqlite", "mongodb", "memory"),
+}
+
+
+def _check(config: Config) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise ConfigError(
+                f"setting {section}.{key} is {value!r}; allowed: {', '.join(allowed)}",
+                setting=f"{section}.{key}",
+                allowed=list(allowed),
+            )
+    if config.tokens.admin_token_ttl <= 0:
+        raise ConfigError(
+            "setting tokens.admin_token_ttl must be a positive number of seconds",
+            setting="tokens.admin_token_ttl",
+        )

@@ -1,0 +1,181 @@
+"""The one exception hierarchy of PipelineJobs, and the one table mapping it to HTTP.
+
+Every error a caller can cause is a :class:`PipelineJobsError`. Each carries a
+message a person can act on and a ``detail`` dict a program can read (the field
+path, the current state, the allowed values...). Code that translates a library
+error raises one of these ``from`` the original, so the cause stays in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class PipelineJobsError(Exception):
+    """Root of every error PipelineJobs raises on purpose."""
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = {k: v for k, v in detail.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a caller is told: the kind of error, the reason, and the detail."""
+        return {"error": type(self).__name__, "message": self.message, **self.detail}
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+class ConfigError(PipelineJobsError):
+    """A setting is missing, malformed or unsafe (e.g. a default secret in production)."""
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+class ValidationError(PipelineJobsError):
+    """Input does not have the required form. Nothing was changed."""
+
+
+class SchemaValidationError(ValidationError):
+    """A message or document fails its JSON Schema.
+
+    ``path`` is the JSON pointer-like path of the failing field (``components/0``),
+    ``schema`` the title of the schema that refused it.
+    """
+
+    def __init__(self, message: str, *, schema: str, path: str, errors: list[str] | None = None):
+        super().__init__(message, schema=schema, path=path, errors=errors)
+        self.schema = schema
+        self.path = path
+
+
+class MalformedMessage(ValidationError):
+    """A message cannot be decoded or has no recognisable kind."""
+
+
+class UnknownIdentifierType(ValidationError):
+    """A typed UUID whose prefix is not in the type table, or of the wrong type."""
+
+
+# -- authorization -----------------------------------------------------------------------
+
+
+class AuthError(PipelineJobsError):
+    """Base of credential errors."""
+
+
+class MissingCredential(AuthError):
+    """No token, key or nonce was presented where one is required."""
+
+
+class InvalidCredential(AuthError):
+    """A key or nonce that does not exist, was revoked, used up or expired."""
+
+
+class PermissionDenied(AuthError):
+    """A credential was presented but does not grant this action.
+
+    A wrong or forged update token lands here: the caller is authenticated by its
+    key or nonce, and the token is the per-document right it lacks.
+    """
+
+
+# -- existence and state -----------------------------------------------------------------
+
+
+class NotFound(PipelineJobsError):
+    """The named pipeline, job, execution, actor or nonce does not exist."""
+
+
+class Conflict(PipelineJobsError):
+    """The request is well-formed but conflicts with the stored state."""
+
+
+class TransitionRefused(Conflict):
+    """An event that the job's current state does not allow. The job is unchanged."""
+
+    def __init__(
+        self,
+        *,
+        uuid: str | None,
+        state: str | None,
+        event: str,
+        allowed: Iterable[str],
+        reason: str | None = None,
+    ) -> None:
+        allowed = sorted(allowed)
+        job = f"job {uuid}" if uuid else "the job"
+        if reason is None and allowed:
+            reason = (
+                f"event '{event}' is not allowed for {job} in state {state}; "
+                f"it is allowed from: {', '.join(allowed)}"
+            )
+        elif reason is None:
+            reason = f"event '{event}' cannot be applied to an existing job ({job}, {state})"
+        super().__init__(reason, uuid=uuid, state=state, event=event, allowed=allowed)
+        self.state = state
+        self.event = event
+        self.allowed = allowed
+
+
+class DuplicateDocument(Conflict):
+    """A document with this key already exists (raised by ``Store.insert``)."""
+
+
+class ImmutableField(Conflict):
+    """An update tried to change a field that identifies the document."""
+
+
+# -- store -------------------------------------------------------------------------------
+
+
+class StoreError(PipelineJobsError):
+    """The document store failed or was asked something it cannot do."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached."""
+
+
+class TooManyConflicts(StoreError):
+    """A compare-and-set kept losing to concurrent writers past the retry budget."""
+
+
+# -- transport (filled in by the gateway) -------------------------------------------------
+
+
+class PayloadTooLarge(ValidationError):
+    """A request body over the configured limit."""
+
+
+class UnsupportedMediaType(ValidationError):
+    """A content type the route does not take."""
+
+
+#: The one place an error becomes an HTTP status. Looked up along the class's MRO,
+#: so a subclass inherits its parent's code unless it is listed itself.
+HTTP_STATUS: Mapping[type[PipelineJobsError], int] = {
+    PipelineJobsError: 500,
+    ConfigError: 500,
+    ValidationError: 400,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    AuthError: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    StoreError: 500,
+    StoreUnavailable: 503,
+    TooManyConflicts: 503,
+}
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status for ``error``; 500 for anything outside the hierarchy."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
