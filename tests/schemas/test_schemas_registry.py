@@ -1,0 +1,250 @@
+"""Every schema file is a well-formed draft-07 schema that resolves offline."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft7Validator
+
+from common import schemas
+from common.errors import SchemaValidationError
+
+SCHEMA_DIR = Path(schemas.__file__).resolve().parent.parent / "schemas"
+SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.json"))
+
+JOB_UUID = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
+PIPELINE_UUID = "1064aaf1-459c-5e42-820d-b822aa4b3990"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _refs(node: Any) -> list[str]:
+    """Every ``$ref`` value anywhere in a JSON document."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(_refs(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_refs(item))
+    return found
+
+
+def test_schema_files_present():
+    names = {p.name for p in SCHEMA_FILES}
+    expected = {
+        "pipeline_manager_create.json",
+        "pipeline_manager_update.json",
+        "pipelinejob_manager_event.json",
+        "agave_job_callback.json",
+        "pipelinejob_index.json",
+        "pipelinejob_indexed.json",
+        "agave_pipelinejob.json",
+        "pipelinejob_uuid.json",
+        "pipeline_uuid.json",
+        "pipelinejob_event_uuid.json",
+        "file_uuid.json",
+        "sample_uuid.json",
+        "experiment_uuid.json",
+        "measurement_uuid.json",
+        "pipelinejob_eventname.json",
+        "pipelinejob_statename.json",
+        "update_token.json",
+        "processing_level.json",
+        "agave_files_uri.json",
+        "experiment_reference.json",
+        "pipelinejob_event.json",
+        "pipeline.json",
+        "pipelinejob.json",
+        "file.json",
+        "nonce.json",
+        "execution.json",
+        "api_key.json",
+    }
+    assert expected <= names, sorted(expected - names)
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
+def test_schema_is_draft7_with_id_title_description(path: Path):
+    doc = _load(path)
+    Draft7Validator.check_schema(doc)
+    assert doc["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert doc["$id"] == schemas.BASE_URI + path.name
+    assert doc["$id"] == "https://schema.catalog.sd2e.org/schemas/" + path.name
+    assert isinstance(doc.get("title"), str) and doc["title"]
+    assert isinstance(doc.get("description"), str) and doc["description"]
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
+def test_every_ref_is_relative_and_resolves(path: Path):
+    doc = _load(path)
+    resolver = schemas.registry().resolver(base_uri=doc["$id"])
+    for ref in _refs(doc):
+        assert "://" not in ref, f"{path.name}: $ref {ref!r} is not relative"
+        resolved = resolver.lookup(ref)
+        assert isinstance(resolved.contents, dict), f"{path.name}: {ref!r}"
+
+
+def test_registry_knows_every_file_by_id():
+    registry = schemas.registry()
+    for path in SCHEMA_FILES:
+        assert registry.contents(schemas.BASE_URI + path.name) == _load(path)
+
+
+def test_titles_are_exposed():
+    assert schemas.title("pipeline_manager_create") == "PipelinesDefinition"
+    assert schemas.title("pipelinejob_manager_event") == "PipelineJobManagerEvent"
+    assert schemas.title("agave_pipelinejob") == "AgavePipelineJob"
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch):
+    """Forbid every socket, and rebuild the registry and validators under that ban."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("schema validation tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    schemas.registry.cache_clear()
+    schemas.validator.cache_clear()
+    schemas.schema_documents.cache_clear()
+    yield
+    schemas.registry.cache_clear()
+    schemas.validator.cache_clear()
+    schemas.schema_documents.cache_clear()
+
+
+def test_no_network_fixture_really_blocks(no_network):
+    with pytest.raises(AssertionError):
+        socket.create_connection(("schema.catalog.sd2e.org", 443))
+    with pytest.raises(AssertionError):
+        socket.socket()
+
+
+def test_cross_file_refs_validate_offline(no_network):
+    schemas.validate("pipelinejob_manager_event", {"uuid": JOB_UUID, "name": "finish"})
+    with pytest.raises(SchemaValidationError) as err:
+        schemas.validate("pipelinejob_manager_event", {"uuid": PIPELINE_UUID, "name": "finish"})
+    assert err.value.path == "uuid"
+
+    launch = {
+        "parameters": {"sample_id": "sample.tacc.abcde"},
+        "job_definition": {"appId": "tacobot9000-0.1.0u1"},
+        "archive_path": "agave://data-sd2e-community/products/v2/x",
+        "processing_level": "2",
+    }
+    schemas.validate("agave_pipelinejob", launch)
+    with pytest.raises(SchemaValidationError) as err:
+        schemas.validate("agave_pipelinejob", {**launch, "archive_path": "/products/v2/x"})
+    assert err.value.path == "archive_path"
+    with pytest.raises(SchemaValidationError) as err:
+        schemas.validate("agave_pipelinejob", {**launch, "processing_level": "4"})
+    assert err.value.path == "processing_level"
+
+
+def test_unknown_schema_name_is_a_key_error():
+    with pytest.raises(KeyError):
+        schemas.validator("no_such_schema")
+
+
+TYPED_UUIDS = [
+    ("experiment_uuid", "102"),
+    ("sample_uuid", "103"),
+    ("measurement_uuid", "104"),
+    ("file_uuid", "105"),
+    ("pipeline_uuid", "106"),
+    ("pipelinejob_uuid", "107"),
+    ("pipelinejob_event_uuid", "108"),
+]
+
+
+@pytest.mark.parametrize(("name", "prefix"), TYPED_UUIDS)
+def test_typed_uuid_prefixes(name: str, prefix: str):
+    good = f"{prefix}3f4ff-c2b9-5190-bd9a-e6a406d9796a"
+    assert schemas.is_valid(name, good)
+    assert schemas.is_valid(name, "uri:urn:" + good)
+    for other, other_prefix in TYPED_UUIDS:
+        if other != name:
+            assert not schemas.is_valid(name, f"{other_prefix}3f4ff-c2b9-5190-bd9a-e6a406d9796a")
+    assert not schemas.is_valid(name, good.upper())
+    assert not schemas.is_valid(name, good[:-1])
+    assert not schemas.is_valid(name, good + "0")
+    assert not schemas.is_valid(name, 1073)
+
+
+def test_event_and_state_names():
+    events = [
+        "create",
+        "run",
+        "update",
+        "resource",
+        "fail",
+        "finish",
+        "index",
+        "indexed",
+        "validate",
+        "validated",
+        "reject",
+        "finalize",
+        "retire",
+        "reset",
+        "ready",
+    ]
+    states = [
+        "CREATED",
+        "RUNNING",
+        "FAILED",
+        "FINISHED",
+        "INDEXING",
+        "VALIDATING",
+        "VALIDATED",
+        "REJECTED",
+        "FINALIZED",
+        "RETIRED",
+        "RESET",
+    ]
+    assert sorted(schemas.schema_documents()["pipelinejob_eventname"]["enum"]) == sorted(events)
+    assert sorted(schemas.schema_documents()["pipelinejob_statename"]["enum"]) == sorted(states)
+    assert all(schemas.is_valid("pipelinejob_eventname", e) for e in events)
+    assert all(schemas.is_valid("pipelinejob_statename", s) for s in states)
+    assert not schemas.is_valid("pipelinejob_eventname", "explode")
+    assert not schemas.is_valid("pipelinejob_eventname", "FINISH")
+    assert not schemas.is_valid("pipelinejob_statename", "finished")
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        (
+            "update_token",
+            ["0dc73dc3ff39b49a", "0dc73dc3ff39b49a1"],
+            ["0dc73dc3ff39b49", "0dc73dc3ff39b49a12", 1234567890123456],
+        ),
+        (
+            "processing_level",
+            ["0", "1", "2", "3", "Reference", "User", "Unknown"],
+            ["4", 1, "reference", ""],
+        ),
+        (
+            "agave_files_uri",
+            ["agave://data.tacc.cloud/examples/tacobot/test1.txt", "agave://data-sd2e-community/"],
+            ["agave:///x", "https://data.tacc.cloud/x", "/products/v2/x", "agave://a b/x"],
+        ),
+        ("experiment_reference", ["NovelChassis-Nand-Gate"], ["", 7]),
+    ],
+)
+def test_small_types(name: str, good: list[Any], bad: list[Any]):
+    for value in good:
+        assert schemas.is_valid(name, value), value
+    for value in bad:
+        assert not schemas.is_valid(name, value), value
