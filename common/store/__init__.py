@@ -1,0 +1,37 @@
+"""The document store: one interface (:class:`Store`), three backends.
+
+:func:`open_store` picks the backend from the configuration; nothing connects
+until the first operation.
+"""
+
+from __future__ import annotations
+
+from common.config import Config
+from common.store.base import COLLECTIONS, CollectionSpec, Document, In, Page, Range, Store
+
+__all__ = [
+    "COLLECTIONS",
+    "CollectionSpec",
+    "Document",
+    "In",
+    "Page",
+    "Range",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(config: Config) -> Store:
+    """The store ``config`` names: sqlite (default), mongodb or memory."""
+    backend = config.store.backend
+    if backend == "sqlite":
+        from common.store.sqlite import SQLiteStore
+
+        return SQLiteStore(config.sqlite_path, busy_timeout=config.store.sqlite_busy_timeout)
+    if backend == "mongodb":
+        from common.store.mongo import MongoStore
+
+        return MongoStore(config.store.mongodb_uri, config.store.mongodb_database)
+    from common.store.memory import MemoryStore
+
+    return MemoryStore()

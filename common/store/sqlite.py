@@ -1,0 +1,395 @@
+"""SQLite store: the embedded default, one file under the data directory.
+
+Each collection is a table holding the JSON document, its version, and one indexed
+column per filterable field; array fields that can be filtered on by member
+(``child_of``) get a side table. The file runs in WAL mode, so readers never block
+the writer, and every write is a ``BEGIN IMMEDIATE`` transaction: the version
+check, the new document and its index rows commit together or not at all. That
+makes ``update`` a real compare-and-set across threads *and* processes sharing the
+file; ``busy_timeout`` makes a writer wait for another process's lock instead of
+failing.
+
+Connections are per thread (sqlite3 connections must not be shared) and per process
+(one opened before ``fork`` is never reused, nor closed, after it: closing it in the
+child could disturb the parent's locks). A thread that has ended gets its connection
+closed when the next one is opened, so a server starting a thread per request does
+not pile up open files. Tables are created on first use, not at import. A store
+pickles as its path and settings, so it can be handed to a spawned process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from common.errors import DuplicateDocument, NotFound, StoreUnavailable
+from common.store.base import (
+    COLLECTIONS,
+    CollectionSpec,
+    Document,
+    Filter,
+    In,
+    Page,
+    Range,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _column(field: str) -> str:
+    return f'"f_{field}"'
+
+
+def _side(spec: CollectionSpec, field: str) -> str:
+    return f'"{spec.name}__{field}"'
+
+
+def _scalar(value: Any) -> Any:
+    """What an indexed column holds: scalars as they are, anything else as JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return _dumps(value)
+
+
+class SQLiteStore(Store):
+    """Documents in one SQLite file; safe for many threads and several processes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._ready: set[str] = set()
+        self._ready_lock = threading.Lock()
+        # Its own lock: _create holds _ready_lock while it opens a connection.
+        self._conns_lock = threading.Lock()
+        self._open: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Connections and locks are per process; a copy makes its own on first use.
+        return (type(self), (self.path,), {"busy_timeout": self.busy_timeout})
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Each connection is used by the one thread that opened it; the flag only
+            # lets close() release every thread's connection.
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._conns_lock:
+            ended = [c for t, pid, c in self._open if pid == os.getpid() and not t.is_alive()]
+            self._open = [e for e in self._open if e[2] not in ended]
+            self._open.append((threading.current_thread(), os.getpid(), conn))
+        for old in ended:
+            old.close()
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: takes the write lock up front, so the reads inside
+        it see exactly what the writes will replace."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path} is locked: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+
+    def _table(self, collection: str) -> CollectionSpec:
+        spec = self.spec(collection)
+        if collection in self._ready:
+            return spec
+        with self._ready_lock:
+            if collection not in self._ready:
+                self._create(spec)
+                self._ready.add(collection)
+        return spec
+
+    def _create(self, spec: CollectionSpec) -> None:
+        cols = "".join(f", {_column(f)}" for f in spec.indexed)
+        statements = [
+            f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
+            f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
+        ]
+        for f in spec.indexed:
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({_column(f)}, k)'
+            )
+        for f in spec.multi:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {_side(spec, f)} (v TEXT NOT NULL, "
+                f"k TEXT NOT NULL, PRIMARY KEY (v, k)) WITHOUT ROWID"
+            )
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {_side(spec, f)} (k)'
+            )
+        with self._write() as conn:
+            for sql in statements:
+                conn.execute(sql)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _write_row(
+        self,
+        conn: sqlite3.Connection,
+        spec: CollectionSpec,
+        doc: Document,
+        *,
+        replace: bool,
+        multi_changed: Sequence[str] | None = None,
+    ) -> None:
+        key = doc[spec.key]
+        values = [key, doc["version"], _dumps(doc), *(_scalar(doc.get(f)) for f in spec.indexed)]
+        cols = ", ".join(["k", "version", "doc", *(_column(f) for f in spec.indexed)])
+        marks = ", ".join("?" * len(values))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        conn.execute(f'{verb} INTO "{spec.name}" ({cols}) VALUES ({marks})', values)
+        for f in spec.multi if multi_changed is None else multi_changed:
+            conn.execute(f"DELETE FROM {_side(spec, f)} WHERE k = ?", (key,))
+            members = {_scalar(v) for v in (doc.get(f) or []) if v is not None}
+            conn.executemany(
+                f"INSERT INTO {_side(spec, f)} (v, k) VALUES (?, ?)", [(v, key) for v in members]
+            )
+
+    def insert(self, collection: str, doc: Document) -> Document:
+        spec = self._table(collection)
+        self.key_of(collection, doc)
+        stored = {**doc, "version": 0}
+        try:
+            with self._write() as conn:
+                self._write_row(conn, spec, stored, replace=False)
+        except sqlite3.IntegrityError as exc:
+            key = doc[spec.key]
+            raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
+        return json.loads(_dumps(stored))
+
+    def get(self, collection: str, key: Any) -> Document | None:
+        spec = self._table(collection)
+        row = self._conn().execute(f'SELECT doc FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def update(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        push: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Document | None:
+        self.check_change(collection, set, push)
+        spec = self._table(collection)
+        with self._write() as conn:
+            row = conn.execute(
+                f'SELECT version, doc FROM "{spec.name}" WHERE k = ?', (key,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no {collection} document {key}", key=key)
+            if row[0] != version:
+                return None
+            doc = json.loads(row[1])
+            doc.update(json.loads(_dumps(set or {})))
+            for name, items in (push or {}).items():
+                doc[name] = list(doc.get(name) or []) + json.loads(_dumps(list(items)))
+            doc["version"] = version + 1
+            touched = [f for f in spec.multi if f in (set or {}) or f in (push or {})]
+            self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
+        return doc
+
+    def put_many(self, collection: str, docs: Sequence[Document]) -> int:
+        spec = self._table(collection)
+        if not docs:
+            return 0
+        with self._write() as conn:
+            keys = [self.key_of(collection, d) for d in docs]
+            versions: dict[Any, int] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                versions.update(
+                    conn.execute(
+                        f'SELECT k, version FROM "{spec.name}" WHERE k IN ({marks})', chunk
+                    )
+                )
+            for doc in docs:
+                key = doc[spec.key]
+                stored = {**doc, "version": versions[key] + 1 if key in versions else 0}
+                versions[key] = stored["version"]
+                self._write_row(conn, spec, stored, replace=True)
+        return len(docs)
+
+    def delete(self, collection: str, key: Any) -> bool:
+        spec = self._table(collection)
+        with self._write() as conn:
+            gone = conn.execute(f'DELETE FROM "{spec.name}" WHERE k = ?', (key,)).rowcount
+            for f in spec.multi:
+                conn.execute(f"DELETE FROM {_side(spec, f)} WHERE k = ?", (key,))
+        return gone > 0
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _where(self, spec: CollectionSpec, where: Filter | None) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for name, cond in (where or {}).items():
+            # SQL's NULL never equals anything, so a None asked for (alone or in In)
+            # becomes IS NULL / "no members", which is what MongoDB's null matches.
+            if name in spec.multi:
+                wanted = cond.values if isinstance(cond, In) else (cond,)
+                values = [_scalar(w) for w in wanted if w is not None]
+                side = f"k IN (SELECT k FROM {_side(spec, name)} WHERE v IN "
+                either = [f"{side}({', '.join('?' * len(values))}))"] if values else []
+                if None in wanted:
+                    either.append(f"k NOT IN (SELECT k FROM {_side(spec, name)})")
+                clauses.append(f"({' OR '.join(either or ['0'])})")
+                args.extend(values)
+                continue
+            col = "k" if name == spec.key else _column(name)
+            if isinstance(cond, In):
+                values = [_scalar(v) for v in cond.values if v is not None]
+                either = [f"{col} IN ({', '.join('?' * len(values))})"] if values else []
+                if None in cond.values:
+                    either.append(f"{col} IS NULL")
+                clauses.append(f"({' OR '.join(either or ['0'])})")
+                args.extend(values)
+            elif isinstance(cond, Range):
+                if cond.gte is not None:
+                    clauses.append(f"{col} >= ?")
+                    args.append(_scalar(cond.gte))
+                if cond.lt is not None:
+                    clauses.append(f"{col} < ?")
+                    args.append(_scalar(cond.lt))
+                clauses.append(f"{col} IS NOT NULL")
+            elif cond is None:
+                clauses.append(f"{col} IS NULL")
+            else:
+                clauses.append(f"{col} = ?")
+                args.append(_scalar(cond))
+        return clauses, args
+
+    def find(
+        self,
+        collection: str,
+        where: Filter | None = None,
+        *,
+        order: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        spec = self._table(collection)
+        self.check_filter(collection, where, order)
+        order = order or spec.key
+        limit = max(limit, 0)
+        clauses, args = self._where(spec, where)
+        col = "k" if order == spec.key else _column(order)
+        direction = "DESC" if descending else "ASC"
+        if after is not None:
+            value, key = decode_cursor(after)
+            clause, extra = self._after(col, value, key, descending)
+            clauses.append(clause)
+            args.extend(extra)
+        sql = f'SELECT doc FROM "{spec.name}"'
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {col} {direction}, k {direction} LIMIT ?"
+        rows = self._conn().execute(sql, [*args, limit + 1]).fetchall()
+        docs = [json.loads(r[0]) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit and docs:
+            nxt = encode_cursor(docs[-1].get(order), docs[-1][spec.key])
+        return Page(docs, nxt)
+
+    @staticmethod
+    def _after(col: str, value: Any, key: Any, descending: bool) -> tuple[str, list[Any]]:
+        """Keyset condition for "after (value, key)" with SQLite's NULLs-first ordering."""
+        if col == "k":
+            return ("k < ?" if descending else "k > ?"), [key]
+        value = _scalar(value)
+        if value is None:
+            if descending:
+                return f"({col} IS NULL AND k < ?)", [key]
+            return f"({col} IS NOT NULL OR k > ?)", [key]
+        if descending:
+            return (f"({col} < ? OR ({col} = ? AND k < ?) OR {col} IS NULL)", [value, value, key])
+        return f"({col} > ? OR ({col} = ? AND k > ?))", [value, value, key]
+
+    def count(
+        self, collection: str, where: Filter | None = None, *, group_by: str | None = None
+    ) -> int | dict[Any, int]:
+        spec = self._table(collection)
+        self.check_filter(collection, where, group_by)
+        clauses, args = self._where(spec, where)
+        cond = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        conn = self._conn()
+        if group_by is None:
+            return int(
+                conn.execute(f'SELECT COUNT(*) FROM "{spec.name}"{cond}', args).fetchone()[0]
+            )
+        # The column holds true/false as 1/0; the document's JSON type tells them
+        # apart, so the groups come back as the booleans MongoDB would return.
+        col = "k" if group_by == spec.key else _column(group_by)
+        rows = conn.execute(
+            f'SELECT {col}, json_type(doc, ?), COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
+            [f'$."{group_by}"', *args],
+        ).fetchall()
+        counts: dict[Any, int] = {}
+        for value, kind, n in rows:
+            value = value == 1 if kind in ("true", "false") else value
+            counts[value] = counts.get(value, 0) + n
+        return counts
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path} is not usable: {exc}") from exc
+
+    def close(self) -> None:
+        """Close every connection this process opened (call when no thread uses it).
+        Ones inherited through ``fork`` stay referenced and untouched: they are the
+        parent's, and even garbage-collecting them here would close them."""
+        with self._conns_lock:
+            conns = [c for _, pid, c in self._open if pid == os.getpid()]
+            self._open = [e for e in self._open if e[1] != os.getpid()]
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing is best effort
+                pass
+        self._local = threading.local()
+
+
+__all__ = ["SQLiteStore", "COLLECTIONS"]
