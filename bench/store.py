@@ -1,0 +1,153 @@
+"""Benchmark: lifecycle transitions per second on each store backend.
+
+Creates N jobs, then applies a walk of events to each (run, update x K, finish)
+through ``common.jobs.Jobs.apply`` — the real path: read, lifecycle decision,
+compare-and-set with a history push. In the same run it measures a **baseline**:
+a bare SQLite loop doing the same number of single-row ``UPDATE ... WHERE version=?``
+statements on a table of JSON documents of the same size, with the same pragmas
+(WAL, synchronous=NORMAL), one transaction per update. The ratio says how much the
+lifecycle machinery costs over the engine underneath.
+
+    python bench/store.py                 # full run
+    python bench/store.py --smoke         # seconds; run by the test suite
+    python bench/store.py --json out.json
+
+MongoDB is measured when MONGODB_URI is set; mongomock is not a benchmark target
+(it is an in-process fake) and is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.identifiers import Identifiers  # noqa: E402
+from common.jobs import Jobs  # noqa: E402
+from common.store.base import Store  # noqa: E402
+from common.store.memory import MemoryStore  # noqa: E402
+from common.store.sqlite import SQLiteStore  # noqa: E402
+
+IDS = Identifiers("bench.pipelinejobs")
+PIPELINE = IDS.pipeline([{"id": "bench-app-0.1.0", "inputs": {}, "parameters": {}}])
+
+
+def walk(updates: int) -> list[str]:
+    return ["run", *(["update"] * updates), "finish"]
+
+
+def bench_jobs(store: Store, jobs_n: int, updates: int) -> dict[str, Any]:
+    jobs = Jobs(store, IDS)
+    uuids = [
+        jobs.create(pipeline_uuid=PIPELINE, linkage=[f"sample.bench.{i}"], data={"i": i}).job[
+            "uuid"
+        ]
+        for i in range(jobs_n)
+    ]
+    events = walk(updates)
+    start = time.perf_counter()
+    for uuid in uuids:
+        for event in events:
+            jobs.apply(uuid, event, {"status": event.upper()})
+    elapsed = time.perf_counter() - start
+    total = jobs_n * len(events)
+    return {
+        "transitions": total,
+        "seconds": round(elapsed, 4),
+        "per_second": round(total / elapsed, 1),
+    }
+
+
+def bench_bare_sqlite(path: Path, jobs_n: int, updates: int) -> dict[str, Any]:
+    """The baseline: the same number of version-checked single-row UPDATEs."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE docs (k TEXT PRIMARY KEY, version INTEGER, doc TEXT)")
+    doc = {"state": "CREATED", "history": [{"name": "create", "data": {"i": 0}}]}
+    conn.executemany(
+        "INSERT INTO docs VALUES (?, 0, ?)", [(str(i), json.dumps(doc)) for i in range(jobs_n)]
+    )
+    steps = len(walk(updates))
+    start = time.perf_counter()
+    for i in range(jobs_n):
+        for version in range(steps):
+            doc["history"].append({"name": "update", "data": {"status": "UPDATE"}})
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE docs SET doc = ?, version = version + 1 WHERE k = ? AND version = ?",
+                (json.dumps(doc), str(i), version),
+            )
+            conn.execute("COMMIT")
+        del doc["history"][1:]
+    elapsed = time.perf_counter() - start
+    conn.close()
+    total = jobs_n * steps
+    return {
+        "transitions": total,
+        "seconds": round(elapsed, 4),
+        "per_second": round(total / elapsed, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--updates", type=int, default=3, help="update events per job")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.jobs, args.updates = 10, 1
+
+    results: dict[str, Any] = {"jobs": args.jobs, "updates_per_job": args.updates}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["baseline_bare_sqlite"] = bench_bare_sqlite(
+            Path(tmp) / "bare.db", args.jobs, args.updates
+        )
+        backends: dict[str, Store] = {
+            "memory": MemoryStore(),
+            "sqlite": SQLiteStore(Path(tmp) / "store.sqlite3"),
+        }
+        if os.environ.get("MONGODB_URI"):
+            from common.store.mongo import MongoStore
+
+            backends["mongodb"] = MongoStore(
+                os.environ["MONGODB_URI"], f"pipelinejobs_bench_{os.getpid()}"
+            )
+        for name, store in backends.items():
+            try:
+                results[name] = bench_jobs(store, args.jobs, args.updates)
+            finally:
+                if name == "mongodb":
+                    store._db().client.drop_database(store.database_name)  # type: ignore[attr-defined]
+                store.close()
+
+    base = results["baseline_bare_sqlite"]["per_second"]
+    print(f"{'backend':<22}{'transitions':>12}{'seconds':>10}{'per second':>12}{'vs bare':>9}")
+    for name in [
+        "baseline_bare_sqlite",
+        *[k for k in results if k in ("memory", "sqlite", "mongodb")],
+    ]:
+        row = results[name]
+        ratio = row["per_second"] / base if base else 0.0
+        results[name]["ratio_to_baseline"] = round(ratio, 3)
+        print(
+            f"{name:<22}{row['transitions']:>12}{row['seconds']:>10.3f}"
+            f"{row['per_second']:>12.1f}{ratio:>9.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Every benchmark script runs in its smoke mode, so none of them can rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = sorted((ROOT / "bench").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
+def test_benchmark_smoke(script: Path, tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures, "the benchmark wrote no figures"
+    assert "baseline" in done.stdout, "every benchmark prints its baseline next to its figures"
+
+
+def test_there_are_benchmarks():
+    assert any(s.name == "store.py" for s in SCRIPTS)
