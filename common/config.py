@@ -77,6 +77,53 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class BusSettings:
+    """The message bus (Celery)."""
+
+    #: Broker URL. Empty: ``memory://`` (in-process) in embedded mode,
+    #: ``redis://127.0.0.1:6379/0`` in production. ``amqp://...`` for RabbitMQ.
+    broker_url: str = ""
+    #: Seconds before Redis hands an unacknowledged message to another worker. Longer
+    #: than the longest actor run; a redelivery is harmless (effects are idempotent).
+    visibility_timeout: int = 3600
+    #: How often (s) a Redis worker looks for unacknowledged messages to restore.
+    restore_interval: float = 10.0
+    #: How often (s) the in-process broker is polled.
+    polling_interval: float = 0.05
+    #: Seconds to wait for the broker before saying it is unreachable.
+    connect_timeout: float = 5.0
+    #: Retries (with exponential back-off from retry_backoff s) of a delivery that
+    #: failed because the store was unavailable or too contended.
+    max_retries: int = 5
+    retry_backoff: float = 1.0
+    #: A starting worker re-publishes executions still SUBMITTED after this many s.
+    recover_after: float = 60.0
+    #: Worker processes (prefork) for `pipelinejobs worker`; 0 = number of CPUs.
+    worker_concurrency: int = 0
+    #: Worker threads in the embedded mode.
+    embedded_threads: int = 4
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where jobs write their outputs (archive paths are relative to root)."""
+
+    #: Local directory that archive paths live under. Empty: ``<data_dir>/archive``.
+    root: str = ""
+    #: Name of this storage system, part of every file record's identity.
+    system: str = "data-sd2e-community"
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    """How the launcher-proxy starts compute."""
+
+    #: ``inline``: an in-process backend that writes the job's declared outputs and
+    #: calls back through the bus, like a remote backend would.
+    backend: str = "inline"
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting, by section. Build one with :func:`load_config`."""
 
@@ -84,6 +131,21 @@ class Config:
     identifiers: IdentifierSettings = field(default_factory=IdentifierSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    bus: BusSettings = field(default_factory=BusSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+
+    @property
+    def broker_url(self) -> str:
+        if self.bus.broker_url:
+            return self.bus.broker_url
+        return "memory://" if self.system.mode == "embedded" else "redis://127.0.0.1:6379/0"
+
+    @property
+    def storage_root(self) -> Path:
+        if self.storage.root:
+            return Path(self.storage.root).expanduser()
+        return self.data_dir / "archive"
 
     @property
     def data_dir(self) -> Path:
@@ -223,6 +285,7 @@ def load_config(
 _CHOICES = {
     ("system", "mode"): ("embedded", "production"),
     ("store", "backend"): ("sqlite", "mongodb", "memory"),
+    ("launcher", "backend"): ("inline",),
 }
 
 

@@ -144,6 +144,21 @@ class TooManyConflicts(StoreError):
     """A compare-and-set kept losing to concurrent writers past the retry budget."""
 
 
+# -- bus ---------------------------------------------------------------------------------
+
+
+class BusError(PipelineJobsError):
+    """The message bus failed or was asked for something it does not have."""
+
+
+class BusUnavailable(BusError):
+    """The broker cannot be reached, or a message could not be published."""
+
+
+class UnknownActor(NotFound):
+    """No actor with this alias or id."""
+
+
 # -- transport (filled in by the gateway) -------------------------------------------------
 
 
@@ -169,6 +184,8 @@ HTTP_STATUS: Mapping[type[PipelineJobsError], int] = {
     Conflict: 409,
     StoreError: 500,
     StoreUnavailable: 503,
+    BusError: 500,
+    BusUnavailable: 503,
     TooManyConflicts: 503,
 }
 

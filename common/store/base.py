@@ -54,7 +54,9 @@ class CollectionSpec:
 COLLECTIONS: dict[str, CollectionSpec] = {
     spec.name: spec
     for spec in (
-        CollectionSpec("pipelines", "uuid", ("status", "name", "created", "updated")),
+        CollectionSpec(
+            "pipelines", "uuid", ("status", "name", "created", "updated"), ("component_ids",)
+        ),
         CollectionSpec(
             "jobs", "uuid", ("state", "pipeline_uuid", "created", "updated"), ("child_of",)
         ),

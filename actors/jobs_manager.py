@@ -1,0 +1,160 @@
+"""PipelineJobs Manager: applies lifecycle events to jobs.
+
+From the seed: "PipelineJobs Manager can update a job's state via three mechanisms:
+
+- Receipt of a JSON-formatted ``pipelinejob_manager_event``
+- Receipt of URL parameters sufficient to form a ``pipelinejob_manager_event``
+- Receipt of an ``agave_job_callback`` POST combined with ``uuid``, ``status`` and
+  ``token`` URL parameters."
+
+It accepts any event save for ``create``, which is reserved for other agents. Every
+event needs the job's update token or an admin token; ``reset`` and ``ready`` need
+an admin token. When a ``finish`` brings a job to FINISHED and the job was launched
+with indexing configured, the manager asks the indexer to index it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import lifecycle, schemas
+from common.actor import Actor, Context, Message, Params
+from common.errors import ValidationError
+from common.lifecycle import Event, State
+
+#: Agave job statuses and the events they stand for. Any other known Agave status is
+#: progress (``resource``); an unknown one is recorded as an ``update``.
+STATUS_EVENTS: dict[str, str] = {
+    "RUNNING": Event.RUN,
+    "FINISHED": Event.FINISH,
+    "FAILED": Event.FAIL,
+    "STOPPED": Event.FAIL,
+    "KILLED": Event.FAIL,
+    "ARCHIVING_FAILED": Event.FAIL,
+    "HEARTBEAT": Event.UPDATE,
+}
+AGAVE_PROGRESS = frozenset({
+    "CREATED", "PENDING", "PROCESSING_INPUTS", "STAGING_INPUTS", "STAGED", "STAGING_JOB",
+    "SUBMITTING", "QUEUED", "BLOCKED", "PAUSED", "CLEANING_UP", "ARCHIVING",
+    "ARCHIVING_FINISHED", "STAGING", "ACCEPTED",
+})  # fmt: skip
+
+
+def event_for_status(status: str) -> str:
+    """The lifecycle event an Agave job status maps to."""
+    status = status.strip().upper()
+    if status in STATUS_EVENTS:
+        return STATUS_EVENTS[status]
+    return Event.RESOURCE if status in AGAVE_PROGRESS else Event.UPDATE
+
+
+class JobsManager(Actor):
+    alias = "jobs-manager"
+    description = "Applies lifecycle events to PipelineJobs"
+    accepts = ("pipelinejob_manager_event", "agave_job_callback")
+
+    def parse(self, message: Any, params: Params) -> Message:
+        body = self.body_of(message)
+        if params.get("uuid") and (
+            params.get("status") or params.get("event") or params.get("name")
+        ):
+            return self._from_params(body, params)
+        if "status" in body and params.get("uuid"):
+            return self._from_params(body, {**params, "status": str(body["status"])})
+        event = dict(body)
+        if "token" not in event and params.get("token"):
+            event["token"] = params["token"]
+        self.validated("pipelinejob_manager_event", event)
+        return Message("event", event, event.get("token"), event.get("data"))
+
+    def _from_params(self, body: dict[str, Any], params: Params) -> Message:
+        """URL-parameter events and Agave callbacks: the POST body becomes the data."""
+        explicit = params.get("event") or params.get("name")
+        status = params.get("status")
+        if explicit:
+            name, kind = str(explicit), "params"
+        else:
+            name, kind = event_for_status(str(status)), "callback"
+        event: dict[str, Any] = {"uuid": params["uuid"], "name": name}
+        if params.get("token"):
+            event["token"] = params["token"]
+        if body:
+            event["data"] = body
+        if status and "status" not in body:
+            event.setdefault("data", {})["status"] = str(status)
+        self.validated("pipelinejob_manager_event", event)
+        return Message(kind, event, event.get("token"), event.get("data"))
+
+    def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
+        uuid, name = msg.body["uuid"], msg.body["name"]
+        if name in lifecycle.RESERVED_EVENTS:
+            raise lifecycle.refuse_reserved(uuid, name)
+        ctx.log.debug(f"Event selected: {name} ({msg.kind})")
+        admin_only = name in lifecycle.ADMIN_EVENTS
+        tokens = ctx.runtime.tokens
+
+        def authorize(job: dict[str, Any]) -> None:
+            tokens.authorize(
+                uuid,
+                int(job.get("token_rotation", 0)),
+                msg.token,
+                admin_only=admin_only,
+                action=f"send '{name}' to",
+            )
+
+        result = ctx.runtime.jobs.apply(
+            uuid, name, msg.data, delivery_id=ctx.execution_id, check=authorize
+        )
+        job = result.job
+        if result.applied:
+            ctx.log.info(f"Job {uuid}: {name} moved {result.previous_state} -> {job['state']}")
+        else:
+            ctx.log.info(
+                f"Job {uuid}: {name} was already applied by this delivery; not applied again"
+            )
+        index = self._maybe_index(ctx, result.applied, result.previous_state, name, job)
+        return {
+            "uuid": uuid,
+            "event": name,
+            "state": job["state"],
+            "applied": result.applied,
+            "duplicate": result.duplicate,
+            "indexing": index,
+        }
+
+    @staticmethod
+    def _maybe_index(
+        ctx: Context, applied: bool, previous: str, name: str, job: dict[str, Any]
+    ) -> str | None:
+        """Send ``index`` to the indexer when a finish completed a job that asks for it.
+
+        Only a ``finish`` that changed the state (not a repeated report from FINISHED,
+        nor ``indexed``, which also lands in FINISHED) triggers it. On a redelivery
+        the send is repeated: its execution id is derived from this one, so an index
+        request that was already sent is found, not sent twice.
+        """
+        config = job.get("index")
+        if name != Event.FINISH or not config or job["state"] != State.FINISHED:
+            return None
+        if applied and previous == State.FINISHED:
+            return None
+        request: dict[str, Any] = {
+            "uuid": job["uuid"],
+            "name": "index",
+            "token": ctx.runtime.tokens.update_token(
+                job["uuid"], int(job.get("token_rotation", 0))
+            ),
+        }
+        if config.get("patterns"):
+            request["filters"] = list(config["patterns"])
+        if config.get("level"):
+            request["level"] = config["level"]
+        try:
+            schemas.validate("pipelinejob_index", request)
+        except ValidationError as exc:  # a stored configuration that no longer validates
+            ctx.log.error(f"not indexing {job['uuid']}: {exc.message}")
+            return None
+        return ctx.send("jobs-indexer", request)
+
+
+ACTOR = JobsManager()

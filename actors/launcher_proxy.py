@@ -1,0 +1,157 @@
+"""PipelineJobs Launcher Proxy (the seed's Agave Proxy): launches managed jobs.
+
+From the seed: "Construct and send a message including the following components:
+an Agave job definition, a metadata linkage parameter, optional control
+parameters" (``agave_pipelinejob``). The proxy creates the job — or finds it: the
+same pipeline, linkage and data is the same job — computes its archive path, hands
+it to a launcher backend whose status callbacks reach the jobs-manager with the
+job's token, and records ``run``.
+
+Which pipeline: ``pipeline_uuid`` if given, else the pipeline with a component whose
+id is the job definition's ``appId``. Which linkage: "if both measurement_id and
+sample_id are passed, the linkages are made to the specified measurement(s) while
+the archive path is a function of the sample_id value(s)" — the job is linked to the
+most specific level given and its archive path hashes the least specific one
+(experiment > sample > measurement). Without a catalog to expand a sample into its
+measurements, the given ids are linked as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import archive
+from common.actor import Actor, Context, Message, Params
+from common.errors import PipelineJobsError
+from common.launchers import Launch, make_launcher
+from common.lifecycle import State
+from common.store.base import Document
+
+#: Least specific first: the archive path hashes the first level present, the job is
+#: linked to the last.
+LEVELS = ("experiment_design_id", "experiment_id", "sample_id", "measurement_id")
+DEFAULT_LEVEL = "1"
+
+
+def as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def linkage(parameters: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(ids the job is linked to, ids its archive path is a function of)."""
+    present = [as_list(parameters[level]) for level in LEVELS if parameters.get(level)]
+    return sorted(set(present[-1])), sorted(set(present[0]))
+
+
+def explicit_path(uri: str) -> str:
+    """The path part of an ``agave://system/path`` archive URI."""
+    rest = uri.split("://", 1)[1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+
+
+class LauncherProxy(Actor):
+    alias = "launcher-proxy"
+    description = "Launches compute jobs as managed PipelineJobs"
+    accepts = ("agave_pipelinejob",)
+
+    def parse(self, message: Any, params: Params) -> Message:
+        body = self.validated("agave_pipelinejob", self.body_of(message))
+        return Message("launch", body)
+
+    def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
+        rt, body = ctx.runtime, msg.body
+        definition = body["job_definition"]
+        pipeline = rt.pipelines.resolve(
+            uuid=body.get("pipeline_uuid"), app_id=definition.get("appId")
+        )
+        rt.pipelines.require_active(pipeline)
+        linked, path_ids = linkage(body["parameters"])
+        data = body.get("data") or definition
+        if body.get("archive_path"):
+            path = explicit_path(body["archive_path"])
+        else:
+            path = archive.archive_path(
+                pipeline_uuid=pipeline["uuid"],
+                linkage=path_ids,
+                data=data,
+                domain=rt.ids.domain,
+                instanced=body.get("instanced", True),
+                clock=rt.clock,
+            )
+        rt.storage.resolve(path)  # refuse an escaping path before anything is written
+        fields: dict[str, Any] = {
+            "archive_path": path,
+            "archive_system": rt.storage.system,
+            "agent": f"/actors/v2/{rt.actor_id(self.alias)}",
+            "task": f"/actors/v2/{rt.actor_id(self.alias)}/executions/{ctx.execution_id}",
+            "launch": {"job_definition": definition, "backend": rt.config.launcher.backend},
+        }
+        if "index_patterns" in body or "processing_level" in body:
+            fields["index"] = {
+                "patterns": list(body.get("index_patterns") or []),
+                "level": body.get("processing_level") or DEFAULT_LEVEL,
+            }
+        created = rt.jobs.create(
+            pipeline_uuid=pipeline["uuid"], linkage=linked, data=data, fields=fields
+        )
+        job = created.job
+        ours = created.created or job.get("task") == fields["task"]
+        if not ours and job["state"] != State.CREATED:
+            ctx.log.info(f"Job {job['uuid']} already exists ({job['state']}); not launched again")
+            return {
+                "uuid": job["uuid"],
+                "created": False,
+                "launched": False,
+                "state": job["state"],
+                "archive_path": job["archive_path"],
+                "message": "this job already exists; use the token issued when it was created",
+            }
+        ctx.log.info(
+            f"{'Created' if created.created else 'Found'} job {job['uuid']} "
+            f"at {job['archive_path']}"
+        )
+        return {**self._launch(ctx, pipeline, job, definition), "created": created.created}
+
+    def _launch(
+        self, ctx: Context, pipeline: Document, job: Document, definition: dict[str, Any]
+    ) -> dict[str, Any]:
+        rt, uuid = ctx.runtime, job["uuid"]
+        token = rt.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
+        rt.jobs.apply(
+            uuid,
+            "run",
+            {"launcher": rt.config.launcher.backend, "archive_path": job["archive_path"]},
+            delivery_id=ctx.execution_id,
+        )
+
+        def report(status: str, callback: Any) -> str:
+            return ctx.send(
+                "jobs-manager", dict(callback), {"uuid": uuid, "status": status, "token": token}
+            )
+
+        launcher = make_launcher(rt.config, rt.storage)
+        try:
+            started = launcher.launch(
+                Launch(job, pipeline, definition, job["archive_path"], report)
+            )
+        except PipelineJobsError as exc:
+            ctx.log.error(f"Launch of {uuid} failed: {exc.message}")
+            rt.jobs.apply(
+                uuid,
+                "fail",
+                {"reason": exc.message},
+                delivery_id=f"{ctx.execution_id}:launch-failed",
+            )
+            raise
+        ctx.log.info(f"Launched job {uuid} on {launcher.name}")
+        return {
+            "uuid": uuid,
+            "token": token,
+            "launched": True,
+            "pipeline_uuid": pipeline["uuid"],
+            "archive_path": job["archive_path"],
+            "launch": started,
+        }
+
+
+ACTOR = LauncherProxy()

@@ -1,0 +1,130 @@
+"""Pipelines Manager: registers and manages Data Catalog pipelines.
+
+From the seed: "All Pipeline management actions are accomplished by sending
+JSON-formatted messages to the Pipelines Manager Reactor."
+
+- **Create**: send the pipeline's JSON document (``pipeline_manager_create``). The
+  result holds the pipeline's UUID and its update token. The same components again
+  return the existing pipeline, said so — but not its token: knowing a pipeline's
+  components must not be enough to change it.
+- **Update**: "A pipeline's components cannot be updated, but its human-readable
+  name and description can be": send the edited document with ``-q token=...``
+  (the seed's way), or a ``pipeline_manager_update`` message ``{uuid, action:
+  update, body, token}``. Different components are refused: components are immutable.
+- **Retire, disable, enable, get, rotate_token** (``pipeline_manager_action``): "A
+  pipeline cannot be deleted, but it can be retired from active service." A
+  disabled or retired pipeline accepts no new jobs; only a disabled one can be
+  enabled again. Rotating the token needs an admin token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.actor import Actor, Context, Message, Params
+from common.errors import NotFound
+from common.pipelines import PipelineResult
+from common.store.base import Document
+
+
+class PipelinesManager(Actor):
+    alias = "pipelines-manager"
+    description = "Creates and manages Pipelines"
+    accepts = ("pipeline_manager_create", "pipeline_manager_update", "pipeline_manager_action")
+
+    def parse(self, message: Any, params: Params) -> Message:
+        body = dict(self.body_of(message))
+        token = params.get("token")
+        if "action" in body:
+            if "token" not in body and token:
+                body["token"] = token
+            schema = (
+                "pipeline_manager_update"
+                if body["action"] == "update"
+                else "pipeline_manager_action"
+            )
+            self.validated(schema, body)
+            return Message(str(body["action"]), body, body.get("token"))
+        self.validated("pipeline_manager_create", body)
+        if token:
+            return Message("update", {"uuid": params.get("uuid"), "body": body}, token)
+        return Message("create", body)
+
+    def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
+        ctx.log.debug(f"Action selected: {msg.kind}")
+        pipelines, tokens = ctx.runtime.pipelines, ctx.runtime.tokens
+        if msg.kind == "create":
+            created = pipelines.create(msg.body)
+            uuid = created.pipeline["uuid"]
+            if not created.changed:
+                ctx.log.info(f"Pipeline {uuid} already exists with these components")
+                return {
+                    "uuid": uuid,
+                    "created": False,
+                    "status": created.pipeline["status"],
+                    "message": "a pipeline with these components already exists; use the "
+                    "update token issued when it was created",
+                }
+            ctx.log.info(f"Created pipeline {uuid}")
+            return {
+                "uuid": uuid,
+                "created": True,
+                "token": tokens.update_token(uuid),
+                "status": created.pipeline["status"],
+            }
+
+        uuid = msg.body.get("uuid") or self._uuid_from_components(ctx, msg.body["body"])
+        if msg.kind == "get":
+            return {"pipeline": public(pipelines.get(uuid))}
+
+        def authorize(doc: Document) -> None:
+            tokens.authorize(
+                uuid,
+                int(doc.get("token_rotation", 0)),
+                msg.token,
+                admin_only=msg.kind == "rotate_token",
+                action=msg.kind,
+            )
+
+        result: PipelineResult
+        if msg.kind == "update":
+            result = pipelines.update(uuid, msg.body["body"], check=authorize)
+        elif msg.kind == "rotate_token":
+            result = pipelines.rotate_token(uuid, check=authorize)
+            ctx.log.info(f"Rotated the update token of pipeline {uuid}")
+            return {
+                "uuid": uuid,
+                "token": tokens.update_token(uuid, int(result.pipeline["token_rotation"])),
+            }
+        else:
+            result = pipelines.set_status(uuid, msg.kind, check=authorize)
+        verb = "Updated" if result.changed else "No change to"
+        ctx.log.info(f"{verb} pipeline {uuid} ({msg.kind})")
+        return {
+            "uuid": uuid,
+            "action": msg.kind,
+            "changed": result.changed,
+            "status": result.pipeline["status"],
+        }
+
+    @staticmethod
+    def _uuid_from_components(ctx: Context, definition: dict[str, Any]) -> str:
+        """The seed's update form names the pipeline by its (unchanged) components."""
+        uuid = ctx.runtime.pipelines.uuid_for(definition)
+        if ctx.runtime.store.get("pipelines", uuid) is None:
+            raise NotFound(
+                f"no pipeline has these components (they would make {uuid}); "
+                f"components are immutable, so send the pipeline's original "
+                f"components, or name it with the uuid URL parameter",
+                uuid=uuid,
+                path="components",
+            )
+        return uuid
+
+
+def public(doc: Document) -> Document:
+    """A pipeline as callers may see it (no token bookkeeping)."""
+    return {k: v for k, v in doc.items() if k != "token_rotation"}
+
+
+ACTOR = PipelinesManager()

@@ -1,0 +1,184 @@
+"""Executions: the record of one message delivered to one actor (Abaco's term).
+
+An execution is stored **before** its message is published, so a caller can look it
+up at once and a crash between the two loses nothing: a starting worker re-publishes
+executions left in SUBMITTED (see :meth:`Executions.stale`). Its status moves
+SUBMITTED → RUNNING → COMPLETE | ERROR; a redelivery of a finished execution is
+recognised and not run again.
+
+Ids look like Abaco's (13 characters of ``[A-Za-z0-9]``). A message an actor sends
+while handling an execution gets an id derived from the parent's id and the send's
+position, so re-running the parent after a crash re-sends the *same* child, which
+the store's unique key turns into a no-op instead of a second message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from common.clock import Clock, iso, now, system_clock
+from common.errors import DuplicateDocument, NotFound, TooManyConflicts
+from common.store.base import Document, In, Page, Range, Store
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 13
+
+SUBMITTED, RUNNING, COMPLETE, ERROR = "SUBMITTED", "RUNNING", "COMPLETE", "ERROR"
+FINISHED_STATUSES = frozenset({COMPLETE, ERROR})
+
+
+def new_id() -> str:
+    """A random Abaco-style id."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+
+
+def derived_id(*parts: str) -> str:
+    """A deterministic Abaco-style id from ``parts`` (same parts, same id)."""
+    number = int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest(), "big")
+    chars = []
+    for _ in range(ID_LENGTH):
+        number, rem = divmod(number, len(ALPHABET))
+        chars.append(ALPHABET[rem])
+    return "".join(chars)
+
+
+class Executions:
+    """Execution records in the store."""
+
+    collection = "executions"
+
+    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def submit(
+        self,
+        actor: str,
+        message: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+        parent: str | None = None,
+        sender: str | None = None,
+    ) -> tuple[Document, bool]:
+        """Store a new SUBMITTED execution; returns (execution, created).
+
+        With an ``execution_id`` that already exists, the existing record is returned
+        with ``created=False`` — the caller must not assume it still needs publishing
+        unless it is still SUBMITTED.
+        """
+        date = now(self.clock)
+        doc: Document = {
+            "id": execution_id or new_id(),
+            "actor": actor,
+            "status": SUBMITTED,
+            "message": message if isinstance(message, dict) else {"raw": message},
+            "params": dict(params or {}),
+            "logs": [],
+            "created": date,
+            "updated": date,
+            "attempts": 0,
+        }
+        if parent:
+            doc["parent"] = parent
+        if sender:
+            doc["sender"] = sender
+        try:
+            return self.store.insert(self.collection, doc), True
+        except DuplicateDocument:
+            return self.get(doc["id"]), False
+
+    def get(self, execution_id: str) -> Document:
+        doc = self.store.get(self.collection, execution_id)
+        if doc is None:
+            raise NotFound(f"no execution {execution_id}", execution=execution_id)
+        return doc
+
+    def _change(self, execution_id: str, **fields: Any) -> Document:
+        """Set ``fields`` on an execution, retrying the CAS against concurrent writers."""
+        for _ in range(100):
+            doc = self.get(execution_id)
+            new = self.store.update(
+                self.collection,
+                execution_id,
+                version=doc["version"],
+                set={**fields, "updated": now(self.clock)},
+            )
+            if new is not None:
+                return new
+        raise TooManyConflicts(f"execution {execution_id} kept changing under us")
+
+    def start(self, execution_id: str, worker: str | None = None) -> Document:
+        doc = self.get(execution_id)
+        fields: dict[str, Any] = {
+            "status": RUNNING,
+            "started": now(self.clock),
+            "attempts": int(doc.get("attempts", 0)) + 1,
+        }
+        if worker:
+            fields["worker"] = worker
+        return self._change(execution_id, **fields)
+
+    def progress(
+        self, execution_id: str, progress: Mapping[str, Any], logs: list[str] | None = None
+    ) -> Document:
+        """Record how far a running execution got (readable while it runs)."""
+        fields: dict[str, Any] = {"progress": dict(progress)}
+        if logs is not None:
+            fields["logs"] = list(logs)
+        return self._change(execution_id, **fields)
+
+    def finish(
+        self,
+        execution_id: str,
+        *,
+        result: Any = None,
+        error: Mapping[str, Any] | None = None,
+        logs: list[str] | None = None,
+    ) -> Document:
+        """Close an execution as COMPLETE (no ``error``) or ERROR."""
+        fields: dict[str, Any] = {
+            "status": ERROR if error else COMPLETE,
+            "finished": now(self.clock),
+            "result": result,
+            "error": dict(error) if error else None,
+        }
+        if logs is not None:
+            fields["logs"] = list(logs)
+        return self._change(execution_id, **fields)
+
+    def requeue(self, execution_id: str, reason: str) -> Document:
+        """Put an execution back to SUBMITTED (a transient failure will be retried)."""
+        return self._change(execution_id, status=SUBMITTED, retry_reason=reason)
+
+    def page(
+        self, actor: str, *, limit: int = 50, after: str | None = None, status: str | None = None
+    ) -> Page:
+        """Newest first, paginated."""
+        where: dict[str, Any] = {"actor": actor}
+        if status:
+            where["status"] = status
+        return self.store.find(
+            self.collection, where, order="created", descending=True, limit=limit, after=after
+        )
+
+    def stale(
+        self,
+        *,
+        older_than: float,
+        statuses: tuple[str, ...] = (SUBMITTED,),
+        actors: list[str] | None = None,
+        limit: int = 1000,
+    ) -> list[Document]:
+        """Executions still in ``statuses`` that were last touched ``older_than``
+        seconds ago or earlier — the ones a crash may have orphaned."""
+        where: dict[str, Any] = {
+            "status": In(statuses),
+            "updated": Range(lt=iso(self.clock() - older_than)),
+        }
+        if actors:
+            where["actor"] = In(actors)
+        return self.store.find(self.collection, where, order="updated", limit=limit).items

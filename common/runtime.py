@@ -1,0 +1,215 @@
+"""The runtime: everything an actor needs, and the one place messages are dispatched.
+
+:meth:`Runtime.submit` is how any message enters the system (from the gateway, the
+CLI or another actor): it resolves the actor, validates the message with the
+actor's own ``parse``, stores the execution, and publishes it. :meth:`Runtime.deliver`
+is what a worker calls for each message it receives: it runs the actor and records
+the outcome on the execution. It is the only place a broad ``except`` catches an
+actor's error — every outcome, expected or not, ends in the execution record, and
+an unexpected one is logged with its traceback in the worker's log (never shown to
+a caller).
+
+Transient failures (store unavailable, a compare-and-set that kept losing) are
+retried with exponential back-off by re-publishing the same execution; the actor's
+effects are idempotent, so running it again is safe.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from common.actor import Actor, Context, ExecutionLog, actor_id
+from common.bus.base import Bus
+from common.clock import Clock, system_clock
+from common.config import Config
+from common.errors import PipelineJobsError, StoreUnavailable, TooManyConflicts, UnknownActor
+from common.executions import FINISHED_STATUSES, RUNNING, SUBMITTED, Executions
+from common.identifiers import Identifiers
+from common.jobs import Jobs
+from common.pipelines import Pipelines
+from common.server_secrets import resolve_secrets
+from common.storage import LocalStorage
+from common.store import Store, open_store
+from common.store.base import Document
+from common.tokens import TokenAuthority
+
+log = logging.getLogger("pipelinejobs.runtime")
+
+#: alias -> module defining ``ACTOR``. Imported by name, so ``common`` never imports
+#: ``actors`` statically and an actor module is loaded only where it runs.
+ACTOR_MODULES: dict[str, str] = {
+    "pipelines-manager": "actors.pipelines_manager",
+    "jobs-manager": "actors.jobs_manager",
+    "jobs-indexer": "actors.jobs_indexer",
+    "launcher-proxy": "actors.launcher_proxy",
+}
+TRANSIENT = (StoreUnavailable, TooManyConflicts)
+
+
+class Runtime:
+    """Stores, services and actors of one process, wired from one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.config = resolve_secrets(config)
+        self.clock = clock
+        self.store = store if store is not None else open_store(self.config)
+        self.ids = Identifiers(self.config.identifiers.namespace_domain)
+        self.tokens = TokenAuthority(
+            self.config.tokens.secret,
+            self.config.tokens.admin_secret,
+            admin_ttl=float(self.config.tokens.admin_token_ttl),
+            clock=clock,
+        )
+        self.jobs = Jobs(self.store, self.ids, clock=clock, retries=self.config.store.cas_retries)
+        self.pipelines = Pipelines(self.store, self.ids, clock=clock)
+        self.executions = Executions(self.store, clock=clock)
+        self.storage = LocalStorage(self.config.storage_root, self.config.storage.system)
+        self.actors: dict[str, Actor] = {}
+        for alias, module in ACTOR_MODULES.items():
+            self.actors[alias] = importlib.import_module(module).ACTOR
+        self.actor_ids = {actor_id(a, self.ids.domain): a for a in self.actors}
+        self.bus: Bus | None = bus
+
+    # -- actors ---------------------------------------------------------------------------
+
+    def actor(self, name: str) -> Actor:
+        """The actor called ``name`` (alias or Abaco-style id)."""
+        alias = name if name in self.actors else self.actor_ids.get(name)
+        if alias is None:
+            raise UnknownActor(f"no actor {name!r}; actors: {', '.join(self.actors)}", actor=name)
+        return self.actors[alias]
+
+    def actor_id(self, alias: str) -> str:
+        return actor_id(alias, self.ids.domain)
+
+    # -- entering the system ----------------------------------------------------------------
+
+    def submit(
+        self,
+        name: str,
+        message: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+        parent: str | None = None,
+        sender: str | None = None,
+    ) -> Document:
+        """Validate, store and publish a message for actor ``name``; the execution.
+
+        Nothing is stored if the message is invalid. An ``execution_id`` that already
+        exists is not sent twice (it is re-published only while still SUBMITTED).
+        """
+        actor = self.actor(name)
+        params = {str(k): v for k, v in (params or {}).items()}
+        actor.parse(message, params)
+        execution, created = self.executions.submit(
+            actor.alias, message, params, execution_id=execution_id, parent=parent, sender=sender
+        )
+        if created or execution["status"] == SUBMITTED:
+            self.publish(actor.alias, execution["id"])
+        return execution
+
+    def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+        if self.bus is None:
+            raise RuntimeError("this runtime has no bus; connect one before submitting")
+        self.bus.publish(alias, execution_id, delay=delay)
+
+    # -- running a delivery -----------------------------------------------------------------
+
+    def deliver(self, alias: str, execution_id: str, worker: str | None = None) -> Document | None:
+        """Run one delivered execution to its end; returns the execution record."""
+        actor = self.actor(alias)
+        execution = self.store.get(self.executions.collection, execution_id)
+        if execution is None:
+            log.error("delivery of unknown execution %s to %s dropped", execution_id, alias)
+            return None
+        if execution["status"] in FINISHED_STATUSES:
+            log.info(
+                "execution %s already %s; redelivery ignored", execution_id, execution["status"]
+            )
+            return execution
+        execution = self.executions.start(execution_id, worker)
+        elog = ExecutionLog(execution_id, actor.alias, self.clock)
+        if execution["attempts"] > 1:
+            elog.info(f"Attempt {execution['attempts']} (an earlier delivery did not finish)")
+        ctx = Context(self, actor.alias, execution, elog)
+        try:
+            message = actor.parse(execution["message"], execution.get("params") or {})
+            result = actor.handle(ctx, message)
+        except TRANSIENT as exc:
+            return self._retry_or_fail(execution, exc, elog)
+        except PipelineJobsError as exc:
+            elog.error(exc.message)
+            return self.executions.finish(execution_id, error=exc.to_dict(), logs=elog.lines)
+        except Exception as exc:  # the dispatch boundary: record and log, never propagate
+            elog.exception(
+                f"internal error ({type(exc).__name__}); the worker log has the details", exc
+            )
+            return self.executions.finish(
+                execution_id,
+                logs=elog.lines,
+                error={
+                    "error": "InternalError",
+                    "message": f"internal error in {actor.alias} ({type(exc).__name__}); "
+                    f"reported in the worker log",
+                },
+            )
+        return self.executions.finish(execution_id, result=result, logs=elog.lines)
+
+    def _retry_or_fail(
+        self, execution: Document, exc: PipelineJobsError, elog: ExecutionLog
+    ) -> Document:
+        attempts = int(execution.get("attempts", 1))
+        settings = self.config.bus
+        if attempts > settings.max_retries:
+            elog.error(f"{exc.message}; gave up after {attempts} attempts")
+            return self.executions.finish(execution["id"], error=exc.to_dict(), logs=elog.lines)
+        delay = min(settings.retry_backoff * 2 ** (attempts - 1), 300.0)
+        elog.warning(f"{exc.message}; retrying in {delay:.1f}s")
+        requeued = self.executions.requeue(execution["id"], exc.message)
+        self.publish(execution["actor"], execution["id"], delay=delay)
+        return requeued
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def recover(
+        self,
+        aliases: Iterable[str] | None = None,
+        *,
+        older_than: float | None = None,
+        include_running: bool = False,
+    ) -> list[str]:
+        """Re-publish executions orphaned by a crash; returns their ids.
+
+        SUBMITTED ones older than ``older_than`` were stored but perhaps never
+        published. RUNNING ones (only with ``include_running``, for a broker that
+        forgets, like the in-process one) were taken by a worker that died.
+        """
+        age = self.config.bus.recover_after if older_than is None else older_than
+        statuses = (SUBMITTED, RUNNING) if include_running else (SUBMITTED,)
+        wanted = list(aliases) if aliases else list(self.actors)
+        found = self.executions.stale(older_than=age, statuses=statuses, actors=wanted)
+        for execution in found:
+            log.warning(
+                "re-publishing orphaned execution %s (%s, %s)",
+                execution["id"],
+                execution["actor"],
+                execution["status"],
+            )
+            self.publish(execution["actor"], execution["id"])
+        return [e["id"] for e in found]
+
+    def close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+        self.store.close()
