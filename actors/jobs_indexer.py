@@ -48,6 +48,17 @@ def compile_filters(filters: Iterable[str]) -> list[Any]:
     return compiled
 
 
+def archive_of(ctx: Context, job: Document) -> str:
+    """The job's archive path, checked to lie under the storage root."""
+    archive = job.get("archive_path")
+    if not archive:
+        raise ValidationError(
+            f"job {job['uuid']} has no archive path to index", path="archive_path"
+        )
+    ctx.runtime.storage.resolve(archive)
+    return str(archive)
+
+
 class JobsIndexer(Actor):
     alias = "jobs-indexer"
     description = "Indexes the files under a PipelineJob's archive path"
@@ -84,6 +95,12 @@ class JobsIndexer(Actor):
             ctx.log.info(f"Job {uuid} marked indexed; state {result.job['state']}")
             return {"uuid": uuid, "state": result.job["state"], "applied": result.applied}
 
+        def indexable(job: Document) -> None:
+            # Checked before the job moves to INDEXING: a request that can never
+            # succeed must not leave the job stuck there.
+            authorize(job)
+            archive_of(ctx, job)
+
         level = msg.body.get("level") or DEFAULT_LEVEL
         filters = msg.body.get("filters") or []
         started = ctx.runtime.jobs.apply(
@@ -91,7 +108,7 @@ class JobsIndexer(Actor):
             "index",
             {"level": level, "filters": filters},
             delivery_id=ctx.execution_id,
-            check=authorize,
+            check=indexable,
         )
         job = started.job
         ctx.log.info(f"Indexing job {uuid} at level {level} with {len(filters)} filter(s)")
@@ -107,11 +124,7 @@ class JobsIndexer(Actor):
 
     def _index(self, ctx: Context, job: Document, level: str, filters: list[Any]) -> dict[str, int]:
         storage, ids = ctx.runtime.storage, ctx.runtime.ids
-        archive = job.get("archive_path")
-        if not archive:
-            raise ValidationError(
-                f"job {job['uuid']} has no archive path to index", path="archive_path"
-            )
+        archive = archive_of(ctx, job)
         date = now(ctx.runtime.clock)
         seen, present, kept, batch = 0, set(), set(), []
         for entry in storage.walk(archive):
@@ -148,8 +161,10 @@ class JobsIndexer(Actor):
 
     @staticmethod
     def _flush(ctx: Context, batch: list[Document], seen: int, indexed: int) -> None:
-        """Upsert a batch, keeping each record's original ``created``."""
+        """Upsert a batch, keeping each record's original ``created``; record progress
+        (also after an empty last batch, so the final counts are always visible)."""
         if not batch:
+            ctx.progress(files_seen=seen, files_indexed=indexed)
             return
         store = ctx.runtime.store
         keys = [r["uuid"] for r in batch]

@@ -19,7 +19,7 @@ from typing import Any
 
 from common import lifecycle, schemas
 from common.actor import Actor, Context, Message, Params
-from common.errors import ValidationError
+from common.errors import TransitionRefused, ValidationError
 from common.lifecycle import Event, State
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
@@ -38,6 +38,20 @@ AGAVE_PROGRESS = frozenset({
     "SUBMITTING", "QUEUED", "BLOCKED", "PAUSED", "CLEANING_UP", "ARCHIVING",
     "ARCHIVING_FINISHED", "STAGING", "ACCEPTED",
 })  # fmt: skip
+
+#: States a job reaches only after it ran: a RUNNING callback arriving there is late.
+LATE_FOR_RUN = frozenset(
+    s.value
+    for s in (
+        State.FAILED,
+        State.FINISHED,
+        State.INDEXING,
+        State.VALIDATING,
+        State.VALIDATED,
+        State.REJECTED,
+        State.FINALIZED,
+    )
+)
 
 
 def event_for_status(status: str) -> str:
@@ -102,9 +116,25 @@ class JobsManager(Actor):
                 action=f"send '{name}' to",
             )
 
-        result = ctx.runtime.jobs.apply(
-            uuid, name, msg.data, delivery_id=ctx.execution_id, check=authorize
-        )
+        try:
+            result = ctx.runtime.jobs.apply(
+                uuid, name, msg.data, delivery_id=ctx.execution_id, check=authorize
+            )
+        except TransitionRefused as refused:
+            if msg.kind == "callback" and name == Event.RUN and refused.state in LATE_FOR_RUN:
+                # A backend's RUNNING report that arrives after its FINISHED/FAILED one is
+                # superseded, not an error: the job already went past it.
+                ctx.log.warning(
+                    f"Job {uuid}: late RUNNING callback ignored; the job is already {refused.state}"
+                )
+                return {
+                    "uuid": uuid,
+                    "event": name,
+                    "state": refused.state,
+                    "applied": False,
+                    "ignored": "late RUNNING callback",
+                }
+            raise
         job = result.job
         if result.applied:
             ctx.log.info(f"Job {uuid}: {name} moved {result.previous_state} -> {job['state']}")
@@ -112,7 +142,7 @@ class JobsManager(Actor):
             ctx.log.info(
                 f"Job {uuid}: {name} was already applied by this delivery; not applied again"
             )
-        index = self._maybe_index(ctx, result.applied, result.previous_state, name, job)
+        index = self._maybe_index(ctx, result.previous_state, name, job)
         return {
             "uuid": uuid,
             "event": name,
@@ -123,20 +153,20 @@ class JobsManager(Actor):
         }
 
     @staticmethod
-    def _maybe_index(
-        ctx: Context, applied: bool, previous: str, name: str, job: dict[str, Any]
-    ) -> str | None:
+    def _maybe_index(ctx: Context, previous: str, name: str, job: dict[str, Any]) -> str | None:
         """Send ``index`` to the indexer when a finish completed a job that asks for it.
 
         Only a ``finish`` that changed the state (not a repeated report from FINISHED,
         nor ``indexed``, which also lands in FINISHED) triggers it. On a redelivery
-        the send is repeated: its execution id is derived from this one, so an index
+        ``previous`` is the state the first delivery saw (see ``EventResult``), so a
+        redelivered repeat does not index either, and a redelivered first finish
+        repeats the send: its execution id is derived from this one, so an index
         request that was already sent is found, not sent twice.
         """
         config = job.get("index")
         if name != Event.FINISH or not config or job["state"] != State.FINISHED:
             return None
-        if applied and previous == State.FINISHED:
+        if previous == State.FINISHED:
             return None
         request: dict[str, Any] = {
             "uuid": job["uuid"],

@@ -22,9 +22,10 @@ from typing import Any
 
 from common import archive
 from common.actor import Actor, Context, Message, Params
-from common.errors import PipelineJobsError
+from common.errors import PipelineJobsError, ValidationError
 from common.launchers import Launch, make_launcher
 from common.lifecycle import State
+from common.storage import LocalStorage
 from common.store.base import Document
 
 #: Least specific first: the archive path hashes the first level present, the job is
@@ -43,10 +44,11 @@ def linkage(parameters: dict[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(set(present[-1])), sorted(set(present[0]))
 
 
-def explicit_path(uri: str) -> str:
-    """The path part of an ``agave://system/path`` archive URI."""
+def explicit_path(uri: str) -> tuple[str, str]:
+    """(storage system, path) of an ``agave://system/path`` archive URI."""
     rest = uri.split("://", 1)[1]
-    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    system, _, path = rest.partition("/")
+    return system, "/" + path
 
 
 class LauncherProxy(Actor):
@@ -56,6 +58,9 @@ class LauncherProxy(Actor):
 
     def parse(self, message: Any, params: Params) -> Message:
         body = self.validated("agave_pipelinejob", self.body_of(message))
+        if body.get("archive_path"):
+            # ``..`` and NUL need no storage to refuse: refuse them before anything is stored.
+            LocalStorage.normalise(explicit_path(body["archive_path"])[1])
         return Message("launch", body)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
@@ -68,7 +73,15 @@ class LauncherProxy(Actor):
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition
         if body.get("archive_path"):
-            path = explicit_path(body["archive_path"])
+            system, path = explicit_path(body["archive_path"])
+            if system != rt.storage.system:
+                # Writing elsewhere while the job claims another system would lose the
+                # outputs from the caller's view; say which system this deployment has.
+                raise ValidationError(
+                    f"archive path {body['archive_path']!r} is on storage system "
+                    f"{system!r}; this deployment archives to {rt.storage.system!r}",
+                    path="archive_path",
+                )
         else:
             path = archive.archive_path(
                 pipeline_uuid=pipeline["uuid"],

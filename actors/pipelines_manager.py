@@ -6,7 +6,8 @@ JSON-formatted messages to the Pipelines Manager Reactor."
 - **Create**: send the pipeline's JSON document (``pipeline_manager_create``). The
   result holds the pipeline's UUID and its update token. The same components again
   return the existing pipeline, said so — but not its token: knowing a pipeline's
-  components must not be enough to change it.
+  components must not be enough to change it. (A redelivery of the execution that
+  registered it is told the token again: the pipeline records that execution.)
 - **Update**: "A pipeline's components cannot be updated, but its human-readable
   name and description can be": send the edited document with ``-q token=...``
   (the seed's way), or a ``pipeline_manager_update`` message ``{uuid, action:
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import schemas
 from common.actor import Actor, Context, Message, Params
-from common.errors import NotFound
+from common.errors import NotFound, SchemaValidationError
 from common.pipelines import PipelineResult
 from common.store.base import Document
 
@@ -44,9 +46,21 @@ class PipelinesManager(Actor):
                 else "pipeline_manager_action"
             )
             self.validated(schema, body)
+            require_pipeline_uuid(body["uuid"], schema)
             return Message(str(body["action"]), body, body.get("token"))
         self.validated("pipeline_manager_create", body)
+        if not body["components"]:
+            # The stored form needs at least one; and every empty pipeline would share
+            # one UUID. Refused here, before an execution is stored for it.
+            raise SchemaValidationError(
+                f"{schemas.title('pipeline_manager_create')}: components: a pipeline needs "
+                f"at least one component",
+                schema=schemas.title("pipeline_manager_create"),
+                path="components",
+            )
         if token:
+            if params.get("uuid"):
+                require_pipeline_uuid(params["uuid"], "pipeline_manager_create")
             return Message("update", {"uuid": params.get("uuid"), "body": body}, token)
         return Message("create", body)
 
@@ -54,9 +68,12 @@ class PipelinesManager(Actor):
         ctx.log.debug(f"Action selected: {msg.kind}")
         pipelines, tokens = ctx.runtime.pipelines, ctx.runtime.tokens
         if msg.kind == "create":
-            created = pipelines.create(msg.body)
+            task = f"/actors/v2/{ctx.runtime.actor_id(self.alias)}/executions/{ctx.execution_id}"
+            created = pipelines.create(msg.body, task=task)
             uuid = created.pipeline["uuid"]
-            if not created.changed:
+            # A redelivery of the execution that inserted it must still hand out the
+            # token: the first delivery may have died before recording its result.
+            if not created.changed and created.pipeline.get("task") != task:
                 ctx.log.info(f"Pipeline {uuid} already exists with these components")
                 return {
                     "uuid": uuid,
@@ -120,6 +137,22 @@ class PipelinesManager(Actor):
                 path="components",
             )
         return uuid
+
+
+def require_pipeline_uuid(value: Any, schema: str) -> None:
+    """Refuse a uuid that is not a pipeline's at the boundary.
+
+    The seed's ``pipeline_manager_update`` schema (kept as the seed has it) types
+    ``uuid`` as any string, and the seed form's ``uuid`` URL parameter has no schema;
+    without this a job's or a garbage uuid would be stored and only fail in the worker.
+    """
+    if not schemas.is_valid("pipeline_uuid", value):
+        raise SchemaValidationError(
+            f"{schemas.title(schema)}: uuid: {value!r} is not a pipeline UUID "
+            f"(a typed UUID with prefix 106)",
+            schema=schemas.title(schema),
+            path="uuid",
+        )
 
 
 def public(doc: Document) -> Document:

@@ -190,9 +190,19 @@ HTTP_STATUS: Mapping[type[PipelineJobsError], int] = {
 }
 
 
-def http_status(error: BaseException) -> int:
-    """The HTTP status for ``error``; 500 for anything outside the hierarchy."""
-    for cls in type(error).__mro__:
+def http_status(error: BaseException | type[BaseException]) -> int:
+    """The HTTP status for an error (or error class); 500 outside the hierarchy."""
+    kind = error if isinstance(error, type) else type(error)
+    for cls in kind.__mro__:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]
+    return 500
+
+
+def http_status_named(name: str) -> int:
+    """The HTTP status of the error class called ``name`` (as stored in an execution's
+    ``error``); 500 for a name outside the hierarchy, such as ``InternalError``."""
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, PipelineJobsError):
+        return http_status(cls)
     return 500

@@ -45,6 +45,21 @@ def derived_id(*parts: str) -> str:
     return "".join(chars)
 
 
+def stored_message(message: Any) -> dict[str, Any]:
+    """The form a message is stored in (an execution's ``message`` is an object).
+
+    An empty body (None or "") is stored as ``{}`` — what every actor's ``parse``
+    reads it as — so the worker parses the very message the gateway validated
+    (wrapped as ``{"raw": None}`` it became the event's data). Any other non-object
+    is kept under ``raw`` for the record; actors refuse those before storing.
+    """
+    if isinstance(message, dict):
+        return message
+    if message is None or message == "":
+        return {}
+    return {"raw": message}
+
+
 class Executions:
     """Execution records in the store."""
 
@@ -63,6 +78,7 @@ class Executions:
         execution_id: str | None = None,
         parent: str | None = None,
         sender: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Document, bool]:
         """Store a new SUBMITTED execution; returns (execution, created).
 
@@ -75,7 +91,7 @@ class Executions:
             "id": execution_id or new_id(),
             "actor": actor,
             "status": SUBMITTED,
-            "message": message if isinstance(message, dict) else {"raw": message},
+            "message": stored_message(message),
             "params": dict(params or {}),
             "logs": [],
             "created": date,
@@ -86,6 +102,8 @@ class Executions:
             doc["parent"] = parent
         if sender:
             doc["sender"] = sender
+        if owner:
+            doc["owner"] = owner
         try:
             return self.store.insert(self.collection, doc), True
         except DuplicateDocument:
@@ -173,8 +191,8 @@ class Executions:
         actors: list[str] | None = None,
         limit: int = 1000,
     ) -> list[Document]:
-        """Executions still in ``statuses`` that were last touched ``older_than``
-        seconds ago or earlier — the ones a crash may have orphaned."""
+        """Executions still in ``statuses`` that were last touched more than
+        ``older_than`` seconds ago — the ones a crash may have orphaned."""
         where: dict[str, Any] = {
             "status": In(statuses),
             "updated": Range(lt=iso(self.clock() - older_than)),

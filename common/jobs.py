@@ -29,7 +29,13 @@ from typing import Any
 
 from common import lifecycle, schemas
 from common.clock import Clock, now, system_clock
-from common.errors import DuplicateDocument, NotFound, TooManyConflicts, ValidationError
+from common.errors import (
+    DuplicateDocument,
+    NotFound,
+    TooManyConflicts,
+    TransitionRefused,
+    ValidationError,
+)
 from common.identifiers import Identifiers, require_type
 from common.lifecycle import Event, State
 from common.store.base import Document, Store
@@ -46,6 +52,10 @@ class EventResult:
     job: Document
     entry: dict[str, Any]
     applied: bool
+    #: The state the event was applied to. For a duplicate, the state *its first
+    #: delivery* was applied to (replayed from the history), not the current one:
+    #: a redelivered repeat ``finish`` (FINISHED -> FINISHED) must still look like a
+    #: repeat, or the jobs-manager would index the job a second time.
     previous_state: str
 
     @property
@@ -59,6 +69,28 @@ class CreateResult:
 
     job: Document
     created: bool
+
+
+def state_before(history: Iterable[Mapping[str, Any]], entry_uuid: str) -> str | None:
+    """The state a job was in when history entry ``entry_uuid`` was applied.
+
+    Replays the history through the lifecycle table (every applied event is in it,
+    oldest first, starting with ``create``). None if the entry is not there or the
+    history no longer replays (a table changed since it was written).
+    """
+    state: str | None = None
+    for entry in history:
+        if entry.get("uuid") == entry_uuid:
+            return state
+        name = str(entry.get("name"))
+        if name == Event.CREATE.value:
+            state = State.CREATED.value
+            continue
+        try:
+            state = lifecycle.next_state(str(state), name).value
+        except (TransitionRefused, ValidationError):
+            return None
+    return None
 
 
 def _history_entry(uuid: str, name: str, date: str, data: Mapping[str, Any] | None) -> dict:
@@ -165,7 +197,8 @@ class Jobs:
             if delivery_id is not None:
                 for past in job.get("history", ()):
                     if past.get("uuid") == entry_uuid:
-                        return EventResult(job, past, False, job["state"])
+                        before = state_before(job["history"], entry_uuid)
+                        return EventResult(job, past, False, before or job["state"])
             if check is not None:
                 check(job)
             target = lifecycle.next_state(job["state"], name, uuid=uuid)

@@ -72,8 +72,13 @@ class Pipelines:
     def uuid_for(self, definition: Mapping[str, Any]) -> str:
         return self.ids.pipeline(list(definition.get("components") or []))
 
-    def create(self, definition: Mapping[str, Any]) -> PipelineResult:
-        """Register ``definition`` (a ``pipeline_manager_create`` document)."""
+    def create(self, definition: Mapping[str, Any], *, task: str | None = None) -> PipelineResult:
+        """Register ``definition`` (a ``pipeline_manager_create`` document).
+
+        ``task`` names the execution registering it and is stored, so that a
+        redelivery of that execution can tell its own earlier insert from someone
+        else's registration of the same components.
+        """
         schemas.validate("pipeline_manager_create", dict(definition))
         uuid = self.uuid_for(definition)
         date = now(self.clock)
@@ -91,6 +96,8 @@ class Pipelines:
                 "token_rotation": 0,
             }
         )
+        if task is not None:
+            doc["task"] = task
         schemas.validate("pipeline", doc)
         try:
             return PipelineResult(self.store.insert(self.collection, doc), True)

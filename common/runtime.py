@@ -103,17 +103,26 @@ class Runtime:
         execution_id: str | None = None,
         parent: str | None = None,
         sender: str | None = None,
+        owner: str | None = None,
     ) -> Document:
         """Validate, store and publish a message for actor ``name``; the execution.
 
         Nothing is stored if the message is invalid. An ``execution_id`` that already
         exists is not sent twice (it is re-published only while still SUBMITTED).
+        ``owner`` is the id of the HTTP credential that sent it: the gateway shows
+        the execution's result (which may hold a new document's token) only to it.
         """
         actor = self.actor(name)
         params = {str(k): v for k, v in (params or {}).items()}
         actor.parse(message, params)
         execution, created = self.executions.submit(
-            actor.alias, message, params, execution_id=execution_id, parent=parent, sender=sender
+            actor.alias,
+            message,
+            params,
+            execution_id=execution_id,
+            parent=parent,
+            sender=sender,
+            owner=owner,
         )
         if created or execution["status"] == SUBMITTED:
             self.publish(actor.alias, execution["id"])

@@ -72,6 +72,27 @@ def make_app(settings: BusSettings, broker_url: str, aliases: Iterable[str]) -> 
     return app
 
 
+def run_delivery(task: Any, envelope: dict[str, Any]) -> None:
+    """The body of every actor's task: hand the execution to the bus's runtime.
+
+    One module-level function for every task and every app: Celery registers tasks
+    on every app created in the process, and it recognises a re-registration by the
+    function's identity. The bus (and so the runtime) is found through the task's own
+    app, so each app's tasks reach the runtime that app belongs to.
+    """
+    bus: CeleryBus = task.app.pipelinejobs_bus
+    alias = task.name.removeprefix("pipelinejobs.")
+    try:
+        bus.deliver(alias, str(envelope["execution"]))
+    except TRANSIENT as exc:
+        # The runtime could not even record the failure: let the broker retry.
+        countdown = min(bus.settings.retry_backoff * 2**task.request.retries, 300)
+        log.warning("execution %s of %s: %s; retrying in %.1fs", envelope, alias, exc, countdown)
+        raise task.retry(
+            exc=exc, countdown=countdown, max_retries=bus.settings.max_retries
+        ) from exc
+
+
 class CeleryBus(Bus):
     """Publishes executions as Celery tasks and runs workers for chosen actors."""
 
@@ -81,31 +102,17 @@ class CeleryBus(Bus):
         self.settings = settings
         self.broker_url = broker_url
         self.aliases = list(aliases)
+        self.deliver = deliver
         self.app = make_app(settings, broker_url, self.aliases)
+        self.app.pipelinejobs_bus = self
         for alias in self.aliases:
-            self._register(alias, deliver)
-
-    def _register(self, alias: str, deliver: Deliver) -> None:
-        retry_max = self.settings.max_retries
-        backoff = self.settings.retry_backoff
-
-        @self.app.task(
-            name=task_name(alias),
-            bind=True,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            ignore_result=True,
-        )
-        def run(task: Any, envelope: dict[str, Any]) -> None:
-            try:
-                deliver(alias, str(envelope["execution"]))
-            except TRANSIENT as exc:
-                # The runtime could not even record the failure: let the broker retry.
-                countdown = min(backoff * 2**task.request.retries, 300)
-                log.warning(
-                    "execution %s of %s: %s; retrying in %.1fs", envelope, alias, exc, countdown
-                )
-                raise task.retry(exc=exc, countdown=countdown, max_retries=retry_max) from exc
+            self.app.task(
+                name=task_name(alias),
+                bind=True,
+                acks_late=True,
+                reject_on_worker_lost=True,
+                ignore_result=True,
+            )(run_delivery)
 
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         if alias not in self.aliases:
@@ -192,6 +199,10 @@ class EmbeddedWorker:
         )
 
     def start(self, timeout: float = 10.0) -> EmbeddedWorker:
+        # The thread pool looks tasks up in Celery's *default* app (pool threads have no
+        # current app of their own), so this bus's app must be it while it runs.
+        self.bus.app.set_default()
+        self.bus.app.set_current()
         self.thread.start()
         ready = self.controller.consumer
         deadline = threading.Event()

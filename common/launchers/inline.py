@@ -4,7 +4,9 @@ It stands in for a remote backend with none of the machinery: it writes the file
 the job definition declares under ``outputs`` (``{"relative/path": "content"}``) into
 the archive path, then reports RUNNING and FINISHED to the jobs-manager through the
 bus — the same callbacks, with the same token, that an Agave job would post. A job
-definition with ``"fail": "reason"`` reports FAILED instead, for trying out failures.
+definition with ``"fail": "reason"`` reports FAILED instead, for trying out failures;
+one with ``"report": ["RUNNING"]`` reports only those statuses, leaving the rest to be
+posted by hand — as a long compute's own callbacks would be later.
 """
 
 from __future__ import annotations
@@ -43,13 +45,19 @@ class InlineLauncher(Launcher):
             "parameters": definition.get("parameters") or {},
             "_links": {},
         }
-        callbacks = [launch.report("RUNNING", {**body, "status": "RUNNING"})]
-        if definition.get("fail"):
-            callbacks.append(
-                launch.report(
-                    "FAILED", {**body, "status": "FAILED", "error": str(definition["fail"])}
-                )
+        final = "FAILED" if definition.get("fail") else "FINISHED"
+        statuses = definition.get("report", ["RUNNING", final])
+        if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+            raise ValidationError(
+                "job_definition.report must be a list of Agave statuses",
+                path="job_definition/report",
             )
-        else:
-            callbacks.append(launch.report("FINISHED", {**body, "status": "FINISHED"}))
+        callbacks = []
+        for status in statuses:
+            extra = (
+                {"error": str(definition["fail"])}
+                if status == "FAILED" and (definition.get("fail"))
+                else {}
+            )
+            callbacks.append(launch.report(status, {**body, "status": status, **extra}))
         return {"backend": self.name, "outputs": sorted(outputs), "callbacks": callbacks}
