@@ -124,6 +124,23 @@ class LauncherSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """The HTTP gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Largest request body accepted, in bytes (larger: 413).
+    max_body: int = 1048576
+    #: Longest a ``?_abaco_synchronous=true`` request waits for its execution (s).
+    sync_timeout: float = 30.0
+    #: Page size of list endpoints when ``limit`` is not given, and the largest allowed.
+    page_size: int = 50
+    max_page_size: int = 500
+    #: Worker threads of the embedded server (``pipelinejobs serve``).
+    threads: int = 8
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting, by section. Build one with :func:`load_config`."""
 
@@ -134,12 +151,15 @@ class Config:
     bus: BusSettings = field(default_factory=BusSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @property
     def broker_url(self) -> str:
         if self.bus.broker_url:
             return self.bus.broker_url
-        return "memory://" if self.system.mode == "embedded" else "redis://127.0.0.1:6379/0"
+        return (
+            "memory://localhost/" if self.system.mode == "embedded" else "redis://127.0.0.1:6379/0"
+        )
 
     @property
     def storage_root(self) -> Path:

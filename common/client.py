@@ -1,0 +1,193 @@
+"""A small HTTP client for the gateway, and the CLI commands that use it.
+
+Like ``abaco run``: ``pipelinejobs run -m '<json>' -q key=value ACTOR``. The URL and
+the bearer key come from ``--url``/``--key`` or ``PIPELINEJOBS_URL``/``PIPELINEJOBS_KEY``.
+Each command prints the gateway's JSON answer to stderr and the one thing a script
+wants (an execution id, a nonce id, a log) alone on the last line of stdout. Uses
+only the standard library, so the CLI needs nothing beyond the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from common.errors import PipelineJobsError, ValidationError
+
+
+class ClientError(PipelineJobsError):
+    """The gateway answered with an error (its status and message are kept)."""
+
+
+class Client:
+    """Calls the gateway; returns the envelope's ``result``."""
+
+    def __init__(self, url: str, key: str | None = None, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.key = key
+        self.timeout = timeout
+
+    def request(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Any:
+        query = urllib.parse.urlencode(params or {}, doseq=True)
+        target = f"{self.url}{path}" + (f"?{query}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        req = urllib.request.Request(target, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                answer = json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                answer = json.loads(exc.read() or b"null")
+                message = answer.get("message") or exc.reason
+            except (ValueError, AttributeError):
+                answer, message = None, exc.reason
+            raise ClientError(
+                f"{exc.code}: {message}", status=exc.code, result=(answer or {}).get("result")
+            ) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc}") from exc
+        print(json.dumps(answer, indent=2), file=sys.stderr)
+        return (answer or {}).get("result")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    url = args.url or os.environ.get("PIPELINEJOBS_URL") or "http://127.0.0.1:8000"
+    return Client(url, args.key or os.environ.get("PIPELINEJOBS_KEY"))
+
+
+def key_values(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"-q takes key=value, not {pair!r}", path="-q")
+        out[key] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Send a message to an actor (like `abaco run`)."""
+    try:
+        body = json.loads(args.message) if args.message else None
+    except ValueError as exc:
+        raise ValidationError(f"-m is not valid JSON: {exc}", path="-m") from exc
+    params = key_values(args.query)
+    if args.sync:
+        params["_abaco_synchronous"] = "true"
+    result = _client(args).request("POST", f"/actors/v2/{args.actor}/messages", params, body)
+    print(result.get("executionId") or result.get("id"))
+    return 0
+
+
+def cmd_executions(args: argparse.Namespace) -> int:
+    """List an actor's executions."""
+    result = _client(args).request(
+        "GET", f"/actors/v2/{args.actor}/executions", {"limit": args.limit}
+    )
+    for e in result["executions"]:
+        print(f"{e['id']}  {e['status']:<9} {e['createTime']}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print an execution's log lines."""
+    result = _client(args).request(
+        "GET", f"/actors/v2/{args.actor}/executions/{args.execution}/logs"
+    )
+    print(result["logs"])
+    return 0
+
+
+def cmd_nonces(args: argparse.Namespace) -> int:
+    """Create, list or delete nonces of an actor."""
+    client, base = _client(args), f"/actors/v2/{args.actor}/nonces"
+    if args.action == "create":
+        body: dict[str, Any] = {"level": args.level, "maxUses": args.max_uses}
+        if args.description:
+            body["description"] = args.description
+        if args.expires_in:
+            body["expiresIn"] = args.expires_in
+        print(client.request("POST", base, body=body)["id"])
+    elif args.action == "list":
+        for n in client.request("GET", base):
+            print(f"{n['id']}  {n['level']:<8} uses left {n['remainingUses']}")
+    else:
+        if not args.nonce:
+            raise ValidationError("nonces delete needs the nonce id", path="nonce")
+        client.request("DELETE", f"{base}/{args.nonce}")
+        print(args.nonce)
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    """jobs|pipelines list|show."""
+    client = _client(args)
+    if args.action == "show":
+        if not args.uuid:
+            raise ValidationError(f"{args.what} show needs a uuid", path="uuid")
+        print(json.dumps(client.request("GET", f"/{args.what}/{args.uuid}"), indent=2))
+        return 0
+    params: dict[str, Any] = {"limit": args.limit}
+    if getattr(args, "state", None):
+        params["state"] = args.state
+    result = client.request("GET", f"/{args.what}", params)
+    for doc in result[args.what]:
+        print(
+            f"{doc['uuid']}  {doc.get('state') or doc.get('status')}  "
+            f"{doc.get('name') or doc.get('pipeline_uuid')}"
+        )
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register the HTTP client commands on the CLI's subparsers."""
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--url", help="gateway URL (default $PIPELINEJOBS_URL)")
+        p.add_argument("--key", help="bearer key (default $PIPELINEJOBS_KEY)")
+        p.set_defaults(func=func, http=True)
+        return p
+
+    run = add("run", cmd_run, "send a message to an actor (like abaco run)")
+    run.add_argument("actor")
+    run.add_argument("-m", "--message", help="the JSON message")
+    run.add_argument(
+        "-q", "--query", action="append", metavar="KEY=VALUE", help="a URL parameter (repeatable)"
+    )
+    run.add_argument("--sync", action="store_true", help="wait for the execution's result")
+    ex = add("executions", cmd_executions, "list an actor's executions")
+    ex.add_argument("actor")
+    ex.add_argument("--limit", type=int, default=50)
+    logs = add("logs", cmd_logs, "print an execution's logs")
+    logs.add_argument("actor")
+    logs.add_argument("execution")
+    nonces = add("nonces", cmd_nonces, "create, list or delete an actor's nonces")
+    nonces.add_argument("action", choices=["create", "list", "delete"])
+    nonces.add_argument("actor")
+    nonces.add_argument("nonce", nargs="?")
+    nonces.add_argument("--level", default="EXECUTE", choices=["READ", "EXECUTE", "UPDATE"])
+    nonces.add_argument("--max-uses", type=int, default=-1)
+    nonces.add_argument("--description", default="")
+    nonces.add_argument("--expires-in", type=int, default=None)
+    for what in ("jobs", "pipelines"):
+        p = add(what, cmd_read, f"list or show {what}")
+        p.add_argument("action", choices=["list", "show"])
+        p.add_argument("uuid", nargs="?")
+        p.add_argument("--limit", type=int, default=50)
+        if what == "jobs":
+            p.add_argument("--state")
+        p.set_defaults(what=what)

@@ -1,0 +1,222 @@
+"""Abaco's actors API: messages, executions, logs and nonces of one actor.
+
+``POST /actors/v2/<actor>/messages`` takes a JSON body, URL parameters, or both (as
+each actor accepts), validates the message with the actor's own ``parse`` before
+anything is queued, stores the execution and publishes it. With
+``?_abaco_synchronous=true`` (or ``sync=true``) it waits, bounded by
+``gateway.sync_timeout``, and answers with the finished execution — an actor's
+refusal mapped to the HTTP code of its error.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, g, request, url_for
+
+from common.errors import NotFound, ValidationError, http_status_named
+from common.executions import FINISHED_STATUSES
+from common.gateway.auth import requires
+from common.gateway.http import (
+    REDACTED,
+    envelope,
+    failure,
+    page_args,
+    read_json_body,
+    redact,
+    truthy,
+)
+from common.nonces import public as public_nonce
+from common.store.base import Document
+
+bp = Blueprint("actors", __name__)
+
+#: URL parameters that steer the gateway and are not part of the message.
+RESERVED = frozenset({"x-nonce", "_abaco_synchronous", "sync"})
+
+
+def _gateway() -> Any:
+    return current_app.config["PIPELINEJOBS"]
+
+
+def _links(alias: str, execution_id: str) -> dict[str, str]:
+    return {
+        "self": url_for(
+            "actors.get_execution", actor=alias, execution_id=execution_id, _external=True
+        ),
+        "logs": url_for("actors.get_logs", actor=alias, execution_id=execution_id, _external=True),
+        "owner": g.principal.owner[:12],
+    }
+
+
+def _view(execution: Document) -> dict[str, Any]:
+    """An execution as a caller sees it: secrets in the message masked; the result
+    (which may hold a new document's token) only for whoever sent it, or an admin."""
+    own = g.principal.is_admin or execution.get("owner") == g.principal.owner
+    out = {
+        "id": execution["id"],
+        "actorId": execution["actor"],
+        "status": execution["status"],
+        "message": redact(execution.get("message")),
+        "params": redact(execution.get("params") or {}),
+        "result": execution.get("result") if own else redact(execution.get("result")),
+        "error": execution.get("error"),
+        "progress": execution.get("progress"),
+        "attempts": execution.get("attempts", 0),
+        "parent": execution.get("parent"),
+        "createTime": execution["created"],
+        "startTime": execution.get("started"),
+        "finishTime": execution.get("finished"),
+    }
+    return out
+
+
+@bp.post("/actors/v2/<actor>/messages")
+@requires("EXECUTE")
+def post_message(actor: str) -> Any:
+    gateway = _gateway()
+    message = read_json_body()
+    params = {k: v for k, v in request.args.items() if k not in RESERVED}
+    execution = gateway.runtime.submit(
+        g.actor.alias,
+        message,
+        params,
+        sender=f"key:{g.principal.owner[:12]}",
+        owner=g.principal.owner,
+    )
+    links = _links(g.actor.alias, execution["id"])
+    if not (truthy(request.args.get("_abaco_synchronous")) or truthy(request.args.get("sync"))):
+        return envelope(
+            {"executionId": execution["id"], "msg": redact(message), "_links": links},
+            "The request was successful",
+        )
+    deadline = time.monotonic() + gateway.config.gateway.sync_timeout
+    while execution["status"] not in FINISHED_STATUSES and time.monotonic() < deadline:
+        time.sleep(0.01)
+        execution = gateway.runtime.executions.get(execution["id"])
+    view = {
+        **_view(execution),
+        "executionId": execution["id"],
+        "_links": links,
+        "logs": execution.get("logs", []),
+    }
+    if execution["status"] == "COMPLETE":
+        return envelope(view, "The execution completed")
+    if execution["status"] == "ERROR":
+        error = execution.get("error") or {}
+        return failure(
+            error.get("message", "the execution failed"),
+            view,
+            http_status_named(str(error.get("error", ""))),
+        )
+    return envelope(
+        view,
+        f"The execution is still {execution['status']} after "
+        f"{gateway.config.gateway.sync_timeout:.0f} s",
+        202,
+    )
+
+
+def _execution(alias: str, execution_id: str) -> Document:
+    execution = _gateway().store.get("executions", execution_id)
+    if execution is None or execution["actor"] != alias:
+        raise NotFound(f"no execution {execution_id} of actor {alias}", execution=execution_id)
+    return execution
+
+
+@bp.get("/actors/v2/<actor>/executions")
+@requires("READ")
+def list_executions(actor: str) -> Any:
+    limit, cursor = page_args()
+    page = _gateway().runtime.executions.page(
+        g.actor.alias, limit=limit, after=cursor, status=request.args.get("status") or None
+    )
+    summaries = [
+        {
+            "id": e["id"],
+            "status": e["status"],
+            "createTime": e["created"],
+            "finishTime": e.get("finished"),
+        }
+        for e in page.items
+    ]
+    return envelope({"actorId": g.actor.alias, "executions": summaries, "next": page.next})
+
+
+@bp.get("/actors/v2/<actor>/executions/<execution_id>")
+@requires("READ")
+def get_execution(actor: str, execution_id: str) -> Any:
+    return envelope(_view(_execution(g.actor.alias, execution_id)))
+
+
+@bp.get("/actors/v2/<actor>/executions/<execution_id>/logs")
+@requires("READ")
+def get_logs(actor: str, execution_id: str) -> Any:
+    execution = _execution(g.actor.alias, execution_id)
+    return envelope(
+        {
+            "logs": "\n".join(execution.get("logs") or []),
+            "_links": _links(g.actor.alias, execution_id),
+        }
+    )
+
+
+@bp.post("/actors/v2/<actor>/nonces")
+@requires("EXECUTE", keys_only=True)
+def create_nonce(actor: str) -> Any:
+    body = read_json_body()
+    if not isinstance(body, dict):
+        raise ValidationError("the nonce request must be a JSON object", path="")
+    unknown = sorted(set(body) - {"level", "maxUses", "description", "expiresIn"})
+    if unknown:
+        raise ValidationError(
+            f"unknown nonce fields {unknown}; allowed: level, maxUses, description, expiresIn",
+            path=unknown[0],
+        )
+    secret, doc = _gateway().nonces.create(
+        g.actor.alias,
+        g.principal,
+        level=body.get("level", "EXECUTE"),
+        max_uses=body.get("maxUses", -1),
+        description=body.get("description", ""),
+        expires_in=body.get("expiresIn"),
+    )
+    return envelope(
+        {**public_nonce(doc), "id": secret}, "Nonce created: its id is shown only now", 201
+    )
+
+
+@bp.get("/actors/v2/<actor>/nonces")
+@requires("READ", keys_only=True)
+def list_nonces(actor: str) -> Any:
+    mine = [
+        n
+        for n in _gateway().nonces.list(g.actor.alias)
+        if g.principal.is_admin or n["owner"] == g.principal.owner
+    ]
+    return envelope([public_nonce(n) for n in mine])
+
+
+def _own_nonce(alias: str, nonce_id: str) -> Document:
+    doc = _gateway().nonces.find(alias, nonce_id)
+    if not (g.principal.is_admin or doc["owner"] == g.principal.owner):
+        raise NotFound(f"no nonce {nonce_id!r} of yours on actor {alias}")
+    return doc
+
+
+@bp.get("/actors/v2/<actor>/nonces/<nonce_id>")
+@requires("READ", keys_only=True)
+def get_nonce(actor: str, nonce_id: str) -> Any:
+    return envelope(public_nonce(_own_nonce(g.actor.alias, nonce_id)))
+
+
+@bp.delete("/actors/v2/<actor>/nonces/<nonce_id>")
+@requires("EXECUTE", keys_only=True)
+def delete_nonce(actor: str, nonce_id: str) -> Any:
+    doc = _own_nonce(g.actor.alias, nonce_id)
+    _gateway().store.delete("nonces", doc["id"])
+    return envelope(None, f"Nonce {doc['id'][:12]} deleted")
+
+
+__all__ = ["bp", "REDACTED"]

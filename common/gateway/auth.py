@@ -1,0 +1,86 @@
+"""Authentication and authorisation of HTTP requests, as one layer.
+
+Routes declare what they need with :func:`requires`; nothing inside a route looks at
+credentials. A request authenticates with ``Authorization: Bearer <key>`` or, on an
+actor's routes only, ``?x-nonce=<id>`` — a nonce is scoped to one actor and used up
+one request at a time. Missing or unknown credentials are 401; a valid credential
+without the right is 403. (Per-document update tokens are a different thing: the
+actors check them, because they guard the documents, not the endpoints.)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from common.errors import InvalidCredential, MissingCredential, PermissionDenied
+from common.keys import Principal
+from common.nonces import level_rank
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _principal(alias: str | None, level: str, *, keys_only: bool = False) -> Principal:
+    gateway = current_app.config["PIPELINEJOBS"]
+    header = request.headers.get("Authorization", "")
+    nonce = request.args.get("x-nonce")
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise InvalidCredential("the Authorization header must be 'Bearer <key>'")
+        principal = gateway.keys.authenticate(secret.strip())
+    elif nonce:
+        if alias is None:
+            raise InvalidCredential(
+                "a nonce is accepted only on /actors/v2/<actor>/ routes; use a bearer key here"
+            )
+        if keys_only:  # refused before redeeming: a refused request must not spend a use
+            raise PermissionDenied("a nonce cannot manage nonces; use a bearer key")
+        return gateway.nonces.redeem(nonce, alias, level, check_owner=gateway.keys.require_active)
+    else:
+        raise MissingCredential(
+            "send 'Authorization: Bearer <key>' or, on an actor's routes, the x-nonce URL parameter"
+        )
+    if (
+        alias is not None
+        and level_rank(level) >= level_rank("EXECUTE")
+        and (not principal.may_post(alias))
+    ):
+        raise PermissionDenied(
+            f"this key may not post to {alias}; it may post to: {', '.join(principal.actors)}"
+        )
+    return principal
+
+
+def requires(
+    level: str = "READ",
+    *,
+    admin: bool = False,
+    keys_only: bool = False,
+) -> Callable[[F], F]:
+    """Authenticate the request for ``level`` on the route's ``actor`` (if it has one).
+
+    Sets ``g.principal`` and, on actor routes, ``g.actor`` (resolved from alias or id).
+    ``admin``: only admin keys. ``keys_only``: nonces are refused (managing nonces).
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gateway = current_app.config["PIPELINEJOBS"]
+            alias = None
+            if "actor" in kwargs:
+                g.actor = gateway.runtime.actor(kwargs["actor"])
+                alias = g.actor.alias
+            principal = _principal(alias, level, keys_only=keys_only)
+            if admin and not principal.is_admin:
+                raise PermissionDenied("this needs an admin key")
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,177 @@
+"""`pipelinejobs serve` as a real process, driven over real HTTP: keys, nonces, tokens,
+refusals, and a job's whole lifecycle read back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from .conftest import _free_port
+from .server import ROOT, start_server
+
+APP = "serve-test-app"
+
+
+def cli(*args: str, data_dir: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "common.cli", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_job_lifecycle_over_http(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server(data, _free_port())
+    url, http = server.url, requests.Session()
+    try:
+        admin = {"Authorization": f"Bearer {server.admin_key}"}
+        # A user key, made by the CLI straight in the store while the server runs.
+        user_key = cli("keys", "create", "--role", "user", data_dir=data)
+        user = {"Authorization": f"Bearer {user_key}"}
+        assert http.get(f"{url}/jobs", timeout=10).status_code == 401
+        assert (
+            http.get(
+                f"{url}/jobs", headers={"Authorization": "Bearer nope"}, timeout=10
+            ).status_code
+            == 401
+        )
+
+        def post(
+            actor: str, body: dict | None = None, headers: dict | None = None, **params: str
+        ) -> requests.Response:
+            return http.post(
+                f"{url}/actors/v2/{actor}/messages",
+                json=body,
+                params=params,
+                headers=headers if headers is not None else user,
+                timeout=30,
+            )
+
+        created = post(
+            "pipelines-manager",
+            {"name": "serve test", "components": [{"id": APP, "inputs": {}, "parameters": {}}]},
+            _abaco_synchronous="true",
+        )
+        assert created.status_code == 200, created.text
+        pipeline = created.json()["result"]["result"]["uuid"]
+
+        launched = post(
+            "launcher-proxy",
+            {
+                "parameters": {"measurement_id": ["measurement.tacc.1", "measurement.tacc.2"]},
+                "job_definition": {"appId": APP, "report": [], "outputs": {"out.txt": "hi"}},
+            },
+            _abaco_synchronous="true",
+        )
+        assert launched.status_code == 200, launched.text
+        job, token = (launched.json()["result"]["result"][k] for k in ("uuid", "token"))
+
+        # A wrong token is a valid credential without the right: 403, nothing changes.
+        wrong = post(
+            "jobs-manager",
+            {"uuid": job, "name": "finish", "token": "0" * 16},
+            _abaco_synchronous="true",
+        )
+        assert wrong.status_code == 403, wrong.text
+        assert "update token" in wrong.json()["message"]
+
+        # A nonce of two uses, for the compute backend's callbacks.
+        made = http.post(
+            f"{url}/actors/v2/jobs-manager/nonces",
+            headers=user,
+            json={"maxUses": 2, "description": "callbacks"},
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+        nonce = made.json()["result"]["id"]
+        listed = http.get(f"{url}/actors/v2/jobs-manager/nonces", headers=user, timeout=10)
+        assert nonce not in listed.text and listed.json()["result"][0]["remainingUses"] == 2
+
+        def callback(status: str) -> requests.Response:
+            return http.post(
+                f"{url}/actors/v2/jobs-manager/messages",
+                timeout=30,
+                params={
+                    "uuid": job,
+                    "status": status,
+                    "token": token,
+                    "x-nonce": nonce,
+                    "_abaco_synchronous": "true",
+                },
+                json={"appId": APP, "status": status},
+            )
+
+        assert callback("HEARTBEAT").status_code == 200
+        assert callback("FINISHED").status_code == 200
+        used_up = callback("ARCHIVING_FINISHED")
+        assert used_up.status_code == 401 and "no uses left" in used_up.json()["message"]
+
+        # A refused transition: 409 with the state, the event and where it is allowed.
+        refused = post(
+            "jobs-manager",
+            {"uuid": job, "name": "reject", "token": token},
+            _abaco_synchronous="true",
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["result"]["error"]["state"] == "FINISHED"
+        assert refused.json()["result"]["error"]["allowed"] == ["VALIDATING"]
+
+        # An admin-only event with an admin token minted by the CLI.
+        admin_token = cli("admin-token", data_dir=data)
+        reset = post(
+            "jobs-manager",
+            {"uuid": job, "name": "reset", "token": admin_token},
+            headers=admin,
+            _abaco_synchronous="true",
+        )
+        assert reset.status_code == 200, reset.text
+
+        read = http.get(f"{url}/jobs/{job}", headers=user, timeout=10).json()["result"]
+        assert [h["name"] for h in read["history"]] == [
+            "create",
+            "run",
+            "update",
+            "finish",
+            "reset",
+        ]
+        assert read["state"] == "RESET"
+        assert read["child_of"] == ["measurement.tacc.1", "measurement.tacc.2"]
+        assert token not in str(read)
+        counts = http.get(
+            f"{url}/jobs",
+            params={"counts": "true", "pipeline_uuid": pipeline},
+            headers=user,
+            timeout=10,
+        ).json()["result"]["counts"]
+        assert counts["RESET"] == 1 and sum(counts.values()) == 1
+        execs = http.get(
+            f"{url}/actors/v2/jobs-manager/executions", headers=user, timeout=10
+        ).json()["result"]["executions"]
+        assert len(execs) == 5  # wrong token, two callbacks, refused reject, reset
+        assert (
+            token
+            not in http.get(
+                f"{url}/actors/v2/jobs-manager/executions/{execs[-1]['id']}",
+                headers=user,
+                timeout=10,
+            ).text
+        )
+
+        # Revoking the key (by the id `keys list` shows) shuts it out at once.
+        newest = cli("keys", "list", data_dir=data)
+        assert " user " in newest
+        cli("keys", "revoke", newest.split()[0], data_dir=data)
+        assert http.get(f"{url}/jobs", headers=user, timeout=10).status_code == 401
+        assert http.get(f"{url}/jobs", headers=admin, timeout=10).status_code == 200
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None
