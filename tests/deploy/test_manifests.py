@@ -1,0 +1,56 @@
+"""The deploy files name real commands and real settings (no Docker engine runs here,
+so this is what keeps them from drifting)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.cli import build_parser
+from common.config import Config, env_name
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SETTINGS = {
+    env_name(s.name, k.name)
+    for s in dataclasses.fields(Config())
+    for k in dataclasses.fields(getattr(Config(), s.name))
+}
+
+
+def commands_and_env() -> tuple[list[list[str]], set[str]]:
+    commands: list[list[str]] = []
+    names: set[str] = set()
+    compose = yaml.safe_load((DEPLOY / "compose.yml").read_text())
+    for service in compose["services"].values():
+        if isinstance(service.get("command"), list) and service["command"][0] == "pipelinejobs":
+            commands.append(service["command"])
+        names |= set(service.get("environment") or {})
+    for doc in yaml.safe_load_all((DEPLOY / "kubernetes" / "pipelinejobs.yaml").read_text()):
+        if doc["kind"] == "ConfigMap":
+            names |= set(doc["data"])
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                commands.append(container["command"])
+                names |= {e["name"] for e in container.get("env", [])}
+    docker = (DEPLOY / "Dockerfile").read_text()
+    commands.append(yaml.safe_load(re.search(r"^CMD (.*)$", docker, re.M).group(1)))
+    names |= set(re.findall(r"(PIPELINEJOBS_[A-Z_]+)=", docker))
+    return commands, {n for n in names if n.startswith("PIPELINEJOBS_")}
+
+
+COMMANDS, ENV = commands_and_env()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c[1:3]) for c in COMMANDS])
+def test_every_command_parses(command: list[str]) -> None:
+    assert command[0] == "pipelinejobs"
+    build_parser().parse_args(command[1:])
+
+
+@pytest.mark.parametrize("name", sorted(ENV))
+def test_every_environment_variable_is_a_setting(name: str) -> None:
+    assert name in SETTINGS
