@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/pipelinejobs init --data-dir $(DATA_DIR)
+	$(BIN)/pipelinejobs serve --data-dir $(DATA_DIR)
 
 lint: install
 	$(BIN)/ruff check .
