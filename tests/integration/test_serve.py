@@ -3,6 +3,7 @@ refusals, and a job's whole lifecycle read back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,65 @@ def test_a_job_lifecycle_over_http(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.proc.returncode is not None
+
+
+def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server(data, _free_port())
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "PIPELINEJOBS_URL": server.url,
+        "PIPELINEJOBS_KEY": server.admin_key,
+    }
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "common.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (done.returncode == 0) == ok, done.stdout + done.stderr
+        return done
+
+    def last(*args: str) -> str:
+        return run(*args).stdout.strip().splitlines()[-1]
+
+    try:
+        pipeline = {
+            "name": "cli",
+            "components": [{"id": "cli-app", "inputs": {}, "parameters": {}}],
+        }
+        execution = last("run", "-m", json.dumps(pipeline), "pipelines-manager", "--sync")
+        assert len(execution) == 13
+        assert execution in last("executions", "pipelines-manager")
+        assert "Action selected: create" in run("logs", "pipelines-manager", execution).stdout
+        uuid = last("pipelines", "list").split()[0]
+        assert json.loads(run("pipelines", "show", uuid).stdout)["name"] == "cli"
+
+        launch = {
+            "parameters": {"sample_id": "sample.tacc.cli"},
+            "job_definition": {"appId": "cli-app", "report": ["RUNNING"]},
+        }
+        last("run", "-m", json.dumps(launch), "launcher-proxy", "--sync")
+        job = last("jobs", "list", "--state", "RUNNING").split()[0]
+        assert json.loads(run("jobs", "show", job).stdout)["state"] == "RUNNING"
+        # An event as URL parameters, like `abaco run -q`; no token: refused, 403.
+        refused = run(
+            "run", "-q", f"uuid={job}", "-q", "event=finish", "jobs-manager", "--sync", ok=False
+        )
+        assert "403" in refused.stderr and "Traceback" not in refused.stderr
+
+        nonce = last("nonces", "create", "jobs-manager", "--max-uses", "3")
+        assert nonce.startswith("PJ_")
+        listed = last("nonces", "list", "jobs-manager")
+        assert "uses left 3" in listed and nonce not in listed
+        last("nonces", "delete", "jobs-manager", listed.split()[0])
+        assert run("nonces", "list", "jobs-manager").stdout.strip() == ""
+        bad = run("jobs", "list", "--url", "http://127.0.0.1:1", ok=False)
+        assert "cannot reach" in bad.stderr
+    finally:
+        server.stop()
