@@ -1,4 +1,4 @@
-"""Fixtures for the whole suite: a runtime on the stub bus, and real brokers."""
+"""Fixtures for the whole suite: a runtime on the stub bus."""
 
 from __future__ import annotations
 
@@ -7,29 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from common.bus.stub import StubBus
-from common.config import load_config
 from common.runtime import Runtime
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
+from tests.support import make_runtime, runtime_config
 
-
-def runtime_config(tmp_path: Path, **sections: dict) -> object:
-    overrides = {
-        "system": {"data_dir": str(tmp_path / "data")},
-        "tokens": {"secret": "s" * 32, "admin_secret": "a" * 32},
-    }
-    for name, values in sections.items():
-        overrides.setdefault(name, {}).update(values)
-    return load_config(env={}, overrides=overrides)
+__all__ = ["runtime_config"]
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     """A runtime on the stub bus: ``runtime.bus.join()`` runs every queued message."""
-    store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "rt.sqlite3")
-    bus = StubBus()
-    rt = Runtime(runtime_config(tmp_path), store=store, bus=bus)  # type: ignore[arg-type]
-    bus.deliver = rt.deliver
+    rt = make_runtime(tmp_path, request.param)
     yield rt
     rt.close()

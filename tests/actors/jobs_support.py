@@ -8,51 +8,16 @@ with ``runtime.bus.join()``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from common.bus.stub import StubBus
-from common.clock import Clock, system_clock
 from common.runtime import Runtime
 from common.store.base import Document
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
-from tests.conftest import runtime_config
+from tests.support import stub as bus
 
 ARCHIVE = "/products/v2/1064aaf1459c5e42820db822aa4b3990/linkhash/datahash"
 PIPELINE = {"name": "Tacobot 9001", "components": [{"repo": "sd2e/tacobot:0.1.0"}]}
 #: The seed's index filters, URL-encoded as in its example.
 SEED_FILTERS = ["sample%5C.uw_biofab%5C.141715", "sample-uw_biofab-141715"]
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def make_runtime(
-    tmp_path: Path, kind: str = "memory", clock: Clock = system_clock, **sections: dict
-) -> Runtime:
-    """A runtime on a fresh StubBus, like the ``runtime`` fixture but with a clock."""
-    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "rt.sqlite3")
-    bus = StubBus()
-    config = runtime_config(tmp_path, **sections)
-    rt = Runtime(config, store=store, bus=bus, clock=clock)  # type: ignore[arg-type]
-    bus.deliver = rt.deliver
-    return rt
-
-
-def bus(rt: Runtime) -> StubBus:
-    assert isinstance(rt.bus, StubBus)
-    return rt.bus
 
 
 def make_job(

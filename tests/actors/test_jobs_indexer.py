@@ -16,16 +16,15 @@ from common.runtime import Runtime
 from tests.actors.jobs_support import (
     ARCHIVE,
     SEED_FILTERS,
-    FakeClock,
-    bus,
     executions_of,
     make_job,
-    make_runtime,
     names,
     run,
     token,
     write_files,
 )
+from tests.support import FakeClock, make_runtime
+from tests.support import stub as bus
 
 INDEXER = "jobs-indexer"
 FILES = {

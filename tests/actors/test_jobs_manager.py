@@ -13,16 +13,15 @@ from common.errors import MalformedMessage, NotFound, SchemaValidationError
 from common.runtime import Runtime
 from tests.actors.jobs_support import (
     SEED_FILTERS,
-    FakeClock,
-    bus,
     executions_of,
     make_job,
-    make_runtime,
     names,
     run,
     token,
     write_files,
 )
+from tests.support import FakeClock, make_runtime
+from tests.support import stub as bus
 
 MANAGER = "jobs-manager"
 #: The seed's URL-parameter example body.

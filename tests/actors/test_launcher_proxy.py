@@ -23,7 +23,8 @@ from common.errors import SchemaValidationError, ValidationError
 from common.runtime import Runtime
 from common.store.memory import MemoryStore
 from common.store.sqlite import SQLiteStore
-from tests.conftest import runtime_config
+from tests.support import FakeClock as Clock
+from tests.support import runtime_config, stub
 
 ALIAS = "launcher-proxy"
 APP_ID = "tacobot9000-0.1.0u1"
@@ -54,22 +55,7 @@ def pipeline_definition(app_id: str = APP_ID, name: str = "Tacobot") -> dict[str
     }
 
 
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # -- helpers -----------------------------------------------------------------------------
-
-
-def stub(rt: Runtime) -> StubBus:
-    assert isinstance(rt.bus, StubBus)
-    return rt.bus
 
 
 def run(rt: Runtime, alias: str, message: Any, params: dict[str, Any] | None = None) -> dict:

@@ -23,7 +23,8 @@ from common.errors import MalformedMessage, SchemaValidationError
 from common.runtime import Runtime
 from common.store.memory import MemoryStore
 from common.store.sqlite import SQLiteStore
-from tests.conftest import runtime_config
+from tests.support import FakeClock as Clock
+from tests.support import runtime_config, stub
 
 ALIAS = "pipelines-manager"
 PIPELINE_UUID_RE = re.compile(r"^106[0-9a-f]{5}-[0-9a-f]{4}-5[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -51,22 +52,7 @@ OTHER: dict[str, Any] = {
 }
 
 
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # -- helpers --------------------------------------------------------------------------
-
-
-def stub(rt: Runtime) -> StubBus:
-    assert isinstance(rt.bus, StubBus)
-    return rt.bus
 
 
 def run(rt: Runtime, message: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,19 +9,7 @@ import pytest
 
 from common.store.memory import MemoryStore
 from common.store.sqlite import SQLiteStore
-
-
-class FakeClock:
-    """A clock that moves only when told to: tokens and dates without sleeping."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support import FakeClock
 
 
 @pytest.fixture

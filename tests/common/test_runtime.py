@@ -17,7 +17,9 @@ from common.errors import (
 )
 from common.executions import derived_id
 from common.runtime import Runtime
-from tests.actors.jobs_support import FakeClock, bus, make_job, make_runtime, token
+from tests.actors.jobs_support import make_job, token
+from tests.support import FakeClock, make_runtime, runtime_config
+from tests.support import stub as bus
 
 MANAGER = "jobs-manager"
 ALIASES = ["pipelines-manager", "jobs-manager", "jobs-indexer", "launcher-proxy"]
@@ -118,7 +120,6 @@ def test_submitting_an_existing_id_again(runtime: Runtime):
 
 
 def test_submit_without_a_bus_is_an_error(tmp_path: Path):
-    from tests.conftest import runtime_config
 
     rt = Runtime(runtime_config(tmp_path))  # type: ignore[arg-type]
     try:

@@ -25,26 +25,15 @@ from common.runtime import Runtime
 from common.store.base import Document
 from common.store.memory import MemoryStore
 from common.store.sqlite import SQLiteStore
-from tests.conftest import runtime_config
+from tests.support import FakeClock as FakeClock
+from tests.support import runtime_config as runtime_config
+from tests.support import stub as stub
 
 PIPELINE = {"name": "Tacobot 9001", "components": [{"repo": "sd2e/tacobot:0.1.0"}]}
 LINKAGE = "sample.uw_biofab.141715"
 ARCHIVE = "/products/v2/1064aaf1459c5e42820db822aa4b3990/linkhash/datahash"
 MESSAGES = "/actors/v2/{}/messages"
 SYNC = {"_abaco_synchronous": "true"}
-
-
-class FakeClock:
-    """A clock that moves only when told to: expiry without sleeping."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -90,11 +79,6 @@ def gateway_of(app: Flask) -> Gateway:
     gateway = app.config["PIPELINEJOBS"]
     assert isinstance(gateway, Gateway)
     return gateway
-
-
-def stub(rt: Runtime) -> StubBus:
-    assert isinstance(rt.bus, StubBus)
-    return rt.bus
 
 
 @pytest.fixture
