@@ -149,13 +149,8 @@ class CeleryBus(Bus):
             raise BusUnavailable(f"broker {self._safe_url()} is not reachable: {exc}") from exc
 
     def close(self) -> None:
-        """Close the broker connections (Celery's own ``close`` only forgets them)."""
-        for pool in (
-            getattr(self.app.amqp, "_producer_pool", None),
-            getattr(self.app, "_pool", None),
-        ):
-            if pool is not None:
-                pool.force_close_all()
+        # Only the app: its connection and producer pools are kombu's process-wide
+        # pools, shared with any other app on the same broker, so they are not closed.
         self.app.close()
 
     def worker_options(
