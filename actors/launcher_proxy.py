@@ -23,8 +23,10 @@ from typing import Any
 from common import archive
 from common.actor import Actor, Context, Message, Params
 from common.errors import PipelineJobsError, ValidationError
-from common.launchers import Launch, make_launcher
+from common.keys import SYSTEM_OWNER, Principal
+from common.launchers import Launch, choose, make_launcher, needs_callback
 from common.lifecycle import State
+from common.nonces import Nonces
 from common.storage import LocalStorage
 from common.store.base import Document
 
@@ -63,6 +65,12 @@ class LauncherProxy(Actor):
             LocalStorage.normalise(explicit_path(body["archive_path"])[1])
         return Message("launch", body)
 
+    def admit(self, runtime: Any, msg: Message) -> None:
+        """A symlink can only be seen on disk: resolve an explicit archive path against
+        the storage root before the message is queued, so an escape is a 400."""
+        if msg.body.get("archive_path"):
+            runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
+
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         rt, body = ctx.runtime, msg.body
         definition = body["job_definition"]
@@ -70,6 +78,8 @@ class LauncherProxy(Actor):
             uuid=body.get("pipeline_uuid"), app_id=definition.get("appId")
         )
         rt.pipelines.require_active(pipeline)
+        backend = choose(rt.config, definition, pipeline)
+        make_launcher(backend, rt.config, rt.storage).check(definition, pipeline)
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition
         if body.get("archive_path"):
@@ -97,7 +107,7 @@ class LauncherProxy(Actor):
             "archive_system": rt.storage.system,
             "agent": f"/actors/v2/{rt.actor_id(self.alias)}",
             "task": f"/actors/v2/{rt.actor_id(self.alias)}/executions/{ctx.execution_id}",
-            "launch": {"job_definition": definition, "backend": rt.config.launcher.backend},
+            "launch": {"job_definition": definition, "backend": backend},
         }
         if "index_patterns" in body or "processing_level" in body:
             fields["index"] = {
@@ -123,17 +133,54 @@ class LauncherProxy(Actor):
             f"{'Created' if created.created else 'Found'} job {job['uuid']} "
             f"at {job['archive_path']}"
         )
-        return {**self._launch(ctx, pipeline, job, definition), "created": created.created}
+        launched = self._launch(ctx, pipeline, job, definition, backend)
+        return {**launched, "created": created.created}
+
+    @staticmethod
+    def _callback_base(ctx: Context, uuid: str, token: str, backend: str) -> str:
+        """The jobs-manager URL a backend posts statuses to, with the job's token and a
+        nonce minted for it: limited uses for a job we watch, unlimited but expiring
+        for one that reports on its own (an Agave notification fires per status)."""
+        rt = ctx.runtime
+        settings = rt.config.launcher
+        system = Principal("system", "launcher-proxy", "user", SYSTEM_OWNER, ("jobs-manager",))
+        watched = backend in ("local", "docker")
+        nonce, _ = Nonces(rt.store, clock=rt.clock).create(
+            "jobs-manager",
+            system,
+            level="EXECUTE",
+            max_uses=settings.callback_nonce_uses if watched else -1,
+            description=f"status callbacks of job {uuid}",
+            expires_in=None if watched else settings.callback_nonce_ttl,
+        )
+        return (
+            f"{rt.config.public_url}/actors/v2/jobs-manager/messages?uuid={uuid}"
+            f"&token={token}&x-nonce={nonce}"
+        )
 
     def _launch(
-        self, ctx: Context, pipeline: Document, job: Document, definition: dict[str, Any]
+        self,
+        ctx: Context,
+        pipeline: Document,
+        job: Document,
+        definition: dict[str, Any],
+        backend: str,
     ) -> dict[str, Any]:
         rt, uuid = ctx.runtime, job["uuid"]
         token = rt.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
+        callback_base = (
+            self._callback_base(ctx, uuid, token, backend) if needs_callback(backend) else None
+        )
         rt.jobs.apply(
             uuid,
             "run",
-            {"launcher": rt.config.launcher.backend, "archive_path": job["archive_path"]},
+            {
+                "launcher": backend,
+                "archive_path": job["archive_path"],
+                "callback": f"{rt.config.public_url}/actors/v2/jobs-manager/messages"
+                if callback_base
+                else None,
+            },
             delivery_id=ctx.execution_id,
         )
 
@@ -142,10 +189,20 @@ class LauncherProxy(Actor):
                 "jobs-manager", dict(callback), {"uuid": uuid, "status": status, "token": token}
             )
 
-        launcher = make_launcher(rt.config, rt.storage)
+        launcher = make_launcher(backend, rt.config, rt.storage)
         try:
             started = launcher.launch(
-                Launch(job, pipeline, definition, job["archive_path"], report)
+                Launch(
+                    job,
+                    pipeline,
+                    definition,
+                    job["archive_path"],
+                    rt.storage.resolve(job["archive_path"]),
+                    token,
+                    report,
+                    callback_base,
+                    rt.config.log_dir / f"{uuid}.log",
+                )
             )
         except PipelineJobsError as exc:
             ctx.log.error(f"Launch of {uuid} failed: {exc.message}")

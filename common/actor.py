@@ -58,6 +58,10 @@ class Actor:
         """Classify and validate; raise a ValidationError naming what is wrong."""
         raise NotImplementedError
 
+    def admit(self, runtime: Runtime, msg: Message) -> None:  # noqa: B027 - optional hook
+        """Checks that need the runtime (the disk, the store) but must still refuse a
+        message before it is queued. Nothing by default."""
+
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:  # pragma: no cover
         """Act on a validated message; return the execution's result."""
         raise NotImplementedError

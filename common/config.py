@@ -118,9 +118,21 @@ class StorageSettings:
 class LauncherSettings:
     """How the launcher-proxy starts compute."""
 
-    #: ``inline``: an in-process backend that writes the job's declared outputs and
-    #: calls back through the bus, like a remote backend would.
-    backend: str = "inline"
+    #: ``auto`` (by what the job is: see common/launchers), or always one of
+    #: ``inline``, ``local``, ``docker``, ``callback``.
+    backend: str = "auto"
+    #: How compute backends reach the gateway for their status callbacks.
+    #: Empty: ``http://<gateway.host>:<gateway.port>``.
+    public_url: str = ""
+    #: Where the stdout/stderr of local and docker jobs are kept (``GET /jobs/<uuid>/log``).
+    #: Empty: ``<data_dir>/logs``. Must be shared by workers and gateways.
+    log_dir: str = ""
+    #: Uses of the nonce in a local or docker job's callback URL.
+    callback_nonce_uses: int = 10
+    #: Seconds the nonce of a callback job's URL stays valid (its uses are unlimited).
+    callback_nonce_ttl: int = 604800
+    #: The Docker engine the docker launcher talks to.
+    docker_url: str = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,17 @@ class Config:
         return (
             "memory://localhost/" if self.system.mode == "embedded" else "redis://127.0.0.1:6379/0"
         )
+
+    @property
+    def public_url(self) -> str:
+        url = self.launcher.public_url or f"http://{self.gateway.host}:{self.gateway.port}"
+        return url.rstrip("/")
+
+    @property
+    def log_dir(self) -> Path:
+        if self.launcher.log_dir:
+            return Path(self.launcher.log_dir).expanduser()
+        return self.data_dir / "logs"
 
     @property
     def storage_root(self) -> Path:
@@ -305,7 +328,7 @@ def load_config(
 _CHOICES = {
     ("system", "mode"): ("embedded", "production"),
     ("store", "backend"): ("sqlite", "mongodb", "memory"),
-    ("launcher", "backend"): ("inline",),
+    ("launcher", "backend"): ("auto", "inline", "local", "docker", "callback"),
 }
 
 

@@ -114,7 +114,7 @@ class Runtime:
         """
         actor = self.actor(name)
         params = {str(k): v for k, v in (params or {}).items()}
-        actor.parse(message, params)
+        actor.admit(self, actor.parse(message, params))
         execution, created = self.executions.submit(
             actor.alias,
             message,

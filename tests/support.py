@@ -31,6 +31,8 @@ def runtime_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     overrides: dict[str, dict[str, Any]] = {
         "system": {"data_dir": str(tmp_path / "data")},
         "tokens": {"secret": "s" * 32, "admin_secret": "a" * 32},
+        # Jobs report through the stub bus unless a test asks for another backend.
+        "launcher": {"backend": "inline"},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)

@@ -1,0 +1,108 @@
+"""Launchers that start a process they can watch: report, wait, enforce, report.
+
+The local and Docker backends share this shape. After starting the compute, a
+watcher thread posts RUNNING, waits for the compute to end — at most ``maxRunTime``,
+after which it is killed and the job fails saying so — then posts FINISHED (exit
+code 0) or FAILED with the exit code. Every report is an HTTP callback to the
+jobs-manager, as a remote backend's would be.
+
+The watcher lives in the process that launched the job. If that process dies, the
+compute keeps running but nobody reports its end; the job then stays RUNNING until
+a status is posted to its callback URL (which is in its ``run`` event).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import abstractmethod
+from typing import Any
+
+from common.launchers.base import Launch, Launcher, max_run_time
+from common.launchers.http_report import post_status
+
+log = logging.getLogger("pipelinejobs.launcher")
+
+
+class Timeout(Exception):
+    """The compute outlived its maxRunTime."""
+
+
+class WatchedLauncher(Launcher):
+    """Start, then watch in a thread: subclasses say how to start, wait and kill."""
+
+    system = "local"
+    #: Threads still watching (tests join them; they are daemons otherwise).
+    watchers: list[threading.Thread] = []
+
+    @abstractmethod
+    def start(self, launch: Launch) -> Any:
+        """Start the compute; a handle for wait/kill."""
+
+    @abstractmethod
+    def wait(self, handle: Any, timeout: float | None) -> int:
+        """The exit code; raise Timeout when ``timeout`` seconds pass first."""
+
+    @abstractmethod
+    def kill(self, handle: Any) -> None:
+        """Stop the compute now."""
+
+    def describe(self, handle: Any) -> dict[str, Any]:
+        """What was started, for the job's run event."""
+        return {}
+
+    def finish(self, handle: Any, launch: Launch) -> None:  # noqa: B027 - optional hook
+        """After the compute ended (e.g. collect logs, remove a container)."""
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        limit = max_run_time(launch.job_definition)
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.start(launch)
+        thread = threading.Thread(
+            target=self._watch,
+            args=(handle, launch, limit),
+            name=f"watch-{launch.job['uuid'][:8]}",
+            daemon=True,
+        )
+        self.watchers.append(thread)
+        thread.start()
+        return {
+            "backend": self.name,
+            "callback": launch.callback_url().split("?", 1)[0],
+            "maxRunTime": limit,
+            **self.describe(handle),
+        }
+
+    def _watch(self, handle: Any, launch: Launch, limit: float | None) -> None:
+        uuid = launch.job["uuid"]
+        try:
+            self._report(launch, "RUNNING")
+            try:
+                code = self.wait(handle, limit)
+            except Timeout:
+                self.kill(handle)
+                text = launch.job_definition.get("maxRunTime")
+                log.warning("job %s exceeded maxRunTime %s; killed", uuid, text)
+                self._report(
+                    launch,
+                    "FAILED",
+                    exitCode=None,
+                    error=f"maxRunTime {text} exceeded: the job was killed",
+                )
+                return
+            finally:
+                self.finish(handle, launch)
+            if code == 0:
+                self._report(launch, "FINISHED", exitCode=0)
+            else:
+                self._report(
+                    launch, "FAILED", exitCode=code, error=f"the job exited with code {code}"
+                )
+        except Exception:  # a watcher thread must log, never die silently
+            log.exception("watcher of job %s failed", uuid)
+        finally:
+            self.watchers[:] = [t for t in self.watchers if t is not threading.current_thread()]
+
+    def _report(self, launch: Launch, status: str, **extra: Any) -> None:
+        body = launch.callback_body(status, executionSystem=self.system, **extra)
+        post_status(launch.callback_url(status), body)
