@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +33,8 @@ class Client:
         self.url = url.rstrip("/")
         self.key = key
         self.timeout = timeout
+        #: Do not echo every answer to stderr (commands that print their own summary).
+        self.quiet = False
 
     def request(
         self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
@@ -59,7 +62,8 @@ class Client:
             ) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}") from exc
-        print(json.dumps(answer, indent=2), file=sys.stderr)
+        if not self.quiet:
+            print(json.dumps(answer, indent=2), file=sys.stderr)
         return (answer or {}).get("result")
 
 
@@ -152,6 +156,77 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_APP = "pipelinejobs-demo-0.1.0"
+#: What the demo job runs: a few files, in the archive directory it is started in.
+DEMO_SCRIPT = """
+import json, pathlib, time
+out = pathlib.Path("sample.demo.1")
+out.mkdir(exist_ok=True)
+(out / "counts.csv").write_text("gene,count\\nabc1,12\\nxyz9,7\\n")
+(out / "summary.json").write_text(json.dumps({"genes": 2, "reads": 19}))
+pathlib.Path("scratch.tmp").write_text("not indexed: no filter matches it")
+print("demo job wrote 3 files")
+"""
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Register a small pipeline, run a local job that writes files, watch it walk."""
+    from common.lifecycle import next_state
+
+    client = _client(args)
+    client.quiet = True
+    pipeline = client.request(
+        "POST",
+        "/actors/v2/pipelines-manager/messages",
+        {"_abaco_synchronous": "true"},
+        {
+            "name": "PipelineJobs demo",
+            "description": "writes 3 files",
+            "components": [{"id": DEMO_APP, "inputs": {}, "parameters": {}}],
+        },
+    )["result"]
+    print(f"pipeline {pipeline['uuid']} ({'registered' if pipeline['created'] else 'known'})")
+    launch = client.request(
+        "POST",
+        "/actors/v2/launcher-proxy/messages",
+        {"_abaco_synchronous": "true"},
+        {
+            "parameters": {"sample_id": "sample.demo.1"},
+            "job_definition": {
+                "appId": DEMO_APP,
+                "maxRunTime": "00:05:00",
+                "command": [sys.executable, "-c", DEMO_SCRIPT],
+            },
+            "data": {"demo_run": time.time()},
+            "index_patterns": ["\\.csv$", "\\.json$"],
+            "processing_level": "2",
+        },
+    )["result"]
+    uuid = launch["uuid"]
+    print(f"job {uuid} launched on {launch['launch']['backend']}, archive {launch['archive_path']}")
+    shown, state, deadline = 0, None, time.monotonic() + args.timeout
+    while True:
+        job = client.request("GET", f"/jobs/{uuid}")
+        for entry in job["history"][shown:]:
+            state = next_state(state, entry["name"]).value if state else "CREATED"
+            print(f"  {entry['date']}  {entry['name']:<9} -> {state}")
+        shown = len(job["history"])
+        if job["last_event"] == "indexed" or job["state"] == "FAILED":
+            break
+        if time.monotonic() > deadline:
+            raise ClientError(
+                f"job {uuid} did not finish in {args.timeout:.0f} s (state "
+                f"{job['state']}); see pipelinejobs jobs show {uuid}"
+            )
+        time.sleep(0.2)
+    if job["state"] == "FAILED":
+        raise ClientError(f"job {uuid} failed: {job['history'][-1]['data']}")
+    for f in client.request("GET", f"/jobs/{uuid}/files")["files"]:
+        print(f"  file {f['relative_path']}  level {f['level']}  {f['size']} bytes")
+    print(uuid)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register the HTTP client commands on the CLI's subparsers."""
 
@@ -183,6 +258,8 @@ def add_commands(sub: Any) -> None:
     nonces.add_argument("--max-uses", type=int, default=-1)
     nonces.add_argument("--description", default="")
     nonces.add_argument("--expires-in", type=int, default=None)
+    demo = add("demo", cmd_demo, "run a small local job on the server and watch it walk")
+    demo.add_argument("--timeout", type=float, default=60.0)
     for what in ("jobs", "pipelines"):
         p = add(what, cmd_read, f"list or show {what}")
         p.add_argument("action", choices=["list", "show"])

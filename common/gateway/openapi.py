@@ -178,6 +178,13 @@ def document(runtime: Any = None) -> dict[str, Any]:
                     params=[UUID, _query("level", "only this processing level"), *PAGE],
                 )
             },
+            "/jobs/{uuid}/log": {
+                "get": _op(
+                    "A local or docker job's stdout and stderr (text/plain) from byte offset on; "
+                    "X-Log-Next-Offset says where to continue",
+                    params=[UUID, _query("offset", "byte offset to start from", "integer")],
+                )
+            },
             "/healthz": {"get": _op("Store and broker reachable", security=False)},
             "/openapi.json": {"get": _op("This document", security=False)},
         },

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from common.clock import iso
 from common.errors import NotFound, ValidationError
@@ -142,3 +142,33 @@ def job_files(uuid: str) -> Any:
         where["level"] = request.args["level"]
     items, nxt = _page("files", where, "path", False)
     return envelope({"files": items, "next": nxt})
+
+
+#: Largest slice of a log one request returns; ask again from ``X-Log-Next-Offset``.
+LOG_CHUNK = 1 << 20
+
+
+@bp.get("/jobs/<uuid>/log")
+@requires("READ")
+def job_log(uuid: str) -> Any:
+    """The stdout and stderr of a local or docker job, from byte ``offset`` on.
+
+    Plain text; the ``X-Log-Next-Offset`` header says where to continue, so a client
+    can follow a running job's log by asking again from there.
+    """
+    _job(uuid)
+    raw = request.args.get("offset", "0")
+    if not raw.isdigit():
+        raise ValidationError(f"offset must be a non-negative integer, not {raw!r}", path="offset")
+    path = current_app.config["PIPELINEJOBS"].config.log_dir / f"{uuid}.log"
+    if not path.is_file():
+        raise NotFound(
+            f"job {uuid} has no log: only local and docker jobs keep one, once they have started",
+            uuid=uuid,
+        )
+    with open(path, "rb") as fh:
+        fh.seek(int(raw))
+        data = fh.read(LOG_CHUNK)
+    return Response(
+        data, mimetype="text/plain", headers={"X-Log-Next-Offset": str(int(raw) + len(data))}
+    )

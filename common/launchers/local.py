@@ -31,6 +31,7 @@ class LocalLauncher(WatchedLauncher):
     system = "local"
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
+        super().check(definition, pipeline)
         command = definition.get("command")
         if not (
             isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 from common.launchers.base import Launch, Launcher, max_run_time
@@ -34,6 +35,10 @@ class WatchedLauncher(Launcher):
     system = "local"
     #: Threads still watching (tests join them; they are daemons otherwise).
     watchers: list[threading.Thread] = []
+
+    def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
+        """A watched job's maxRunTime must be readable before the job is created."""
+        max_run_time(definition)
 
     @abstractmethod
     def start(self, launch: Launch) -> Any:

@@ -1,0 +1,202 @@
+"""Real local jobs end to end over HTTP: a subprocess writes files, its watcher calls
+back with the job's nonce and token, the outputs are indexed, its log is readable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import _free_port, wait_for
+from .server import ROOT, Server, start_server
+
+APP = "local-demo-app"
+WRITE = (
+    "import pathlib, sys; d = pathlib.Path('sample.tacc.abcde'); d.mkdir(); "
+    "(d / 'table.csv').write_text('a,b\\n1,2\\n'); pathlib.Path('notes.txt').write_text('x');"
+    " print('wrote 2 files'); print('to stderr too', file=sys.stderr)"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("local") / "data", _free_port())
+    auth = {"Authorization": f"Bearer {running.admin_key}"}
+    created = requests.post(
+        f"{running.url}/actors/v2/pipelines-manager/messages",
+        params={"sync": "true"},
+        headers=auth,
+        timeout=30,
+        json={"name": "local", "components": [{"id": APP, "inputs": {}, "parameters": {}}]},
+    )
+    assert created.status_code == 200, created.text
+    yield running
+    running.stop()
+
+
+def launch(server: Server, definition: dict, **extra: object) -> dict:
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    answer = requests.post(
+        f"{server.url}/actors/v2/launcher-proxy/messages",
+        params={"sync": "true"},
+        headers=auth,
+        timeout=60,
+        json={
+            "parameters": {"sample_id": "sample.tacc.abcde"},
+            "job_definition": {"appId": APP, **definition},
+            **extra,
+        },
+    )
+    assert answer.status_code == 200, answer.text + server.output()
+    return answer.json()["result"]["result"]
+
+
+def job_when(server: Server, uuid: str, predicate, what: str) -> dict:
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+
+    def check() -> dict | None:
+        job = requests.get(f"{server.url}/jobs/{uuid}", headers=auth, timeout=10).json()
+        return job["result"] if predicate(job["result"]) else None
+
+    return wait_for(check, 60, what, server.output)  # type: ignore[return-value]
+
+
+def test_a_local_job_is_run_called_back_indexed_and_logged(server: Server) -> None:
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    result = launch(
+        server,
+        {"command": [sys.executable, "-c", WRITE], "maxRunTime": "00:01:00"},
+        index_patterns=["sample%5C.tacc%5C.abcde/.*%5C.csv$"],
+        processing_level="2",
+    )
+    uuid = result["uuid"]
+    assert result["launch"]["backend"] == "local"
+    job = job_when(server, uuid, lambda j: j["last_event"] == "indexed", "the job to be indexed")
+    assert job["state"] == "FINISHED"
+    names = [h["name"] for h in job["history"]]
+    assert names[:2] == ["create", "run"] and names[-3:] == ["finish", "index", "indexed"]
+    finish = next(h for h in job["history"] if h["name"] == "finish")
+    assert finish["data"]["exitCode"] == 0 and finish["data"]["status"] == "FINISHED"
+    assert result["token"] not in str(job)
+
+    files = requests.get(f"{server.url}/jobs/{uuid}/files", headers=auth, timeout=10).json()[
+        "result"
+    ]["files"]
+    assert [(f["relative_path"], f["level"]) for f in files] == [
+        ("sample.tacc.abcde/table.csv", "2")
+    ]
+
+    log = requests.get(f"{server.url}/jobs/{uuid}/log", headers=auth, timeout=10)
+    assert log.status_code == 200 and log.headers["Content-Type"].startswith("text/plain")
+    assert "wrote 2 files" in log.text and "to stderr too" in log.text
+    tail = requests.get(
+        f"{server.url}/jobs/{uuid}/log",
+        headers=auth,
+        timeout=10,
+        params={"offset": log.headers["X-Log-Next-Offset"]},
+    )
+    assert tail.text == ""
+
+    # The callbacks came over HTTP with a nonce minted for this job: two uses spent.
+    nonces = requests.get(
+        f"{server.url}/actors/v2/jobs-manager/nonces", headers=auth, timeout=10
+    ).json()["result"]
+    mine = [n for n in nonces if uuid in n["description"]]
+    assert len(mine) == 1 and mine[0]["remainingUses"] == mine[0]["maxUses"] - 2
+
+
+def test_a_job_exiting_3_fails_with_its_exit_code(server: Server) -> None:
+    result = launch(
+        server,
+        {"command": [sys.executable, "-c", "import sys; sys.exit(3)"]},
+        data={"case": "exit 3"},
+    )
+    job = job_when(server, result["uuid"], lambda j: j["state"] == "FAILED", "the job to fail")
+    fail = job["history"][-1]
+    assert fail["name"] == "fail" and fail["data"]["exitCode"] == 3
+    assert "code 3" in fail["data"]["error"]
+
+
+def test_a_job_over_its_max_run_time_is_killed_and_fails(server: Server) -> None:
+    result = launch(
+        server,
+        {
+            "command": [sys.executable, "-c", "import time; time.sleep(300)"],
+            "maxRunTime": "00:00:01",
+        },
+        data={"case": "too slow"},
+    )
+    job = job_when(server, result["uuid"], lambda j: j["state"] == "FAILED", "the kill")
+    fail = job["history"][-1]
+    assert "maxRunTime 00:00:01 exceeded" in fail["data"]["error"]
+
+
+def test_a_callback_job_gets_its_agave_notification(server: Server) -> None:
+    result = launch(server, {"launcher": "callback"}, data={"case": "callback"})
+    launched = result["launch"]
+    assert launched["backend"] == "callback"
+    url = launched["callback_url"]
+    assert url.endswith("&status=${JOB_STATUS}") and "x-nonce=PJ_" in url
+    assert launched["notifications"] == [{"url": url, "event": "*", "persistent": True}]
+    # Post as Agave would (macro filled in), with no key: the nonce and token suffice.
+    for status in ("QUEUED", "RUNNING", "FINISHED"):
+        answer = requests.post(
+            url.replace("${JOB_STATUS}", status) + "&sync=true", json={"status": status}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+    job = job_when(server, result["uuid"], lambda j: j["state"] == "FINISHED", "FINISHED")
+    assert [h["name"] for h in job["history"]] == ["create", "run", "resource", "run", "finish"]
+
+
+def test_archive_path_escapes_are_refused_with_400(server: Server, tmp_path: Path) -> None:
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    for path in ("agave://data-sd2e-community/../../etc", "agave://data-sd2e-community/a/../../b"):
+        answer = requests.post(
+            f"{server.url}/actors/v2/launcher-proxy/messages",
+            headers=auth,
+            timeout=30,
+            json={
+                "parameters": {"sample_id": "sample.tacc.x"},
+                "archive_path": path,
+                "job_definition": {"appId": APP},
+            },
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["result"]["path"] == "archive_path"
+
+
+def test_the_demo_walks_a_job_through_its_lifecycle(server: Server) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "PIPELINEJOBS_URL": server.url,
+        "PIPELINEJOBS_KEY": server.admin_key,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "common.cli", "demo"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    states = [line.split()[-1] for line in done.stdout.splitlines() if "->" in line]
+    walk = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    # (The RUNNING callback may add a second run -> RUNNING, a self-loop.)
+    assert walk == ["CREATED", "RUNNING", "FINISHED", "INDEXING", "FINISHED"]
+    assert "file sample.demo.1/counts.csv  level 2" in done.stdout
+    assert "file sample.demo.1/summary.json  level 2" in done.stdout
+    assert "scratch.tmp" not in done.stdout
+    uuid = done.stdout.strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    assert (
+        requests.get(f"{server.url}/jobs/{uuid}", headers=auth, timeout=10).json()["result"][
+            "state"
+        ]
+        == "FINISHED"
+    )
