@@ -11,6 +11,12 @@ lifecycle machinery costs over the engine underneath.
     python bench/store.py                 # full run
     python bench/store.py --smoke         # seconds; run by the test suite
     python bench/store.py --json out.json
+    python bench/store.py --sizes 10000,100000,1000000   # how cost grows with size
+
+With ``--sizes``, a second table: for stores seeded with that many jobs, the latency
+(p50/p99) of a get by uuid and of a filtered page (state + pipeline, newest first,
+50 per page) through the Store interface, and transitions/s at that size — next to a
+bare SQLite ``SELECT`` by primary key on a table of the same rows.
 
 MongoDB is measured when MONGODB_URI is set; mongomock is not a benchmark target
 (it is an in-process fake) and is left out.
@@ -98,15 +104,139 @@ def bench_bare_sqlite(path: Path, jobs_n: int, updates: int) -> dict[str, Any]:
     }
 
 
+STATES = ("CREATED", "RUNNING", "FINISHED", "FAILED", "INDEXING")
+PIPELINES = [
+    IDS.pipeline([{"id": f"bench-{n}", "inputs": {}, "parameters": {}}]) for n in range(10)
+]
+
+
+def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
+    """``count`` realistic job documents (3 history entries), written in batches."""
+    uuids = []
+    for start in range(0, count, batch):
+        docs = []
+        for i in range(start, min(start + batch, count)):
+            uuid = IDS.typed(f"bench-job-{i}", "pipelinejob")
+            date = f"2026-01-01T00:00:{i % 60:02d}.{i % 1000:03d}Z"
+            docs.append(
+                {
+                    "uuid": uuid,
+                    "pipeline_uuid": PIPELINES[i % len(PIPELINES)],
+                    "state": STATES[(i // 7) % len(STATES)],
+                    "last_event": "run",
+                    "created": date,
+                    "updated": date,
+                    "token_rotation": 0,
+                    "data": {"i": i},
+                    "child_of": [f"sample.bench.{i % 1000}"],
+                    "generated_by": [],
+                    "history": [
+                        {
+                            "uuid": IDS.event(uuid, str(k)),
+                            "name": name,
+                            "date": date,
+                            "data": {"status": name},
+                        }
+                        for k, name in enumerate(("create", "run", "update"))
+                    ],
+                }
+            )
+            uuids.append(uuid)
+        store.put_many("jobs", docs)
+    return uuids
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    samples = sorted(samples)
+    return {
+        "p50_ms": round(samples[len(samples) // 2] * 1000, 3),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 3),
+    }
+
+
+def timed(call: Any, arguments: list[Any]) -> list[float]:
+    out = []
+    for arg in arguments:
+        start = time.perf_counter()
+        call(arg)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_scale(path: Path, size: int, probes: int) -> dict[str, Any]:
+    """Get and filtered-page latency, and transitions/s, with ``size`` jobs stored."""
+    import random
+
+    rng = random.Random(size)
+    store = SQLiteStore(path)
+    try:
+        start = time.perf_counter()
+        uuids = seed_jobs(store, size)
+        seeded = time.perf_counter() - start
+        picks = [rng.choice(uuids) for _ in range(probes)]
+        get = percentiles(timed(lambda u: store.get("jobs", u), picks))
+        filters = [
+            {"state": rng.choice(STATES), "pipeline_uuid": rng.choice(PIPELINES)}
+            for _ in range(probes)
+        ]
+        page = percentiles(
+            timed(
+                lambda w: store.find("jobs", w, order="created", descending=True, limit=50), filters
+            )
+        )
+        jobs = Jobs(store, IDS)
+        start = time.perf_counter()
+        for uuid in picks:
+            jobs.apply(uuid, "update", {"n": 1})
+        per_second = round(len(picks) / (time.perf_counter() - start), 1)
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        bare = percentiles(
+            timed(
+                lambda u: conn.execute("SELECT doc FROM jobs WHERE k = ?", (u,)).fetchone(), picks
+            )
+        )
+    finally:
+        conn.close()
+    return {
+        "jobs": size,
+        "seed_seconds": round(seeded, 2),
+        "get": get,
+        "filtered_page": page,
+        "transitions_per_second": per_second,
+        "baseline_bare_sqlite_get": bare,
+    }
+
+
+def print_scale(rows: list[dict[str, Any]]) -> None:
+    print()
+    print(
+        f"{'jobs':>10}{'get p50/p99 ms':>18}{'page p50/p99 ms':>18}{'trans/s':>10}"
+        f"{'baseline bare get p50/p99 ms':>30}"
+    )
+    for row in rows:
+        get, page, bare = row["get"], row["filtered_page"], row["baseline_bare_sqlite_get"]
+        print(
+            f"{row['jobs']:>10}{get['p50_ms']:>9.3f}/{get['p99_ms']:<8.3f}"
+            f"{page['p50_ms']:>9.3f}/{page['p99_ms']:<8.3f}{row['transitions_per_second']:>10}"
+            f"{bare['p50_ms']:>21.3f}/{bare['p99_ms']:<8.3f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--updates", type=int, default=3, help="update events per job")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--sizes", default="", help="comma-separated job counts to seed")
+    parser.add_argument("--probes", type=int, default=1000, help="gets/pages per size")
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.updates = 10, 1
+        args.sizes, args.probes = "1000", 50
 
     results: dict[str, Any] = {"jobs": args.jobs, "updates_per_job": args.updates}
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<22}{row['transitions']:>12}{row['seconds']:>10.3f}"
             f"{row['per_second']:>12.1f}{ratio:>9.2f}"
         )
+    if args.sizes:
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for size in (int(n) for n in args.sizes.split(",")):
+                rows.append(bench_scale(Path(tmp) / f"scale-{size}.sqlite3", size, args.probes))
+        results["scale"] = rows
+        print_scale(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

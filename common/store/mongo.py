@@ -75,6 +75,8 @@ class MongoStore(Store):
                             coll.create_index(
                                 [(f, pymongo.ASCENDING), (spec.key, pymongo.ASCENDING)]
                             )
+                        for fields in spec.compound:
+                            coll.create_index([(f, pymongo.ASCENDING) for f in (*fields, spec.key)])
                     except PyMongoError as exc:
                         raise StoreUnavailable(f"MongoDB at {self.uri}: {exc}") from exc
                     self._ready.add(collection)

@@ -143,6 +143,12 @@ class SQLiteStore(Store):
             f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
             f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
         ]
+        for fields in spec.compound:
+            columns = ", ".join(_column(f) for f in fields)
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
+                f"({columns}, k)"
+            )
         for f in spec.indexed:
             statements.append(
                 f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({_column(f)}, k)'
