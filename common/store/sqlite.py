@@ -34,32 +34,20 @@ from common.store.base import (
     CollectionSpec,
     Document,
     Filter,
-    In,
     Page,
-    Range,
     Store,
     decode_cursor,
     encode_cursor,
 )
-
-
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
-def _column(field: str) -> str:
-    return f'"f_{field}"'
-
-
-def _side(spec: CollectionSpec, field: str) -> str:
-    return f'"{spec.name}__{field}"'
-
-
-def _scalar(value: Any) -> Any:
-    """What an indexed column holds: scalars as they are, anything else as JSON text."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return _dumps(value)
+from common.store.sqlite_query import (
+    after_clause,
+    column,
+    dumps,
+    scalar,
+    side_table,
+    update_statement,
+    where_clauses,
+)
 
 
 class SQLiteStore(Store):
@@ -74,6 +62,7 @@ class SQLiteStore(Store):
         # Its own lock: _create holds _ready_lock while it opens a connection.
         self._conns_lock = threading.Lock()
         self._open: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
+        self._writer, self._writer_pid = threading.Lock(), os.getpid()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Connections and locks are per process; a copy makes its own on first use.
@@ -109,23 +98,36 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: takes the write lock up front, so the reads inside
-        it see exactly what the writes will replace."""
+        it see exactly what the writes will replace.
+
+        Threads of one process queue on a Python lock first: SQLite's own busy handler
+        makes a waiting writer sleep in growing steps (up to 100 ms), which under
+        contention costs far more than the transactions themselves. Other processes
+        still wait on SQLite's lock (``busy_timeout``).
+        """
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path} is locked: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
+        with self._process_write_lock():
             try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite store {self.path} is locked: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
                 conn.execute("ROLLBACK")
-                raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK")
+                    raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+
+    def _process_write_lock(self) -> threading.Lock:
+        """This process's writer lock (a fresh one after fork: a copied lock may be held)."""
+        if self._writer_pid != os.getpid():
+            self._writer, self._writer_pid = threading.Lock(), os.getpid()
+        return self._writer
 
     def _table(self, collection: str) -> CollectionSpec:
         spec = self.spec(collection)
@@ -138,28 +140,28 @@ class SQLiteStore(Store):
         return spec
 
     def _create(self, spec: CollectionSpec) -> None:
-        cols = "".join(f", {_column(f)}" for f in spec.indexed)
+        cols = "".join(f", {column(f)}" for f in spec.indexed)
         statements = [
             f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
             f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
         ]
         for fields in spec.compound:
-            columns = ", ".join(_column(f) for f in fields)
+            columns = ", ".join(column(f) for f in fields)
             statements.append(
                 f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
                 f"({columns}, k)"
             )
         for f in spec.indexed:
             statements.append(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({_column(f)}, k)'
+                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({column(f)}, k)'
             )
         for f in spec.multi:
             statements.append(
-                f"CREATE TABLE IF NOT EXISTS {_side(spec, f)} (v TEXT NOT NULL, "
+                f"CREATE TABLE IF NOT EXISTS {side_table(spec, f)} (v TEXT NOT NULL, "
                 f"k TEXT NOT NULL, PRIMARY KEY (v, k)) WITHOUT ROWID"
             )
             statements.append(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {_side(spec, f)} (k)'
+                f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {side_table(spec, f)} (k)'
             )
         with self._write() as conn:
             for sql in statements:
@@ -177,16 +179,17 @@ class SQLiteStore(Store):
         multi_changed: Sequence[str] | None = None,
     ) -> None:
         key = doc[spec.key]
-        values = [key, doc["version"], _dumps(doc), *(_scalar(doc.get(f)) for f in spec.indexed)]
-        cols = ", ".join(["k", "version", "doc", *(_column(f) for f in spec.indexed)])
+        values = [key, doc["version"], dumps(doc), *(scalar(doc.get(f)) for f in spec.indexed)]
+        cols = ", ".join(["k", "version", "doc", *(column(f) for f in spec.indexed)])
         marks = ", ".join("?" * len(values))
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         conn.execute(f'{verb} INTO "{spec.name}" ({cols}) VALUES ({marks})', values)
         for f in spec.multi if multi_changed is None else multi_changed:
-            conn.execute(f"DELETE FROM {_side(spec, f)} WHERE k = ?", (key,))
-            members = {_scalar(v) for v in (doc.get(f) or []) if v is not None}
+            conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
+            members = {scalar(v) for v in (doc.get(f) or []) if v is not None}
             conn.executemany(
-                f"INSERT INTO {_side(spec, f)} (v, k) VALUES (?, ?)", [(v, key) for v in members]
+                f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
+                [(v, key) for v in members],
             )
 
     def insert(self, collection: str, doc: Document) -> Document:
@@ -199,7 +202,7 @@ class SQLiteStore(Store):
         except sqlite3.IntegrityError as exc:
             key = doc[spec.key]
             raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
-        return json.loads(_dumps(stored))
+        return json.loads(dumps(stored))
 
     def get(self, collection: str, key: Any) -> Document | None:
         spec = self._table(collection)
@@ -215,22 +218,57 @@ class SQLiteStore(Store):
         set: Mapping[str, Any] | None = None,
         push: Mapping[str, Sequence[Any]] | None = None,
     ) -> Document | None:
+        """The compare-and-set as one ``UPDATE ... WHERE version = ? RETURNING doc``.
+
+        The new document is made by SQLite's JSON functions (``json_set`` for the set
+        fields, ``json_insert`` at ``[#]`` for the pushed items), so the stored document
+        is never decoded and re-encoded in Python, and only the indexes of columns that
+        change are touched. A single statement is atomic; no transaction is needed.
+        """
         self.check_change(collection, set, push)
         spec = self._table(collection)
+        fields = dict(set or {})
+        items = {name: list(values) for name, values in (push or {}).items()}
+        if any(f in spec.multi for f in (*fields, *items)):
+            return self._update_rewriting(spec, key, version, fields, items)
+        sql, args = update_statement(spec, key, version, fields, items)
+        with self._process_write_lock():
+            row = self._conn().execute(sql, args).fetchone()
+            if row is None:
+                exists = (
+                    self._conn()
+                    .execute(f'SELECT 1 FROM "{spec.name}" WHERE k = ?', (key,))
+                    .fetchone()
+                )
+                if exists is None:
+                    raise NotFound(f"no {collection} document {key}", key=key)
+                return None
+        return json.loads(row[0])
+
+    def _update_rewriting(
+        self,
+        spec: CollectionSpec,
+        key: Any,
+        version: int,
+        set: dict[str, Any],
+        push: dict[str, list[Any]],
+    ) -> Document | None:
+        """The compare-and-set for changes to array fields with side tables: read,
+        change and rewrite the row and its side-table rows in one transaction."""
         with self._write() as conn:
             row = conn.execute(
                 f'SELECT version, doc FROM "{spec.name}" WHERE k = ?', (key,)
             ).fetchone()
             if row is None:
-                raise NotFound(f"no {collection} document {key}", key=key)
+                raise NotFound(f"no {spec.name} document {key}", key=key)
             if row[0] != version:
                 return None
             doc = json.loads(row[1])
-            doc.update(json.loads(_dumps(set or {})))
-            for name, items in (push or {}).items():
-                doc[name] = list(doc.get(name) or []) + json.loads(_dumps(list(items)))
+            doc.update(json.loads(dumps(set)))
+            for name, items in push.items():
+                doc[name] = list(doc.get(name) or []) + json.loads(dumps(items))
             doc["version"] = version + 1
-            touched = [f for f in spec.multi if f in (set or {}) or f in (push or {})]
+            touched = [f for f in spec.multi if f in set or f in push]
             self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
         return doc
 
@@ -261,49 +299,10 @@ class SQLiteStore(Store):
         with self._write() as conn:
             gone = conn.execute(f'DELETE FROM "{spec.name}" WHERE k = ?', (key,)).rowcount
             for f in spec.multi:
-                conn.execute(f"DELETE FROM {_side(spec, f)} WHERE k = ?", (key,))
+                conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
         return gone > 0
 
     # -- reads ---------------------------------------------------------------------------
-
-    def _where(self, spec: CollectionSpec, where: Filter | None) -> tuple[list[str], list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for name, cond in (where or {}).items():
-            # SQL's NULL never equals anything, so a None asked for (alone or in In)
-            # becomes IS NULL / "no members", which is what MongoDB's null matches.
-            if name in spec.multi:
-                wanted = cond.values if isinstance(cond, In) else (cond,)
-                values = [_scalar(w) for w in wanted if w is not None]
-                side = f"k IN (SELECT k FROM {_side(spec, name)} WHERE v IN "
-                either = [f"{side}({', '.join('?' * len(values))}))"] if values else []
-                if None in wanted:
-                    either.append(f"k NOT IN (SELECT k FROM {_side(spec, name)})")
-                clauses.append(f"({' OR '.join(either or ['0'])})")
-                args.extend(values)
-                continue
-            col = "k" if name == spec.key else _column(name)
-            if isinstance(cond, In):
-                values = [_scalar(v) for v in cond.values if v is not None]
-                either = [f"{col} IN ({', '.join('?' * len(values))})"] if values else []
-                if None in cond.values:
-                    either.append(f"{col} IS NULL")
-                clauses.append(f"({' OR '.join(either or ['0'])})")
-                args.extend(values)
-            elif isinstance(cond, Range):
-                if cond.gte is not None:
-                    clauses.append(f"{col} >= ?")
-                    args.append(_scalar(cond.gte))
-                if cond.lt is not None:
-                    clauses.append(f"{col} < ?")
-                    args.append(_scalar(cond.lt))
-                clauses.append(f"{col} IS NOT NULL")
-            elif cond is None:
-                clauses.append(f"{col} IS NULL")
-            else:
-                clauses.append(f"{col} = ?")
-                args.append(_scalar(cond))
-        return clauses, args
 
     def find(
         self,
@@ -319,12 +318,12 @@ class SQLiteStore(Store):
         self.check_filter(collection, where, order)
         order = order or spec.key
         limit = max(limit, 0)
-        clauses, args = self._where(spec, where)
-        col = "k" if order == spec.key else _column(order)
+        clauses, args = where_clauses(spec, where)
+        col = "k" if order == spec.key else column(order)
         direction = "DESC" if descending else "ASC"
         if after is not None:
             value, key = decode_cursor(after)
-            clause, extra = self._after(col, value, key, descending)
+            clause, extra = after_clause(col, value, key, descending)
             clauses.append(clause)
             args.extend(extra)
         sql = f'SELECT doc FROM "{spec.name}"'
@@ -338,26 +337,12 @@ class SQLiteStore(Store):
             nxt = encode_cursor(docs[-1].get(order), docs[-1][spec.key])
         return Page(docs, nxt)
 
-    @staticmethod
-    def _after(col: str, value: Any, key: Any, descending: bool) -> tuple[str, list[Any]]:
-        """Keyset condition for "after (value, key)" with SQLite's NULLs-first ordering."""
-        if col == "k":
-            return ("k < ?" if descending else "k > ?"), [key]
-        value = _scalar(value)
-        if value is None:
-            if descending:
-                return f"({col} IS NULL AND k < ?)", [key]
-            return f"({col} IS NOT NULL OR k > ?)", [key]
-        if descending:
-            return (f"({col} < ? OR ({col} = ? AND k < ?) OR {col} IS NULL)", [value, value, key])
-        return f"({col} > ? OR ({col} = ? AND k > ?))", [value, value, key]
-
     def count(
         self, collection: str, where: Filter | None = None, *, group_by: str | None = None
     ) -> int | dict[Any, int]:
         spec = self._table(collection)
         self.check_filter(collection, where, group_by)
-        clauses, args = self._where(spec, where)
+        clauses, args = where_clauses(spec, where)
         cond = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         conn = self._conn()
         if group_by is None:
@@ -366,7 +351,7 @@ class SQLiteStore(Store):
             )
         # The column holds true/false as 1/0; the document's JSON type tells them
         # apart, so the groups come back as the booleans MongoDB would return.
-        col = "k" if group_by == spec.key else _column(group_by)
+        col = "k" if group_by == spec.key else column(group_by)
         rows = conn.execute(
             f'SELECT {col}, json_type(doc, ?), COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
             [f'$."{group_by}"', *args],
