@@ -159,6 +159,17 @@ class UnknownActor(NotFound):
     """No actor with this alias or id."""
 
 
+# -- launchers --------------------------------------------------------------------------
+
+
+class LauncherError(PipelineJobsError):
+    """A launcher backend could not start, watch or stop a job's compute."""
+
+
+class LauncherUnavailable(LauncherError):
+    """The compute backend (e.g. the Docker engine) cannot be reached."""
+
+
 # -- transport (filled in by the gateway) -------------------------------------------------
 
 
@@ -187,6 +198,7 @@ HTTP_STATUS: Mapping[type[PipelineJobsError], int] = {
     BusError: 500,
     BusUnavailable: 503,
     TooManyConflicts: 503,
+    LauncherUnavailable: 503,
 }
 
 

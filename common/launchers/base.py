@@ -25,7 +25,7 @@ Report = Callable[[str, Mapping[str, Any]], str]
 #: The Agave macro a remote backend replaces with the job's status.
 STATUS_MACRO = "${JOB_STATUS}"
 
-_RUN_TIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
+_RUN_TIME = re.compile(r"(\d+):([0-5]\d):([0-5]\d)", re.ASCII)
 
 
 def max_run_time(definition: Mapping[str, Any]) -> float | None:
@@ -33,7 +33,7 @@ def max_run_time(definition: Mapping[str, Any]) -> float | None:
     value = definition.get("maxRunTime")
     if value in (None, ""):
         return None
-    match = _RUN_TIME.match(str(value))
+    match = _RUN_TIME.fullmatch(str(value))  # not match: "$" would allow a trailing newline
     if not match:
         raise ValidationError(
             f"maxRunTime must be HH:MM:SS, not {value!r}", path="job_definition/maxRunTime"

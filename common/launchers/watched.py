@@ -3,7 +3,9 @@
 The local and Docker backends share this shape. After starting the compute, a
 watcher thread posts RUNNING, waits for the compute to end — at most ``maxRunTime``,
 after which it is killed and the job fails saying so — then posts FINISHED (exit
-code 0) or FAILED with the exit code. Every report is an HTTP callback to the
+code 0) or FAILED with the exit code. If the backend loses sight of the compute
+while waiting (``wait`` raises a PipelineJobsError: the Docker engine went away),
+the job fails with that reason. Every report is an HTTP callback to the
 jobs-manager, as a remote backend's would be.
 
 The watcher lives in the process that launched the job. If that process dies, the
@@ -19,6 +21,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from common.errors import PipelineJobsError
 from common.launchers.base import Launch, Launcher, max_run_time
 from common.launchers.http_report import post_status
 
@@ -93,6 +96,17 @@ class WatchedLauncher(Launcher):
                     "FAILED",
                     exitCode=None,
                     error=f"maxRunTime {text} exceeded: the job was killed",
+                )
+                return
+            except PipelineJobsError as exc:
+                # The backend lost sight of the compute (the Docker engine went away):
+                # fail the job saying so, rather than leave it RUNNING with nobody watching.
+                log.error("job %s could not be watched: %s", uuid, exc.message)
+                self._report(
+                    launch,
+                    "FAILED",
+                    exitCode=None,
+                    error=f"the job could not be watched to its end: {exc.message}",
                 )
                 return
             finally:

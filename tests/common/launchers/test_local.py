@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -17,45 +13,17 @@ from common.errors import ValidationError
 from common.launchers.base import Launch
 from common.launchers.local import LocalLauncher
 from common.launchers.watched import WatchedLauncher
+from tests.common.launchers.callbacks import Capture
 
 UUID = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
 TOKEN = "0dc73dc3ff39b49a"
-
-
-class Capture:
-    """An HTTP server that records the callbacks it receives."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[dict[str, str], dict]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                outer.calls.append((query, body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def statuses(self) -> list[str]:
-        return [query["status"] for query, _ in self.calls]
 
 
 @pytest.fixture
 def capture() -> Iterator[Capture]:
     server = Capture()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def launch_of(tmp_path: Path, capture: Capture, **definition: object) -> Launch:

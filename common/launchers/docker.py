@@ -1,0 +1,288 @@
+"""The docker launcher: the pipeline's container image, run through the Docker SDK.
+
+Which image (:func:`image_of`): ``job_definition.image`` if given; else the
+pipeline's ``container`` component (``repo``, pinned by ``@hash`` when it has one);
+else ``parameters.CONTAINER_IMAGE`` of its Agave app — the one named by the
+definition's ``appId``, or the first that has one. No image refuses the launch
+before the job is created.
+
+The container runs detached, like the local launcher's process: the job's archive
+directory is bind-mounted read-write at ``/archive`` and is its working directory;
+its command is ``job_definition.command`` (argv, no shell) or the image's own; its
+environment is ``job_definition.environment`` plus the job's coordinates
+(``PIPELINEJOBS_JOB_UUID``, ``..._JOB_TOKEN``, ``..._CALLBACK_URL``,
+``..._ARCHIVE_PATH``); it is labelled ``pipelinejobs.job=<uuid>`` so an operator
+can find it. A missing image is pulled once, then the create is retried. The
+watcher (common/launchers/watched.py) reports, enforces ``maxRunTime`` by killing
+the container, and at the end the container's stdout and stderr are appended to
+the job's log and the container is removed.
+
+Each job gets its own client, made when it starts and closed when its watcher
+finishes: the watcher holds a connection open for the whole of ``wait``, and one
+client per thread keeps a long wait from sharing a connection pool with other
+jobs. The API version is fixed, so making a client touches nothing and no request
+is spent negotiating it. Every engine failure becomes a
+:class:`~common.errors.LauncherError` whose message names the engine, so a job that
+cannot start fails saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+import urllib3
+
+from common.errors import LauncherError, LauncherUnavailable, ValidationError
+from common.launchers.base import Launch
+from common.launchers.watched import Timeout, WatchedLauncher
+
+log = logging.getLogger("pipelinejobs.launcher")
+
+#: The Engine API version spoken (Docker 24+); fixed, so no version request is made.
+API_VERSION = "1.43"
+#: Where the job's archive directory appears inside the container.
+ARCHIVE_MOUNT = "/archive"
+#: The label that ties a container to its job.
+JOB_LABEL = "pipelinejobs.job"
+
+
+def image_of(definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> str | None:
+    """The image a job runs (see the module docstring); None when there is none."""
+    if definition.get("image"):
+        return str(definition["image"])
+    components = [c for c in pipeline.get("components") or () if isinstance(c, Mapping)]
+    for component in components:
+        if "repo" in component and "id" not in component:  # a container component
+            repo, digest = str(component["repo"]), component.get("hash")
+            if not digest:
+                return repo
+            digest = str(digest)
+            return f"{repo}@{digest if ':' in digest else 'sha256:' + digest}"
+    apps = [c for c in components if "id" in c and isinstance(c.get("parameters"), Mapping)]
+    apps.sort(key=lambda c: c["id"] != definition.get("appId"))  # the named app first
+    for app in apps:
+        if app["parameters"].get("CONTAINER_IMAGE"):
+            return str(app["parameters"]["CONTAINER_IMAGE"])
+    return None
+
+
+@dataclass
+class Running:
+    """A started container, the client that watches it, and the image it runs."""
+
+    client: Any
+    container: Any
+    image: str
+
+
+class DockerLauncher(WatchedLauncher):
+    """Runs the job's image on the Docker engine at ``docker_url``."""
+
+    name = "docker"
+    system = "docker"
+
+    def __init__(self, docker_url: str, *, timeout: float = 60.0) -> None:
+        self.docker_url = docker_url
+        #: Seconds any engine call but ``wait`` and pulls may take.
+        self.timeout = timeout
+
+    def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
+        super().check(definition, pipeline)
+        image = definition.get("image")
+        if image is not None and not (isinstance(image, str) and image):
+            raise ValidationError(
+                "job_definition.image must be an image reference such as 'alpine:3.20'",
+                path="job_definition/image",
+            )
+        if not image_of(definition, pipeline):
+            raise ValidationError(
+                "the docker launcher needs an image: job_definition.image, a container "
+                "component in the pipeline, or an app component's CONTAINER_IMAGE",
+                path="job_definition/image",
+            )
+        command = definition.get("command")
+        if command is not None and not (
+            isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)
+        ):
+            raise ValidationError(
+                "job_definition.command must be a non-empty list of strings (argv; no shell), "
+                "or left out to run the image's own command",
+                path="job_definition/command",
+            )
+        env = definition.get("environment", {})
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise ValidationError(
+                "job_definition.environment must map names to strings",
+                path="job_definition/environment",
+            )
+
+    # -- the engine ----------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        """A new client for the engine (no request is made)."""
+        with self.engine("connecting"):
+            return docker.DockerClient(
+                base_url=self.docker_url, version=API_VERSION, timeout=self.timeout
+            )
+
+    @contextmanager
+    def engine(self, doing: str) -> Iterator[None]:
+        """Translate what the SDK raises while ``doing`` something into a LauncherError."""
+        try:
+            yield
+        except docker.errors.APIError as exc:
+            reason = exc.explanation or str(exc)
+            raise LauncherError(
+                f"the Docker engine at {self.docker_url} refused {doing}: {reason}",
+                engine=self.docker_url,
+                status=exc.status_code,
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise LauncherUnavailable(
+                f"the Docker engine at {self.docker_url} is not reachable ({doing}): "
+                f"{root_cause(exc)}",
+                engine=self.docker_url,
+            ) from exc
+        except requests.exceptions.Timeout as exc:
+            raise LauncherUnavailable(
+                f"the Docker engine at {self.docker_url} did not answer within "
+                f"{self.timeout:g}s ({doing})",
+                engine=self.docker_url,
+            ) from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise LauncherError(
+                f"the Docker engine at {self.docker_url} failed {doing}: {exc}",
+                engine=self.docker_url,
+            ) from exc
+
+    # -- WatchedLauncher -----------------------------------------------------------------
+
+    def start(self, launch: Launch) -> Running:
+        definition = launch.job_definition
+        self.check(definition, launch.pipeline)
+        image = image_of(definition, launch.pipeline)
+        assert image is not None  # check() refused otherwise
+        launch.archive_dir.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {
+            "command": definition.get("command"),
+            "environment": {**(definition.get("environment") or {}), **coordinates(launch)},
+            "volumes": {str(launch.archive_dir): {"bind": ARCHIVE_MOUNT, "mode": "rw"}},
+            "working_dir": ARCHIVE_MOUNT,
+            "labels": {JOB_LABEL: launch.job["uuid"]},
+            "detach": True,
+        }
+        client = self.connect()
+        try:
+            with self.engine(f"creating a container of {image}"):
+                container = self._create(client, image, options)
+            try:
+                with self.engine(f"starting container {container.id[:12]} of {image}"):
+                    container.start()
+            except LauncherError:
+                self._remove(container)
+                raise
+        except BaseException:
+            client.close()
+            raise
+        log.info("job %s: container %s of %s started", launch.job["uuid"], container.id, image)
+        return Running(client, container, image)
+
+    def wait(self, handle: Running, timeout: float | None) -> int:
+        with self.engine(f"waiting for container {handle.container.id[:12]}"):
+            try:
+                result = handle.container.wait(timeout=timeout)
+            except requests.exceptions.ReadTimeout as exc:  # not even the headers came
+                raise Timeout from exc
+            except requests.exceptions.ConnectionError as exc:
+                # The engine sends the headers at once and the body when the container
+                # exits, so a timeout usually surfaces while reading the body.
+                if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args):
+                    raise Timeout from exc
+                raise
+        if result.get("Error"):
+            log.warning("container %s: %s", handle.container.id[:12], result["Error"])
+        return int(result["StatusCode"])
+
+    def kill(self, handle: Running) -> None:
+        with self.engine(f"killing container {handle.container.id[:12]}"):
+            try:
+                handle.container.kill()
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (404, 409):  # 409: it is no longer running
+                    raise
+
+    def finish(self, handle: Running, launch: Launch) -> None:
+        """Keep the container's output in the job's log, then remove it. Errors are
+        logged, not raised: the job's final status must still be reported."""
+        short = handle.container.id[:12]
+        try:
+            with self.engine(f"reading the logs of container {short}"):
+                output = handle.container.logs(stdout=True, stderr=True)
+            with open(launch.log_path, "ab") as out:
+                out.write(output)
+        except (LauncherError, OSError) as exc:
+            log.error("job %s: its output is lost: %s", launch.job["uuid"], exc)
+        try:
+            self._remove(handle.container)
+        finally:
+            handle.client.close()
+
+    def describe(self, handle: Running) -> dict[str, Any]:
+        return {"container": handle.container.id[:12], "image": handle.image}
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _create(client: Any, image: str, options: dict[str, Any]) -> Any:
+        """Create the container, pulling its image first if the engine lacks it."""
+        try:
+            return client.containers.create(image, **options)
+        except docker.errors.ImageNotFound:
+            log.info("pulling %s", image)
+            client.images.pull(image)
+            return client.containers.create(image, **options)
+
+    def _remove(self, container: Any) -> None:
+        """Remove a container that is done with; a failure is logged (it only costs
+        disk on the engine) and the container can be found by its job label."""
+        try:
+            with self.engine(f"removing container {container.id[:12]}"):
+                container.remove(force=True)
+        except LauncherError as exc:
+            log.error("%s", exc.message)
+
+
+def coordinates(launch: Launch) -> dict[str, str]:
+    """The job's coordinates in the environment, named as the local launcher names them."""
+    return {
+        "PIPELINEJOBS_JOB_UUID": launch.job["uuid"],
+        "PIPELINEJOBS_JOB_TOKEN": launch.token,
+        "PIPELINEJOBS_CALLBACK_URL": launch.callback_base or "",
+        "PIPELINEJOBS_ARCHIVE_PATH": launch.archive_path,
+    }
+
+
+def root_cause(exc: BaseException) -> str:
+    """The OS error under a connection error ("[Errno 111] Connection refused"), or the
+    error itself: urllib3's wrapping makes the message hard to read."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return f"[Errno {current.errno}] {current.strerror}"
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        stack.extend(current.args)
+    return str(exc)
