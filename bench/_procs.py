@@ -1,0 +1,196 @@
+"""Helpers for the benchmarks: processes, deadlines, HTTP clients, rates (not a
+benchmark: tests/bench/test_smoke.py skips names starting with ``_``).
+
+Every process is started in a session of its own, with its output in a log file, so
+it and its children (gunicorn's and Celery's pool processes) can be measured and
+stopped as a group, and nothing outlives the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Deadline:
+    """One total time budget for every wait of a run, so nothing waits forever."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.end:
+            raise TimeoutError(f"gave up after the {self.seconds:.0f} s deadline: {what}")
+
+
+def vmhwm_mib(pid: int) -> float | None:
+    """Peak resident set size of ``pid`` (VmHWM), in MiB; None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, found by parent pid in /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(parents.get(child, []))
+    return sorted(found)
+
+
+class Procs:
+    """Processes started by a benchmark, by name; all stopped by ``stop_all``."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        stop_signal: int = signal.SIGTERM,
+    ) -> subprocess.Popen[bytes]:
+        with open(self.log_path(name), "wb") as out:
+            proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs[name] = (proc, stop_signal)
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        return self.log_path(name).read_text(errors="replace")
+
+    def wait(self, name: str, ready: Callable[[], Any], what: str, deadline: Deadline) -> Any:
+        """Poll ``ready`` until truthy; fail with the log if the process dies or time runs out."""
+        proc = self.procs[name][0]
+        while True:
+            try:
+                value = ready()
+            except requests.RequestException:
+                value = None
+            if value:
+                return value
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}"
+                )
+            try:
+                deadline.check(f"{name}: {what}")
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}\n{self.log(name)[-3000:]}") from None
+            time.sleep(0.1)
+
+    def wait_http(self, name: str, url: str, deadline: Deadline) -> None:
+        self.wait(name, lambda: requests.get(url, timeout=2).status_code < 500, url, deadline)
+
+    def peak_rss(self, names: list[str] | None = None) -> dict[str, float]:
+        """VmHWM of the named processes (default all) and of each of their children."""
+        out: dict[str, float] = {}
+        for name in names or list(self.procs):
+            pid = self.procs[name][0].pid
+            for label, p in [(name, pid)] + [
+                (f"{name} child {i}", c) for i, c in enumerate(descendants(pid), 1)
+            ]:
+                mib = vmhwm_mib(p)
+                if mib is not None:
+                    out[label] = mib
+        return out
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        """Signal the process group, wait, then SIGKILL it and any child left behind."""
+        proc, sig = self.procs.pop(name)
+        children = descendants(proc.pid)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            except ProcessLookupError:
+                pass
+        for child in children:
+            try:
+                if os.getpgid(child) == proc.pid:  # still ours (not a reused pid)
+                    os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def stats(count: int, seconds: float, lags: list[float] | None = None) -> dict[str, Any]:
+    """A rate, and the p50/p95/p99 of ``lags`` (seconds) in ms."""
+    out = {"count": count, "seconds": round(seconds, 3), "per_second": round(count / seconds, 1)}
+    lags = sorted(lags or [])
+    for p in (50, 95, 99) if lags else ():
+        out[f"p{p}_ms"] = round(lags[min(len(lags) - 1, p * len(lags) // 100)] * 1000, 1)
+    return out
+
+
+def post_all(
+    url: str, chunks: list[list[dict]], headers: dict[str, str], dl: Deadline
+) -> list[dict]:
+    """POST each client's bodies in order, one thread and session per client."""
+
+    def client(chunk: list[dict]) -> list[dict]:
+        session, out = requests.Session(), []
+        for body in chunk:
+            dl.check(f"POSTs to {url}")
+            sent = time.time()
+            resp = session.post(url, json=body, headers=headers, timeout=60)
+            answered = time.time()
+            if resp.status_code != 200:
+                raise RuntimeError(f"POST {url}: {resp.status_code} {resp.text[:300]}")
+            result = resp.json().get("result") or {}
+            out.append(
+                {"n": body["data"]["n"], "sent": sent, "answered": answered}
+                | {"execution": result.get("executionId")}
+            )
+        return out
+
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        return [r for rows in pool.map(client, chunks) for r in rows]
+
+
+def accepted(records: list[dict]) -> dict[str, Any]:
+    """POSTs answered per second, and their round trips."""
+    seconds = max(r["answered"] for r in records) - min(r["sent"] for r in records)
+    return stats(len(records), seconds, [r["answered"] - r["sent"] for r in records])
