@@ -179,6 +179,8 @@ class JobsManager(Actor):
             request["filters"] = list(config["patterns"])
         if config.get("level"):
             request["level"] = config["level"]
+        if config.get("fixity"):
+            request["fixity"] = True
         try:
             schemas.validate("pipelinejob_index", request)
         except ValidationError as exc:  # a stored configuration that no longer validates

@@ -109,11 +109,13 @@ class LauncherProxy(Actor):
             "task": f"/actors/v2/{rt.actor_id(self.alias)}/executions/{ctx.execution_id}",
             "launch": {"job_definition": definition, "backend": backend},
         }
-        if "index_patterns" in body or "processing_level" in body:
+        if "index_patterns" in body or "processing_level" in body or body.get("index_fixity"):
             fields["index"] = {
                 "patterns": list(body.get("index_patterns") or []),
                 "level": body.get("processing_level") or DEFAULT_LEVEL,
             }
+            if body.get("index_fixity"):
+                fields["index"]["fixity"] = True
         created = rt.jobs.create(
             pipeline_uuid=pipeline["uuid"], linkage=linked, data=data, fields=fields
         )

@@ -8,10 +8,12 @@ read nor write elsewhere on the machine.
 
 Listing streams with ``os.scandir`` (no whole-tree lists in memory) and never
 follows symlinks, so a link inside an archive cannot pull in files from outside it.
+Checksums are read the same way: streamed, and never through a symlink.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,28 @@ class FileEntry:
     relative: str  #: path relative to the archive path, with ``/`` separators
     size: int
     mtime: float
+    #: where the file is on this machine (for reading its contents)
+    path: str = ""
+
+
+#: Bytes read at a time when hashing: big enough to be fast, small enough that a
+#: huge output never sits whole in a worker's memory.
+CHUNK = 1 << 20
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's contents, hex, read in chunks. ``O_NOFOLLOW``: a file
+    swapped for a symlink after it was listed is refused (OSError), not followed
+    out of the archive."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    digest = hashlib.sha256()
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while n := fh.readinto(buffer):
+            digest.update(view[:n])
+    return digest.hexdigest()
 
 
 class LocalStorage:
@@ -104,4 +128,4 @@ class LocalStorage:
                         stack.append((Path(entry.path), rel + "/"))
                     elif entry.is_file(follow_symlinks=False):
                         info = entry.stat(follow_symlinks=False)
-                        yield FileEntry(rel, info.st_size, info.st_mtime)
+                        yield FileEntry(rel, info.st_size, info.st_mtime, entry.path)

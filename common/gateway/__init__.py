@@ -14,7 +14,7 @@ from flask import Flask
 
 from common.config import Config
 from common.errors import PipelineJobsError
-from common.gateway import actors_api, read_api
+from common.gateway import actors_api, files_api, read_api
 from common.gateway.http import envelope, error_response, failure
 from common.gateway.openapi import document as openapi_document
 from common.keys import Keys
@@ -44,6 +44,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(actors_api.bp)
     app.register_blueprint(read_api.bp)
+    app.register_blueprint(files_api.bp)
     app.register_error_handler(Exception, error_response)
 
     @app.get("/healthz")

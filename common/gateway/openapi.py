@@ -185,6 +185,18 @@ def document(runtime: Any = None) -> dict[str, Any]:
                     params=[UUID, _query("offset", "byte offset to start from", "integer")],
                 )
             },
+            "/files": {
+                "get": _op(
+                    "A job's file records, by path",
+                    params=[
+                        _query("job", "the job (a 107 pipelinejob UUID); required"),
+                        _query("level", "only this processing level"),
+                        _query("present", "only files found (true) or vanished (false)", "boolean"),
+                        *PAGE,
+                    ],
+                )
+            },
+            "/files/{uuid}": {"get": _op("One file record (a 105 file UUID)", params=[UUID])},
             "/healthz": {"get": _op("Store and broker reachable", security=False)},
             "/openapi.json": {"get": _op("This document", security=False)},
         },

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import actors.jobs_indexer as jobs_indexer
 from common import schemas
 from common.errors import ValidationError
 from common.executions import Executions
@@ -275,10 +274,12 @@ def test_a_filter_re2_refuses_is_refused_at_submit(runtime: Runtime, filters, pa
 
 def test_too_many_filters_are_refused(runtime: Runtime):
     job = make_job(runtime, state="FINISHED")
-    message = {"uuid": job["uuid"], "filters": ["a"] * (jobs_indexer.MAX_FILTERS + 1)}
+    limit = runtime.config.indexer.max_filters
+    message = {"uuid": job["uuid"], "filters": ["a"] * (limit + 1)}
     with pytest.raises(ValidationError) as err:
         runtime.submit(INDEXER, message, {"token": token(runtime, job)})
     assert err.value.detail["path"] == "filters"
+    assert err.value.detail["limit"] == limit and str(limit) in err.value.message
 
 
 @pytest.mark.parametrize(
@@ -422,8 +423,8 @@ def test_progress_is_recorded_when_no_file_matches(runtime: Runtime):
     assert execution["progress"] == {"files_seen": 4, "files_indexed": 0}
 
 
-def test_large_trees_are_written_in_batches(runtime: Runtime, monkeypatch):
-    monkeypatch.setattr(jobs_indexer, "BATCH", 2)
+def test_large_trees_are_written_in_batches(tmp_path: Path, monkeypatch):
+    runtime = make_runtime(tmp_path, indexer={"batch_size": 2})
     reports: list[dict] = []
     progress = Executions.progress
 
