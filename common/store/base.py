@@ -50,9 +50,19 @@ class CollectionSpec:
     #: uses most: with them a filtered, sorted page is an index range scan at any size
     #: instead of a sort of every matching document.
     compound: tuple[tuple[str, ...], ...] = ()
+    #: Indexed fields only ever filtered together with a leading compound field
+    #: (files' level within a job): they get a column but no index of their own.
+    unindexed: tuple[str, ...] = ()
 
     def filterable(self) -> tuple[str, ...]:
         return (self.key, *self.indexed, *self.multi)
+
+    def single_indexes(self) -> tuple[str, ...]:
+        """Indexed fields that need an index of their own: a field that leads a
+        compound index is already served by it, and every extra index is paid for on
+        every write (the indexer writes one record per file)."""
+        leading = {fields[0] for fields in self.compound}
+        return tuple(f for f in self.indexed if f not in leading and f not in self.unindexed)
 
 
 COLLECTIONS: dict[str, CollectionSpec] = {
@@ -79,6 +89,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             ("job_uuid", "level", "path", "present", "updated"),
             ("child_of", "generated_by"),
             (("job_uuid", "path"), ("job_uuid", "present"), ("job_uuid", "level", "path")),
+            ("level", "path", "present", "updated"),
         ),
         CollectionSpec(
             "executions",

@@ -71,7 +71,7 @@ class MongoStore(Store):
                 if collection not in self._ready:
                     try:
                         coll.create_index(spec.key, unique=True)
-                        for f in (*spec.indexed, *spec.multi):
+                        for f in (*spec.single_indexes(), *spec.multi):
                             coll.create_index(
                                 [(f, pymongo.ASCENDING), (spec.key, pymongo.ASCENDING)]
                             )

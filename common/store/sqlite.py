@@ -84,6 +84,7 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._local.conn, self._local.pid = conn, os.getpid()
@@ -151,7 +152,7 @@ class SQLiteStore(Store):
                 f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
                 f"({columns}, k)"
             )
-        for f in spec.indexed:
+        for f in spec.single_indexes():
             statements.append(
                 f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({column(f)}, k)'
             )
@@ -273,11 +274,13 @@ class SQLiteStore(Store):
         return doc
 
     def put_many(self, collection: str, docs: Sequence[Document]) -> int:
+        """Upsert a batch in one transaction with one statement per table, not one per
+        document: the indexer writes a record per file, so per-row calls dominate."""
         spec = self._table(collection)
         if not docs:
             return 0
+        keys = [self.key_of(collection, d) for d in docs]
         with self._write() as conn:
-            keys = [self.key_of(collection, d) for d in docs]
             versions: dict[Any, int] = {}
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
@@ -287,11 +290,36 @@ class SQLiteStore(Store):
                         f'SELECT k, version FROM "{spec.name}" WHERE k IN ({marks})', chunk
                     )
                 )
-            for doc in docs:
-                key = doc[spec.key]
-                stored = {**doc, "version": versions[key] + 1 if key in versions else 0}
-                versions[key] = stored["version"]
-                self._write_row(conn, spec, stored, replace=True)
+            latest: dict[Any, Document] = {}
+            for key, doc in zip(keys, docs, strict=True):
+                versions[key] = versions[key] + 1 if key in versions else 0
+                latest[key] = {**doc, "version": versions[key]}
+            cols = ", ".join(["k", "version", "doc", *(column(f) for f in spec.indexed)])
+            marks = ", ".join("?" * (3 + len(spec.indexed)))
+            conn.executemany(
+                f'INSERT OR REPLACE INTO "{spec.name}" ({cols}) VALUES ({marks})',
+                [
+                    [key, doc["version"], dumps(doc), *(scalar(doc.get(f)) for f in spec.indexed)]
+                    for key, doc in latest.items()
+                ],
+            )
+            written = list(latest)
+            for f in spec.multi:
+                for start in range(0, len(written), 500):
+                    chunk = written[start : start + 500]
+                    conn.execute(
+                        f"DELETE FROM {side_table(spec, f)} WHERE k IN "
+                        f"({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                conn.executemany(
+                    f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
+                    [
+                        (v, key)
+                        for key, doc in latest.items()
+                        for v in {scalar(m) for m in (doc.get(f) or []) if m is not None}
+                    ],
+                )
         return len(docs)
 
     def delete(self, collection: str, key: Any) -> bool:
