@@ -107,23 +107,6 @@ class DockerLauncher(WatchedLauncher):
                 "component in the pipeline, or an app component's CONTAINER_IMAGE",
                 path="job_definition/image",
             )
-        command = definition.get("command")
-        if command is not None and not (
-            isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)
-        ):
-            raise ValidationError(
-                "job_definition.command must be a non-empty list of strings (argv; no shell), "
-                "or left out to run the image's own command",
-                path="job_definition/command",
-            )
-        env = definition.get("environment", {})
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise ValidationError(
-                "job_definition.environment must map names to strings",
-                path="job_definition/environment",
-            )
 
     # -- the engine ----------------------------------------------------------------------
 
@@ -174,7 +157,7 @@ class DockerLauncher(WatchedLauncher):
         launch.archive_dir.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {
             "command": definition.get("command"),
-            "environment": {**(definition.get("environment") or {}), **coordinates(launch)},
+            "environment": self.environment(launch),
             "volumes": {str(launch.archive_dir): {"bind": ARCHIVE_MOUNT, "mode": "rw"}},
             "working_dir": ARCHIVE_MOUNT,
             "labels": {JOB_LABEL: launch.job["uuid"]},
@@ -259,16 +242,6 @@ class DockerLauncher(WatchedLauncher):
                 container.remove(force=True)
         except LauncherError as exc:
             log.error("%s", exc.message)
-
-
-def coordinates(launch: Launch) -> dict[str, str]:
-    """The job's coordinates in the environment, named as the local launcher names them."""
-    return {
-        "PIPELINEJOBS_JOB_UUID": launch.job["uuid"],
-        "PIPELINEJOBS_JOB_TOKEN": launch.token,
-        "PIPELINEJOBS_CALLBACK_URL": launch.callback_base or "",
-        "PIPELINEJOBS_ARCHIVE_PATH": launch.archive_path,
-    }
 
 
 def root_cause(exc: BaseException) -> str:

@@ -32,37 +32,18 @@ class LocalLauncher(WatchedLauncher):
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
         super().check(definition, pipeline)
-        command = definition.get("command")
-        if not (
-            isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)
-        ):
+        if not definition.get("command"):
             raise ValidationError(
                 "the local launcher needs job_definition.command: a "
                 "non-empty list of strings (argv; no shell)",
                 path="job_definition/command",
-            )
-        env = definition.get("environment", {})
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise ValidationError(
-                "job_definition.environment must map names to strings",
-                path="job_definition/environment",
             )
 
     def start(self, launch: Launch) -> subprocess.Popen[bytes]:
         definition = launch.job_definition
         self.check(definition, launch.pipeline)
         env = {k: os.environ[k] for k in INHERITED if k in os.environ}
-        env.update(definition.get("environment") or {})
-        env.update(
-            {
-                "PIPELINEJOBS_JOB_UUID": launch.job["uuid"],
-                "PIPELINEJOBS_JOB_TOKEN": launch.token,
-                "PIPELINEJOBS_CALLBACK_URL": launch.callback_base or "",
-                "PIPELINEJOBS_ARCHIVE_PATH": launch.archive_path,
-            }
-        )
+        env.update(self.environment(launch))
         launch.archive_dir.mkdir(parents=True, exist_ok=True)
         with open(launch.log_path, "ab") as log:
             try:

@@ -21,7 +21,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import PipelineJobsError
+from common.errors import PipelineJobsError, ValidationError
 from common.launchers.base import Launch, Launcher, max_run_time
 from common.launchers.http_report import post_status
 
@@ -40,8 +40,38 @@ class WatchedLauncher(Launcher):
     watchers: list[threading.Thread] = []
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
-        """A watched job's maxRunTime must be readable before the job is created."""
+        """What every watched job must get right before it is created: a readable
+        maxRunTime, an argv (not a shell string) if a command is given, and an
+        environment of strings."""
         max_run_time(definition)
+        command = definition.get("command")
+        if command is not None and not (
+            isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)
+        ):
+            raise ValidationError(
+                "job_definition.command must be a non-empty list of strings (argv; no shell)",
+                path="job_definition/command",
+            )
+        env = definition.get("environment", {})
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise ValidationError(
+                "job_definition.environment must map names to strings",
+                path="job_definition/environment",
+            )
+
+    @staticmethod
+    def environment(launch: Launch) -> dict[str, str]:
+        """The definition's environment plus the job's own coordinates: its uuid, its
+        update token, the URL to post statuses to, and its archive path."""
+        return {
+            **(launch.job_definition.get("environment") or {}),
+            "PIPELINEJOBS_JOB_UUID": launch.job["uuid"],
+            "PIPELINEJOBS_JOB_TOKEN": launch.token,
+            "PIPELINEJOBS_CALLBACK_URL": launch.callback_base or "",
+            "PIPELINEJOBS_ARCHIVE_PATH": launch.archive_path,
+        }
 
     @abstractmethod
     def start(self, launch: Launch) -> Any:
