@@ -16,10 +16,10 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from common import schemas
-from common.errors import NotFound, ValidationError
+from common.errors import ValidationError
 from common.gateway.auth import requires
 from common.gateway.http import envelope, page_args
-from common.gateway.read_api import public
+from common.gateway.read_api import one, public
 from common.identifiers import require_type
 
 bp = Blueprint("files", __name__)
@@ -73,8 +73,4 @@ def list_files() -> Any:
 @bp.get("/files/<uuid>")
 @requires("READ")
 def get_file(uuid: str) -> Any:
-    require_type(uuid, "file")
-    doc = _store().get("files", uuid)
-    if doc is None:
-        raise NotFound(f"no file {uuid}", uuid=uuid)
-    return envelope(public(doc))
+    return envelope(public(one("files", "file", uuid, "file")))

@@ -55,11 +55,7 @@ def list_pipelines() -> Any:
 @bp.get("/pipelines/<uuid>")
 @requires("READ")
 def get_pipeline(uuid: str) -> Any:
-    require_type(uuid, "pipeline")
-    doc = _store().get("pipelines", uuid)
-    if doc is None:
-        raise NotFound(f"no pipeline {uuid}", uuid=uuid)
-    return envelope(public(doc))
+    return envelope(public(one("pipelines", "pipeline", uuid, "pipeline")))
 
 
 def _job_filter() -> dict[str, Any]:
@@ -119,12 +115,18 @@ def list_jobs() -> Any:
     return envelope(result)
 
 
-def _job(uuid: str) -> Document:
-    require_type(uuid, "pipelinejob")
-    doc = _store().get("jobs", uuid)
+def one(collection: str, kind: str, uuid: str, label: str) -> Document:
+    """The ``collection`` document ``uuid``: 400 if it is not a ``kind`` UUID, 404 if
+    there is none."""
+    require_type(uuid, kind)
+    doc = _store().get(collection, uuid)
     if doc is None:
-        raise NotFound(f"no job {uuid}", uuid=uuid)
+        raise NotFound(f"no {label} {uuid}", uuid=uuid)
     return doc
+
+
+def _job(uuid: str) -> Document:
+    return one("jobs", "pipelinejob", uuid, "job")
 
 
 @bp.get("/jobs/<uuid>")
