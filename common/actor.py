@@ -157,4 +157,6 @@ class Context:
 
     def progress(self, **values: Any) -> None:
         """Make progress visible on the execution while it runs."""
-        self.runtime.executions.progress(self.execution_id, values, logs=self.log.lines)
+        self.execution = self.runtime.executions.progress(
+            self.execution_id, values, logs=self.log.lines, current=self.execution
+        )

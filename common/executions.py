@@ -115,10 +115,17 @@ class Executions:
             raise NotFound(f"no execution {execution_id}", execution=execution_id)
         return doc
 
-    def _change(self, execution_id: str, **fields: Any) -> Document:
-        """Set ``fields`` on an execution, retrying the CAS against concurrent writers."""
+    def _change(
+        self, execution_id: str, current: Document | None = None, **fields: Any
+    ) -> Document:
+        """Set ``fields`` on an execution, retrying the CAS against concurrent writers.
+
+        ``current``, a copy the caller just read, saves the first read: on the hot path
+        (start, finish) it is almost always still current.
+        """
+        doc = current
         for _ in range(100):
-            doc = self.get(execution_id)
+            doc = doc or self.get(execution_id)
             new = self.store.update(
                 self.collection,
                 execution_id,
@@ -127,27 +134,43 @@ class Executions:
             )
             if new is not None:
                 return new
+            doc = None
         raise TooManyConflicts(f"execution {execution_id} kept changing under us")
 
-    def start(self, execution_id: str, worker: str | None = None) -> Document:
-        doc = self.get(execution_id)
-        fields: dict[str, Any] = {
-            "status": RUNNING,
-            "started": now(self.clock),
-            "attempts": int(doc.get("attempts", 0)) + 1,
-        }
-        if worker:
-            fields["worker"] = worker
-        return self._change(execution_id, **fields)
+    def start(
+        self, execution_id: str, worker: str | None = None, *, current: Document | None = None
+    ) -> Document:
+        """Mark RUNNING and count the attempt (``current``: the copy just read)."""
+        for _ in range(100):
+            doc = current or self.get(execution_id)
+            fields: dict[str, Any] = {
+                "status": RUNNING,
+                "started": now(self.clock),
+                "attempts": int(doc.get("attempts", 0)) + 1,
+                "updated": now(self.clock),
+            }
+            if worker:
+                fields["worker"] = worker
+            new = self.store.update(
+                self.collection, execution_id, version=doc["version"], set=fields
+            )
+            if new is not None:
+                return new
+            current = None
+        raise TooManyConflicts(f"execution {execution_id} kept changing under us")
 
     def progress(
-        self, execution_id: str, progress: Mapping[str, Any], logs: list[str] | None = None
+        self,
+        execution_id: str,
+        progress: Mapping[str, Any],
+        logs: list[str] | None = None,
+        current: Document | None = None,
     ) -> Document:
         """Record how far a running execution got (readable while it runs)."""
         fields: dict[str, Any] = {"progress": dict(progress)}
         if logs is not None:
             fields["logs"] = list(logs)
-        return self._change(execution_id, **fields)
+        return self._change(execution_id, current, **fields)
 
     def finish(
         self,
@@ -156,6 +179,7 @@ class Executions:
         result: Any = None,
         error: Mapping[str, Any] | None = None,
         logs: list[str] | None = None,
+        current: Document | None = None,
     ) -> Document:
         """Close an execution as COMPLETE (no ``error``) or ERROR."""
         fields: dict[str, Any] = {
@@ -166,7 +190,7 @@ class Executions:
         }
         if logs is not None:
             fields["logs"] = list(logs)
-        return self._change(execution_id, **fields)
+        return self._change(execution_id, current, **fields)
 
     def requeue(self, execution_id: str, reason: str) -> Document:
         """Put an execution back to SUBMITTED (a transient failure will be retried)."""

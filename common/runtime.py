@@ -147,7 +147,7 @@ class Runtime:
                 "execution %s already %s; redelivery ignored", execution_id, execution["status"]
             )
             return execution
-        execution = self.executions.start(execution_id, worker)
+        execution = self.executions.start(execution_id, worker, current=execution)
         elog = ExecutionLog(execution_id, actor.alias, self.clock)
         if execution["attempts"] > 1:
             elog.info(f"Attempt {execution['attempts']} (an earlier delivery did not finish)")
@@ -173,7 +173,10 @@ class Runtime:
                     f"reported in the worker log",
                 },
             )
-        return self.executions.finish(execution_id, result=result, logs=elog.lines)
+        # ctx.execution is the latest copy (start's, or the last progress write's).
+        return self.executions.finish(
+            execution_id, result=result, logs=elog.lines, current=ctx.execution
+        )
 
     def _retry_or_fail(
         self, execution: Document, exc: PipelineJobsError, elog: ExecutionLog

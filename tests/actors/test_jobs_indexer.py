@@ -428,9 +428,9 @@ def test_large_trees_are_written_in_batches(tmp_path: Path, monkeypatch):
     reports: list[dict] = []
     progress = Executions.progress
 
-    def recording(self, execution_id, values, logs=None):
+    def recording(self, execution_id, values, logs=None, current=None):
         reports.append(dict(values))
-        return progress(self, execution_id, values, logs)
+        return progress(self, execution_id, values, logs, current)
 
     monkeypatch.setattr(Executions, "progress", recording)
     job = make_job(runtime, state="FINISHED")

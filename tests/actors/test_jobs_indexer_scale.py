@@ -252,9 +252,11 @@ def spy_on_progress(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     reports: list[dict[str, Any]] = []
     progress = Executions.progress
 
-    def recording(self: Executions, execution_id: str, values: Any, logs: Any = None) -> Any:
+    def recording(
+        self: Executions, execution_id: str, values: Any, logs: Any = None, current: Any = None
+    ) -> Any:
         reports.append(dict(values))
-        return progress(self, execution_id, values, logs)
+        return progress(self, execution_id, values, logs, current)
 
     monkeypatch.setattr(Executions, "progress", recording)
     return reports
