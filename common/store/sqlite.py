@@ -44,6 +44,7 @@ from common.store.sqlite_query import (
     column,
     dumps,
     scalar,
+    schema_statements,
     side_table,
     update_statement,
     where_clauses,
@@ -141,31 +142,8 @@ class SQLiteStore(Store):
         return spec
 
     def _create(self, spec: CollectionSpec) -> None:
-        cols = "".join(f", {column(f)}" for f in spec.indexed)
-        statements = [
-            f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
-            f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
-        ]
-        for fields in spec.compound:
-            columns = ", ".join(column(f) for f in fields)
-            statements.append(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
-                f"({columns}, k)"
-            )
-        for f in spec.single_indexes():
-            statements.append(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({column(f)}, k)'
-            )
-        for f in spec.multi:
-            statements.append(
-                f"CREATE TABLE IF NOT EXISTS {side_table(spec, f)} (v TEXT NOT NULL, "
-                f"k TEXT NOT NULL, PRIMARY KEY (v, k)) WITHOUT ROWID"
-            )
-            statements.append(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {side_table(spec, f)} (k)'
-            )
         with self._write() as conn:
-            for sql in statements:
+            for sql in schema_statements(spec):
                 conn.execute(sql)
 
     # -- writes --------------------------------------------------------------------------

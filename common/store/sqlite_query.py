@@ -34,6 +34,36 @@ def scalar(value: Any) -> Any:
     return dumps(value)
 
 
+def schema_statements(spec: CollectionSpec) -> list[str]:
+    """The tables and indexes of one collection (all ``IF NOT EXISTS``): the document
+    table with a column per indexed field, its compound and single indexes, and a
+    side table per array field for membership filters."""
+    cols = "".join(f", {column(f)}" for f in spec.indexed)
+    statements = [
+        f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
+        f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
+    ]
+    for fields in spec.compound:
+        columns = ", ".join(column(f) for f in fields)
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
+            f"({columns}, k)"
+        )
+    for f in spec.single_indexes():
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({column(f)}, k)'
+        )
+    for f in spec.multi:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {side_table(spec, f)} (v TEXT NOT NULL, "
+            f"k TEXT NOT NULL, PRIMARY KEY (v, k)) WITHOUT ROWID"
+        )
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {side_table(spec, f)} (k)'
+        )
+    return statements
+
+
 def _path(field: str) -> str:
     """A JSON path to a top-level field (field names are plain identifiers)."""
     return f'$."{field}"'
