@@ -57,13 +57,49 @@ def registry() -> Registry:
     return Registry().with_resources(resources_).crawl()
 
 
+#: Marks where a schema file was inlined, so error messages still name it.
+INLINED = "x-inlined-from"
+
+
+def _self_contained(doc: Any) -> bool:
+    """True when a schema has no ``$ref`` of its own (safe to copy into another)."""
+    if isinstance(doc, dict):
+        return "$ref" not in doc and all(_self_contained(v) for v in doc.values())
+    if isinstance(doc, list):
+        return all(_self_contained(v) for v in doc)
+    return True
+
+
+def inline_leaves(node: Any, docs: dict[str, dict[str, Any]]) -> Any:
+    """``node`` with every ``{"$ref": "<file>.json"}`` to a self-contained schema file
+    replaced by that file's content.
+
+    Resolving a ``$ref`` through the registry on every validation is a large part of
+    validating a small message (the typed-UUID and name schemas are referenced from
+    every event); the leaves never change, so they are copied in once. References
+    with a fragment, or to schemas that refer further, stay references.
+    """
+    if isinstance(node, list):
+        return [inline_leaves(v, docs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.endswith(".json") and "/" not in ref and len(node) == 1:
+        target = docs.get(ref.removesuffix(".json"))
+        if target is not None and _self_contained(target):
+            body = {k: v for k, v in target.items() if k not in ("$id", "$schema")}
+            return {**body, INLINED: ref.removesuffix(".json")}
+    return {k: inline_leaves(v, docs) for k, v in node.items()}
+
+
 @cache
 def validator(name: str) -> Draft7Validator:
     """A ready validator for the schema ``name`` (e.g. ``pipelinejob_manager_event``)."""
     docs = schema_documents()
     if name not in docs:
         raise KeyError(f"no schema named {name!r}; known: {', '.join(sorted(docs))}")
-    return Draft7Validator(docs[name], registry=registry(), format_checker=FormatChecker())
+    schema = inline_leaves(docs[name], docs)
+    return Draft7Validator(schema, registry=registry(), format_checker=FormatChecker())
 
 
 def title(name: str) -> str:
@@ -107,6 +143,8 @@ def format_path(error: JsonSchemaError) -> str:
 
 def _alternative_name(subschema: Any, index: int) -> str:
     if isinstance(subschema, dict):
+        if isinstance(subschema.get(INLINED), str):
+            return str(subschema[INLINED])
         ref = subschema.get("$ref")
         if isinstance(ref, str):
             return ref.rsplit("/", 1)[-1].removesuffix(".json")

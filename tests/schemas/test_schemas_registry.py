@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, FormatChecker
 
 from common import schemas
 from common.errors import SchemaValidationError
@@ -248,3 +248,48 @@ def test_small_types(name: str, good: list[Any], bad: list[Any]):
         assert schemas.is_valid(name, value), value
     for value in bad:
         assert not schemas.is_valid(name, value), value
+
+
+# -- leaf schemas are inlined once; verdicts must not change ------------------------------
+
+_SAMPLES = [
+    {},
+    {"uuid": "1073f4ff-c2b9-5190-bd9a-e6a406d9796a", "name": "finish", "token": "0dc73dc3ff39b49a"},
+    {"uuid": "1063f4ff-c2b9-5190-bd9a-e6a406d9796a", "name": "finish"},
+    {"uuid": "1073f4ff-c2b9-5190-bd9a-e6a406d9796a", "name": "explode"},
+    {
+        "uuid": "1073f4ff-c2b9-5190-bd9a-e6a406d9796a",
+        "name": "index",
+        "level": "2",
+        "filters": ["a"],
+        "token": "0dc73dc3ff39b49",
+    },
+    {
+        "parameters": {"sample_id": ["sample.tacc.a", "1033f4ff-c2b9-5190-bd9a-e6a406d9796a"]},
+        "job_definition": {"appId": "x"},
+        "processing_level": "Reference",
+    },
+    {"parameters": {"sample_id": "1043f4ff-c2b9-5190-bd9a-e6a406d9796a"}, "job_definition": {}},
+    "1073f4ff-c2b9-5190-bd9a-e6a406d9796a",
+    "RUNNING",
+    "2",
+    7,
+]
+
+
+@pytest.mark.parametrize("name", sorted(schemas.schema_documents()))
+def test_inlining_leaf_schemas_changes_no_verdict(name: str) -> None:
+    raw = Draft7Validator(
+        schemas.schema_documents()[name],
+        registry=schemas.registry(),
+        format_checker=FormatChecker(),
+    )
+    fast = schemas.validator(name)
+    for instance in _SAMPLES:
+        assert raw.is_valid(instance) == fast.is_valid(instance), instance
+
+
+def test_inlined_leaves_keep_their_names_in_errors() -> None:
+    fast = schemas.validator("pipelinejob_manager_event").schema
+    assert fast["properties"]["uuid"][schemas.INLINED] == "pipelinejob_uuid"
+    assert "$ref" not in fast["properties"]["uuid"]
