@@ -32,6 +32,7 @@ import re2
 
 from common.actor import Actor, Context, Message, Params
 from common.clock import iso, now
+from common.config import BOOLEAN_WORDS
 from common.errors import ValidationError
 from common.storage import sha256_of
 from common.store.base import Document, In
@@ -40,10 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from common.runtime import Runtime
 
 DEFAULT_LEVEL = "1"
-FLAGS = {
-    **dict.fromkeys(("true", "1", "yes", "on"), True),
-    **dict.fromkeys(("false", "0", "no", "off"), False),
-}
 
 
 def compile_filters(filters: Iterable[str]) -> list[Any]:
@@ -65,7 +62,7 @@ def flag(value: str, name: str) -> bool:
     """A boolean URL parameter (``fixity=true``); anything unclear is refused, not
     guessed, so a typo cannot silently skip the checksums someone asked for."""
     try:
-        return FLAGS[value.strip().lower()]
+        return BOOLEAN_WORDS[value.strip().lower()]
     except KeyError:
         raise ValidationError(
             f"{name} must be true or false, not {value!r}", path=name, allowed=["true", "false"]

@@ -28,6 +28,11 @@ import yaml
 from common.errors import ConfigError
 
 ENV_PREFIX = "PIPELINEJOBS_"
+#: The words a boolean setting or flag may be written as; anything else is refused.
+BOOLEAN_WORDS: dict[str, bool] = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
 
 
 @dataclass(frozen=True)
@@ -225,10 +230,8 @@ def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
+        if text in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[text]
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
