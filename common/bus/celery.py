@@ -24,7 +24,9 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue
+from kombu.utils.url import maybe_sanitize_url
 
+from common.bus import redis_transport
 from common.bus.base import Bus, queue_name
 from common.config import BusSettings
 from common.errors import BusUnavailable, StoreUnavailable, TooManyConflicts
@@ -69,6 +71,8 @@ def make_app(settings: BusSettings, broker_url: str, aliases: Iterable[str]) -> 
         worker_send_task_events=False,
         enable_utc=True,
     )
+    if broker_url.split("://", 1)[0] == "redis":
+        app.conf.broker_transport = redis_transport.TRANSPORT
     return app
 
 
@@ -117,10 +121,15 @@ class CeleryBus(Bus):
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         if alias not in self.aliases:
             raise BusUnavailable(f"no queue for actor {alias!r}")
+        envelope = {"execution": execution_id, "actor": alias}
         try:
             self.app.send_task(
                 task_name(alias),
-                args=[{"execution": execution_id, "actor": alias}],
+                args=[envelope],
+                # Celery would otherwise build both with its reprlib per message;
+                # they are only what a monitoring tool shows, and this is short.
+                argsrepr=repr([envelope]),
+                kwargsrepr="{}",
                 queue=queue_name(alias),
                 routing_key=queue_name(alias),
                 countdown=delay or None,
@@ -139,7 +148,7 @@ class CeleryBus(Bus):
 
     def _safe_url(self) -> str:
         """The broker URL without its password, for messages."""
-        return self.app.connection_for_write().as_uri()
+        return str(maybe_sanitize_url(self.broker_url))
 
     def ping(self) -> None:
         try:

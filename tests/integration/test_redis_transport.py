@@ -1,0 +1,63 @@
+"""The Redis transport keeps one client per channel and pool, and is kombu's otherwise.
+
+The end-to-end behaviour on it (delivery, acknowledgement, restore of a killed
+worker's message) is what test_flow.py and test_crash.py run through; here, only
+what the subclass changes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kombu import Exchange, Queue
+
+from common.bus import redis_transport
+from common.bus.celery import make_app
+from common.config import BusSettings
+
+
+@pytest.mark.parametrize(
+    ("url", "ours"),
+    [
+        ("redis://127.0.0.1:6379/11", True),
+        ("amqp://guest:guest@127.0.0.1:5672//", False),
+        ("memory://", False),
+        ("rediss://127.0.0.1:6380/0", False),  # TLS and sentinel stay kombu's own
+    ],
+)
+def test_only_plain_redis_urls_use_it(url: str, ours: bool) -> None:
+    app = make_app(BusSettings(), url, ["jobs-manager"])
+    transport = app.connection_for_write().transport_cls
+    assert (transport == redis_transport.TRANSPORT) is ours
+
+
+def test_one_client_per_channel_until_the_pool_is_replaced(redis_url: str) -> None:
+    app = make_app(BusSettings(), redis_url, ["jobs-manager"])
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        assert isinstance(channel, redis_transport.Channel)
+        first = channel._create_client()
+        assert channel._create_client() is first
+        assert first.connection_pool is channel.pool
+        channel._disconnect_pools()  # what kombu does after a fork
+        second = channel._create_client()
+        assert second is not first
+        assert second.connection_pool is channel.pool
+        assert second.ping()
+
+
+def test_messages_go_through_it_and_come_back(redis_url: str) -> None:
+    app = make_app(BusSettings(), redis_url, ["jobs-manager"])
+    with app.connection_for_write() as conn:
+        name = "test.redis-transport"
+        queue = conn.SimpleQueue(Queue(name, Exchange(name), routing_key=name))
+        for n in range(3):
+            queue.put({"n": n})
+        got = []
+        for _ in range(3):
+            message = queue.get(timeout=5)
+            got.append(message.payload["n"])
+            message.ack()
+        assert got == [0, 1, 2]
+        with pytest.raises(queue.Empty):  # each one acknowledged: none comes back
+            queue.get(block=False)
+        queue.close()
