@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,27 @@ def vmhwm_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` (all its threads) has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(command: str) -> list[int]:
+    """Live processes whose command name is ``command`` (e.g. the Redis server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == command:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def descendants(pid: int) -> list[int]:
@@ -131,6 +153,34 @@ class Procs:
                     out[label] = mib
         return out
 
+    def cpu(self, names: list[str] | None = None) -> dict[str, float]:
+        """CPU seconds so far of each named process with its children (default all),
+        of the Redis server, and of this process (the benchmark's own clients)."""
+        out = {
+            name: cpu_seconds(pid) + sum(cpu_seconds(c) for c in descendants(pid))
+            for name in names or list(self.procs)
+            for pid in [self.procs[name][0].pid]
+        }
+        out["redis-server"] = sum(cpu_seconds(p) for p in pids_named("redis-server"))
+        out["clients (this script)"] = sum(os.times()[:2])
+        return out
+
+    def wait_idle(self, name: str, deadline: Deadline, quiet: float = 0.3) -> None:
+        """Until ``name`` (with its children) used under 2% of a CPU for ``quiet`` s:
+        a backlog from the last round would otherwise run into the next one."""
+        spent = self.cpu([name])[name]
+        while True:
+            deadline.check(f"{name} to go idle")
+            time.sleep(quiet)
+            now = self.cpu([name])[name]
+            if now - spent < 0.02 * quiet:
+                return
+            spent = now
+
+    def signal_group(self, name: str, sig: int) -> None:
+        """Send ``sig`` to the process and its children (e.g. SIGSTOP, SIGCONT)."""
+        os.killpg(self.procs[name][0].pid, sig)
+
     def stop(self, name: str, timeout: float = 15) -> None:
         """Signal the process group, wait, then SIGKILL it and any child left behind."""
         proc, sig = self.procs.pop(name)
@@ -165,29 +215,72 @@ def stats(count: int, seconds: float, lags: list[float] | None = None) -> dict[s
     return out
 
 
-def post_all(
-    url: str, chunks: list[list[dict]], headers: dict[str, str], dl: Deadline
-) -> list[dict]:
-    """POST each client's bodies in order, one thread and session per client."""
+class CpuMeter:
+    """CPU milliseconds per item that each process spent between ``start`` and ``stop``:
+    where a run's time went, process by process (on two cores every process competes
+    for the same CPU, so a rate is bounded by the sum)."""
 
-    def client(chunk: list[dict]) -> list[dict]:
+    def __init__(self, procs: Procs, names: list[str] | None = None) -> None:
+        self.procs, self.names = procs, names
+        self.before: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
+
+    def start(self) -> CpuMeter:
+        self.before = self.procs.cpu(self.names)
+        return self
+
+    def stop(self) -> dict[str, float]:
+        after = self.procs.cpu(self.names)
+        self.spent = {k: after[k] - self.before.get(k, 0.0) for k in after}
+        return self.spent
+
+    def per_item(self, count: int) -> dict[str, float]:
+        out = {k: round(1000 * v / count, 3) for k, v in self.spent.items() if v > 0}
+        return out | {"total": round(sum(out.values()), 3)}
+
+
+def send_all(
+    url: str,
+    bodies: list[dict],
+    headers: dict[str, str],
+    clients: int,
+    dl: Deadline,
+    rate: float | None = None,
+) -> list[dict]:
+    """POST ``bodies`` in order from ``clients`` threads, each taking the next body.
+
+    With ``rate``, body i is due at start + i / rate (an open loop, as independent
+    callers would send): its ``sent`` is that due time, so a client that fell behind
+    counts the wait against the system instead of hiding it; ``late`` is how far
+    behind the actual POST was. Without ``rate``, as fast as the answers come.
+    """
+    lock, order = threading.Lock(), iter(enumerate(bodies))
+    start = time.time() + 0.05
+
+    def client(_: int) -> list[dict]:
         session, out = requests.Session(), []
-        for body in chunk:
+        while True:
+            with lock:
+                i, body = next(order, (-1, None))
+            if body is None:
+                return out
             dl.check(f"POSTs to {url}")
-            sent = time.time()
+            due = start + i / rate if rate else time.time()
+            if due > time.time():
+                time.sleep(due - time.time())
+            posted = time.time()
             resp = session.post(url, json=body, headers=headers, timeout=60)
             answered = time.time()
             if resp.status_code != 200:
                 raise RuntimeError(f"POST {url}: {resp.status_code} {resp.text[:300]}")
             result = resp.json().get("result") or {}
             out.append(
-                {"n": body["data"]["n"], "sent": sent, "answered": answered}
-                | {"execution": result.get("executionId")}
+                {"n": body["data"]["n"], "sent": min(due, posted), "answered": answered}
+                | {"late": max(0.0, posted - due), "execution": result.get("executionId")}
             )
-        return out
 
-    with ThreadPoolExecutor(len(chunks)) as pool:
-        return [r for rows in pool.map(client, chunks) for r in rows]
+    with ThreadPoolExecutor(clients) as pool:
+        return [r for rows in pool.map(client, range(clients)) for r in rows]
 
 
 def accepted(records: list[dict]) -> dict[str, Any]:

@@ -1,12 +1,23 @@
 """Benchmark: messages/s the gateway accepts, next to a bare Flask echo endpoint.
 
-Starts ``pipelinejobs serve`` (the embedded system: gateway, actors on threads,
-SQLite) and, as the **baseline**, a Flask app with one ``POST /echo`` route that
-parses the JSON body and returns it, served the same way (waitress, same threads),
-each in its own process. C concurrent clients then POST N messages to each: to the
-gateway, ``update`` events for one job on the jobs-manager (authenticated,
-validated, stored as an execution, published — "accepted" means the 200 with an
-executionId; the actors process them meanwhile in the same process).
+Starts the gateway and, as the **baseline**, a Flask app with one ``POST /echo``
+route that parses the JSON body and returns it, served the same way, each in its own
+process. C concurrent clients then POST N messages to each: to the gateway,
+``update`` events for J jobs in turn on the jobs-manager (authenticated, validated,
+stored as an execution, published — "accepted" means the 200 with an executionId).
+
+* ``--mode redis`` (default): ``pipelinejobs gateway`` (gunicorn, one worker
+  process) on Redis, and the echo app under the same gunicorn settings. A worker
+  starts the jobs, then stops: the gateway is measured alone, as the echo is, and
+  what it accepts waits in Redis (on its own machine, in production, the workers
+  would be elsewhere).
+* ``--mode embedded``: ``pipelinejobs serve`` (waitress; the actors run on threads
+  of the same process and process the messages meanwhile) and the echo app under
+  waitress. Between rounds the benchmark waits until serve is idle again.
+
+The two are measured in turns, R rounds each (echo, gateway, echo, gateway, ...), so
+a slow spell of a shared machine falls on both; the table shows each one's median
+round, with the CPU each process spent per request in it.
 
     python bench/gateway.py                 # full run
     python bench/gateway.py --smoke         # seconds; run by the test suite
@@ -17,228 +28,103 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import _baselines  # noqa: E402
+from _procs import CpuMeter, Deadline, Procs, accepted, free_port, send_all  # noqa: E402
+from _system import base_env, launch_jobs, start_system, workers  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def echo_server(port: int, threads: int) -> None:
-    """The baseline: the least a Flask JSON endpoint can do, served by waitress."""
-    import waitress
-    from flask import Flask, jsonify, request
-
-    app = Flask("echo")
-
-    @app.post("/echo")
-    def echo() -> Any:
-        return jsonify({"status": "success", "result": request.get_json(force=True)})
-
-    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, _quiet=True)
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def hammer(
-    url: str, bodies: list[dict[str, Any]], clients: int, headers: dict[str, str]
-) -> dict[str, Any]:
-    """POST every body from ``clients`` threads; accepted/s and latency percentiles."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    chunks = [bodies[i::clients] for i in range(clients)]
-
-    def client(chunk: list[dict[str, Any]]) -> None:
-        session = requests.Session()
-        mine, bad = [], []
-        for body in chunk:
-            start = time.perf_counter()
-            resp = session.post(url, json=body, headers=headers, timeout=30)
-            mine.append(time.perf_counter() - start)
-            if resp.status_code != 200:
-                bad.append(f"{resp.status_code} {resp.text[:200]}")
-        with lock:
-            latencies.extend(mine)
-            failures.extend(bad)
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if failures:
-        raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
-
-    return {
-        "requests": len(bodies),
-        "seconds": round(elapsed, 3),
-        "per_second": round(len(bodies) / elapsed, 1),
-        "p50_ms": pct(0.5),
-        "p99_ms": pct(0.99),
-    }
+def measure(procs: Procs, name: str, url: str, bodies: list[dict], auth: dict, args: Any) -> dict:
+    """One round: every body POSTed by the clients; the rate and CPU per request."""
+    dl = Deadline(args.deadline)
+    procs.wait_idle(name, dl)
+    meter = CpuMeter(procs, [name]).start()
+    records = send_all(url, bodies, auth, args.clients, dl)
+    meter.stop()
+    return accepted(records) | {"cpu_ms": meter.per_item(len(bodies))}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--mode", choices=["redis", "embedded"], default="redis")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="flushed first")
+    parser.add_argument("--messages", type=int, default=2000, help="POSTs a round")
+    parser.add_argument("--jobs", type=int, default=100, help="jobs the updates go to (J)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each, in turns")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=8, help="server threads (both)")
+    parser.add_argument("--deadline", type=float, default=600)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", metavar="PATH")
-    parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.echo_server:
-        echo_server(args.echo_server, args.threads)
-        return 0
     if args.smoke:
-        args.messages, args.clients = 40, 4
+        args.messages, args.clients, args.rounds, args.deadline, args.jobs = 40, 4, 1, 120, 4
+    args.workers, args.pool = 1, "prefork"
+    server, system = ("gunicorn", "gateway") if args.mode == "redis" else ("waitress", "serve")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
-    env.update({"PYTHONPATH": str(ROOT), "PIPELINEJOBS_GATEWAY_THREADS": str(args.threads)})
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    rounds: dict[str, list[dict[str, Any]]] = {"baseline_flask_echo": [], "gateway": []}
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
+        tmp, procs, dl = Path(tmp_name), Procs(Path(tmp_name)), Deadline(args.deadline)
         try:
-            echo_port, pj_port = free_port(), free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--echo-server",
-                        str(echo_port),
-                        "--threads",
-                        str(args.threads),
-                    ],
-                    env=env,
-                )
-            )
-            log = Path(tmp) / "serve.log"
-            with open(log, "wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "common.cli",
-                            "serve",
-                            "--data-dir",
-                            f"{tmp}/data",
-                            "--port",
-                            str(pj_port),
-                        ],
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        cwd=tmp,
-                    )
-                )
-            echo_url, pj_url = f"http://127.0.0.1:{echo_port}", f"http://127.0.0.1:{pj_port}"
-            wait_up(f"{echo_url}/", procs[0])
-            wait_up(f"{pj_url}/healthz", procs[1])
-            key = re.search(r"^admin key: (\S+)$", log.read_text(), re.MULTILINE)
-            if key is None:
-                raise RuntimeError("serve printed no admin key")
-            auth = {"Authorization": f"Bearer {key.group(1)}"}
-            job, token = make_job(pj_url, auth)
+            port = free_port()
+            argv = _baselines.echo_argv(port, args.threads, server)
+            procs.start("flask-echo", argv, base_env(args), tmp)
+            echo_url = f"http://127.0.0.1:{port}"
+            procs.wait_http("flask-echo", f"{echo_url}/", dl)
+            pj_url, auth = start_system(args, procs, tmp, dl)
+            jobs = launch_jobs(pj_url, auth, args.jobs, args.clients, dl)
+            for name in workers(args):  # the gateway alone from here on
+                procs.stop(name)
             bodies = [
                 {"uuid": job, "name": "update", "token": token, "data": {"n": n}}
                 for n in range(args.messages)
+                for job, token in [jobs[n % len(jobs)]]
             ]
-            baseline = hammer(f"{echo_url}/echo", bodies, args.clients, {})
-            gateway = hammer(
-                f"{pj_url}/actors/v2/jobs-manager/messages", bodies, args.clients, auth
-            )
+            to = f"{pj_url}/actors/v2/jobs-manager/messages"
+            for _ in range(args.rounds):
+                echo = measure(procs, "flask-echo", f"{echo_url}/echo", bodies, {}, args)
+                rounds["baseline_flask_echo"].append(echo)
+                rounds["gateway"].append(measure(procs, system, to, bodies, auth, args))
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            procs.stop_all()
 
-    ratio = gateway["per_second"] / baseline["per_second"]
-    results = {
-        "messages": args.messages,
-        "clients": args.clients,
-        "threads": args.threads,
-        "baseline_flask_echo": baseline,
-        "gateway": gateway,
-        "ratio_to_baseline": round(ratio, 3),
+    def middle(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        rate = median(r["per_second"] for r in runs)
+        return min(runs, key=lambda r: abs(r["per_second"] - rate))
+
+    keys = ("mode", "messages", "rounds", "clients", "threads")
+    results: dict[str, Any] = {k: getattr(args, k) for k in keys}
+    results |= {name: middle(runs) for name, runs in rounds.items()}
+    results["all_rounds_per_second"] = {
+        name: [r["per_second"] for r in runs] for name, runs in rounds.items()
     }
-    print(f"{'server':<22}{'requests':>9}{'per second':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    ratio = results["gateway"]["per_second"] / results["baseline_flask_echo"]["per_second"]
+    results["ratio_to_baseline"] = round(ratio, 3)
+    print(f"{system} ({server}) and echo ({server}): {args.messages} POSTs a round, "
+          f"{args.rounds} round(s) each in turns, {args.clients} clients, "
+          f"{args.threads} server threads; median rounds:")  # fmt: skip
+    print(f"{'server':<22}{'requests':>9}{'per second':>12}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms':>8}")
     for name in ("baseline_flask_echo", "gateway"):
         row = results[name]
         print(
-            f"{name:<22}{row['requests']:>9}{row['per_second']:>12.1f}{row['p50_ms']:>9}"
-            f"{row['p99_ms']:>9}"
+            f"{name:<22}{row['count']:>9}{row['per_second']:>12.1f}{row['p50_ms']:>9}"
+            f"{row['p99_ms']:>9}{row['cpu_ms']['total']:>8.2f}"
         )
-    print(f"gateway / baseline: {ratio:.2f}")
+    print(f"gateway / baseline: {ratio:.2f}; all rounds: {results['all_rounds_per_second']}")
+    for name in ("baseline_flask_echo", "gateway"):
+        cpu = results[name]["cpu_ms"]
+        print(f"  CPU ms per request, {name}: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
-
-
-def make_job(url: str, auth: dict[str, str]) -> tuple[str, str]:
-    """A pipeline and a running job to send events to, through the gateway itself."""
-
-    def post(actor: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = requests.post(
-            f"{url}/actors/v2/{actor}/messages",
-            json=body,
-            headers=auth,
-            params={"_abaco_synchronous": "true"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        return dict(resp.json()["result"]["result"])
-
-    post(
-        "pipelines-manager",
-        {"name": "bench", "components": [{"id": "bench-app", "inputs": {}, "parameters": {}}]},
-    )
-    launched = post(
-        "launcher-proxy",
-        {
-            "parameters": {"sample_id": "sample.bench.1"},
-            "job_definition": {"appId": "bench-app", "report": ["RUNNING"]},
-        },
-    )
-    return launched["uuid"], launched["token"]
 
 
 if __name__ == "__main__":

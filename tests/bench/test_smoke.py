@@ -14,11 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
-def test_benchmark_smoke(script: Path, tmp_path: Path) -> None:
+#: Scripts with more than one way to run: each other way is smoked too.
+MODES = [(s, []) for s in SCRIPTS] + [
+    (ROOT / "bench" / "events.py", ["--mode", "redis"]),
+    (ROOT / "bench" / "gateway.py", ["--mode", "embedded"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "options"), MODES, ids=[" ".join([s.name, *o]) for s, o in MODES]
+)
+def test_benchmark_smoke(script: Path, options: list[str], tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--json", str(out)],
+        [sys.executable, str(script), "--smoke", "--json", str(out), *options],
         capture_output=True,
         text=True,
         timeout=300,
