@@ -104,6 +104,43 @@ def bench_bare_sqlite(path: Path, jobs_n: int, updates: int) -> dict[str, Any]:
     }
 
 
+def bench_history(path: Path, depth: int, events: int) -> dict[str, Any]:
+    """Per-event cost on one job whose history already holds ``depth`` entries (the
+    whole document is read, and rewritten by SQLite's JSON functions, per event),
+    next to the bare read + ``json_insert`` append on a document of the same size."""
+    jobs = Jobs(SQLiteStore(path), IDS)
+    uuid = jobs.create(pipeline_uuid=PIPELINE, linkage=["sample.deep"], data={}).job["uuid"]
+    for n in range(depth - 1):
+        jobs.apply(uuid, "update", {"status": "UPDATE", "n": n})
+    start = time.perf_counter()
+    for n in range(events):
+        jobs.apply(uuid, "update", {"status": "UPDATE", "n": depth + n})
+    ours = (time.perf_counter() - start) / events
+    jobs.store.close()
+
+    conn = sqlite3.connect(path.with_suffix(".bare"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE docs (k TEXT PRIMARY KEY, version INTEGER, doc TEXT)")
+    entry = jobs.get(uuid)["history"][-1]
+    doc = {"uuid": uuid, "state": "RUNNING", "history": [entry] * depth}
+    conn.execute("INSERT INTO docs VALUES ('j', 0, ?)", (json.dumps(doc),))
+    start = time.perf_counter()
+    for version in range(events):
+        conn.execute("BEGIN IMMEDIATE")
+        json.loads(conn.execute("SELECT doc FROM docs WHERE k = 'j'").fetchone()[0])
+        conn.execute(
+            "UPDATE docs SET doc = json_insert(doc, '$.history[#]', json(?)), "
+            "version = version + 1 WHERE k = 'j' AND version = ?",
+            (json.dumps(entry), version),
+        )
+        conn.execute("COMMIT")
+    bare = (time.perf_counter() - start) / events
+    conn.close()
+    ms = {"ms_per_event": round(ours * 1000, 3), "bare_ms": round(bare * 1000, 3)}
+    return {"history": depth} | ms
+
+
 STATES = ("CREATED", "RUNNING", "FINISHED", "FAILED", "INDEXING")
 PIPELINES = [
     IDS.pipeline([{"id": f"bench-{n}", "inputs": {}, "parameters": {}}]) for n in range(10)
@@ -233,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--sizes", default="", help="comma-separated job counts to seed")
     parser.add_argument("--probes", type=int, default=1000, help="gets/pages per size")
+    parser.add_argument(
+        "--history", default="10,100,1000,5000", help="history lengths of one job to time"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.updates = 10, 1
-        args.sizes, args.probes = "1000", 50
+        args.sizes, args.probes, args.history = "1000", 50, "10,50"
 
     results: dict[str, Any] = {"jobs": args.jobs, "updates_per_job": args.updates}
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,6 +321,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(bench_scale(Path(tmp) / f"scale-{size}.sqlite3", size, args.probes))
         results["scale"] = rows
         print_scale(rows)
+    if args.history:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [
+                bench_history(Path(tmp) / f"history-{d}.sqlite3", int(d), 100)
+                for d in args.history.split(",")
+            ]
+        results["history"] = rows
+        print(f"{'history entries':<18}{'ms per event':>14}{'baseline: bare read + append':>30}")
+        for row in rows:
+            print(f"{row['history']:<18}{row['ms_per_event']:>14}{row['bare_ms']:>30}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
