@@ -16,7 +16,8 @@ lifecycle machinery costs over the engine underneath.
 With ``--sizes``, a second table: for stores seeded with that many jobs, the latency
 (p50/p99) of a get by uuid and of a filtered page (state + pipeline, newest first,
 50 per page) through the Store interface, and transitions/s at that size — next to a
-bare SQLite ``SELECT`` by primary key on a table of the same rows.
+bare SQLite ``SELECT`` by primary key on a table of the same rows (for MongoDB, when
+MONGODB_URI is set: pymongo's ``find_one`` by the indexed uuid).
 
 MongoDB is measured when MONGODB_URI is set; mongomock is not a benchmark target
 (it is an in-process fake) and is left out.
@@ -31,6 +32,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +202,14 @@ def timed(call: Any, arguments: list[Any]) -> list[float]:
     return out
 
 
-def bench_scale(path: Path, size: int, probes: int) -> dict[str, Any]:
-    """Get and filtered-page latency, and transitions/s, with ``size`` jobs stored."""
+def bench_scale(
+    store: Store, size: int, probes: int, bare: Callable[[list[str]], dict[str, float]]
+) -> dict[str, Any]:
+    """Get and filtered-page latency, and transitions/s, with ``size`` jobs stored;
+    ``bare(uuids)`` times the engine's own get of the same documents afterwards."""
     import random
 
     rng = random.Random(size)
-    store = SQLiteStore(path)
     try:
         start = time.perf_counter()
         uuids = seed_jobs(store, size)
@@ -226,37 +230,61 @@ def bench_scale(path: Path, size: int, probes: int) -> dict[str, Any]:
         for uuid in picks:
             jobs.apply(uuid, "update", {"n": 1})
         per_second = round(len(picks) / (time.perf_counter() - start), 1)
+        baseline = bare(picks)
     finally:
         store.close()
-    conn = sqlite3.connect(path)
-    try:
-        bare = percentiles(
-            timed(
-                lambda u: conn.execute("SELECT doc FROM jobs WHERE k = ?", (u,)).fetchone(), picks
-            )
-        )
-    finally:
-        conn.close()
     return {
         "jobs": size,
         "seed_seconds": round(seeded, 2),
         "get": get,
         "filtered_page": page,
         "transitions_per_second": per_second,
-        "baseline_bare_sqlite_get": bare,
+        "baseline_bare_get": baseline,
     }
+
+
+def scale_sqlite(tmp: Path, size: int, probes: int) -> dict[str, Any]:
+    path = tmp / f"scale-{size}.sqlite3"
+
+    def bare(picks: list[str]) -> dict[str, float]:
+        conn = sqlite3.connect(path)
+        try:
+            query = "SELECT doc FROM jobs WHERE k = ?"
+            return percentiles(timed(lambda u: conn.execute(query, (u,)).fetchone(), picks))
+        finally:
+            conn.close()
+
+    return {"backend": "sqlite"} | bench_scale(SQLiteStore(path), size, probes, bare)
+
+
+def scale_mongodb(uri: str, size: int, probes: int) -> dict[str, Any]:
+    """The same on a MongoDB server, in a database of its own dropped afterwards; the
+    baseline is pymongo's ``find_one`` by the indexed ``uuid``."""
+    from common.store.mongo import MongoStore
+
+    store = MongoStore(uri, f"pipelinejobs_bench_scale_{os.getpid()}_{size}")
+    db = store._db()
+
+    def bare(picks: list[str]) -> dict[str, float]:
+        jobs = db["jobs"]
+        return percentiles(timed(lambda u: jobs.find_one({"uuid": u}, {"_id": False}), picks))
+
+    try:
+        return {"backend": "mongodb"} | bench_scale(store, size, probes, bare)
+    finally:
+        db.client.drop_database(db.name)
 
 
 def print_scale(rows: list[dict[str, Any]]) -> None:
     print()
     print(
-        f"{'jobs':>10}{'get p50/p99 ms':>18}{'page p50/p99 ms':>18}{'trans/s':>10}"
+        f"{'store':<9}{'jobs':>9}{'get p50/p99 ms':>18}{'page p50/p99 ms':>18}{'trans/s':>10}"
         f"{'baseline bare get p50/p99 ms':>30}"
     )
     for row in rows:
-        get, page, bare = row["get"], row["filtered_page"], row["baseline_bare_sqlite_get"]
+        get, page, bare = row["get"], row["filtered_page"], row["baseline_bare_get"]
         print(
-            f"{row['jobs']:>10}{get['p50_ms']:>9.3f}/{get['p99_ms']:<8.3f}"
+            f"{row['backend']:<9}{row['jobs']:>9}{get['p50_ms']:>9.3f}/{get['p99_ms']:<8.3f}"
             f"{page['p50_ms']:>9.3f}/{page['p99_ms']:<8.3f}{row['transitions_per_second']:>10}"
             f"{bare['p50_ms']:>21.3f}/{bare['p99_ms']:<8.3f}"
         )
@@ -318,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for size in (int(n) for n in args.sizes.split(",")):
-                rows.append(bench_scale(Path(tmp) / f"scale-{size}.sqlite3", size, args.probes))
+                rows.append(scale_sqlite(Path(tmp), size, args.probes))
+                if os.environ.get("MONGODB_URI"):
+                    rows.append(scale_mongodb(os.environ["MONGODB_URI"], size, args.probes))
         results["scale"] = rows
         print_scale(rows)
     if args.history:
