@@ -204,6 +204,7 @@ class LauncherProxy(Actor):
                     report,
                     callback_base,
                     rt.config.log_dir / f"{uuid}.log",
+                    launch_id=ctx.execution_id,
                 )
             )
         except PipelineJobsError as exc:

@@ -24,9 +24,18 @@ from typing import Any
 from common.config import Config
 from common.errors import ValidationError
 from common.launchers.base import Launch, Launcher
+from common.launchers.watched import WatchedLauncher
 from common.storage import LocalStorage
 
-__all__ = ["BACKENDS", "Launch", "Launcher", "choose", "make_launcher", "needs_callback"]
+__all__ = [
+    "BACKENDS",
+    "Launch",
+    "Launcher",
+    "choose",
+    "make_launcher",
+    "make_watched",
+    "needs_callback",
+]
 
 BACKENDS = ("inline", "local", "docker", "callback")
 
@@ -61,6 +70,19 @@ def choose(config: Config, definition: Mapping[str, Any], pipeline: Mapping[str,
 def needs_callback(name: str) -> bool:
     """Whether the backend reports over HTTP (and so needs a nonce'd callback URL)."""
     return name != "inline"
+
+
+def make_watched(name: str, options: Mapping[str, Any]) -> WatchedLauncher:
+    """A local or docker launcher from its ``options()`` (in a supervisor process)."""
+    if name == "local":
+        from common.launchers.local import LocalLauncher
+
+        return LocalLauncher()
+    if name == "docker":
+        from common.launchers.docker import DockerLauncher
+
+        return DockerLauncher(str(options["docker_url"]), timeout=float(options["timeout"]))
+    raise ValidationError(f"no watched launcher {name!r}", allowed=["local", "docker"])
 
 
 def make_launcher(name: str, config: Config, storage: LocalStorage) -> Launcher:

@@ -60,6 +60,30 @@ class Launch:
     #: status; None for backends that report through the bus.
     callback_base: str | None
     log_path: Path
+    #: What makes a launch of this job unique: the launcher-proxy execution that asked
+    #: for it. A redelivery of that execution carries the same id, so the compute is
+    #: found, not started twice. Empty: every launch is a new one.
+    launch_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but ``report`` (a function of this process), as JSON-ready data:
+        what another process needs to start and watch this launch."""
+        return {
+            "job": self.job,
+            "pipeline": self.pipeline,
+            "job_definition": self.job_definition,
+            "archive_path": self.archive_path,
+            "archive_dir": str(self.archive_dir),
+            "token": self.token,
+            "callback_base": self.callback_base,
+            "log_path": str(self.log_path),
+            "launch_id": self.launch_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], report: Report) -> Launch:
+        paths = {"archive_dir": Path(data["archive_dir"]), "log_path": Path(data["log_path"])}
+        return cls(**{**data, **paths}, report=report)
 
     def callback_url(self, status: str = STATUS_MACRO) -> str:
         if self.callback_base is None:

@@ -6,7 +6,8 @@ else ``parameters.CONTAINER_IMAGE`` of its Agave app — the one named by the
 definition's ``appId``, or the first that has one. No image refuses the launch
 before the job is created.
 
-The container runs detached, like the local launcher's process: the job's archive
+The container runs detached, like the local launcher's process (both are started
+and watched by a supervisor process, common/launchers/supervisor.py): the job's archive
 directory is bind-mounted read-write at ``/archive`` and is its working directory;
 its command is ``job_definition.command`` (argv, no shell) or the image's own; its
 environment is ``job_definition.environment`` plus the job's coordinates
@@ -221,6 +222,9 @@ class DockerLauncher(WatchedLauncher):
 
     def describe(self, handle: Running) -> dict[str, Any]:
         return {"container": handle.container.id[:12], "image": handle.image}
+
+    def options(self) -> dict[str, Any]:
+        return {"docker_url": self.docker_url, "timeout": self.timeout}
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ def post_status(
     attempts: int = 6,
     timeout: float = 10.0,
     backoff: float = 0.5,
+    max_delay: float = 60.0,
 ) -> int:
     """POST ``body`` to ``url``; the HTTP status. Retries network errors and 5xx."""
     data = json.dumps(body).encode()
@@ -43,7 +44,9 @@ def post_status(
             problem = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             problem = str(exc)
-        delay = backoff * 2**attempt
+        if attempt == attempts - 1:
+            break
+        delay = min(backoff * 2**attempt, max_delay)
         log.warning("callback to %s failed (%s); retrying in %.1fs", _safe(url), problem, delay)
         time.sleep(delay)
     log.error("callback to %s failed %d times; giving up", _safe(url), attempts)

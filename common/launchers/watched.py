@@ -1,16 +1,15 @@
 """Launchers that start a process they can watch: report, wait, enforce, report.
 
-The local and Docker backends share this shape. After starting the compute, a
-watcher thread posts RUNNING, waits for the compute to end — at most ``maxRunTime``,
+The local and Docker backends share this shape. The compute is started and watched
+by a supervisor process of its own (:mod:`common.launchers.supervisor`), so that the
+worker that launched it may die or restart without the job's end going unreported.
+The supervisor posts RUNNING, waits for the compute to end — at most ``maxRunTime``,
 after which it is killed and the job fails saying so — then posts FINISHED (exit
 code 0) or FAILED with the exit code. If the backend loses sight of the compute
 while waiting (``wait`` raises a PipelineJobsError: the Docker engine went away),
 the job fails with that reason. Every report is an HTTP callback to the
-jobs-manager, as a remote backend's would be.
-
-The watcher lives in the process that launched the job. If that process dies, the
-compute keeps running but nobody reports its end; the job then stays RUNNING until
-a status is posted to its callback URL (which is in its ``run`` event).
+jobs-manager, as a remote backend's would be, retried for ~15 minutes (a gateway
+being redeployed when a job ends must not strand it in RUNNING).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import Any
 from common.errors import PipelineJobsError, ValidationError
 from common.launchers.base import Launch, Launcher, max_run_time
 from common.launchers.http_report import post_status
+from common.launchers.supervisor import supervise
 
 log = logging.getLogger("pipelinejobs.launcher")
 
@@ -36,8 +36,11 @@ class WatchedLauncher(Launcher):
     """Start, then watch in a thread: subclasses say how to start, wait and kill."""
 
     system = "local"
-    #: Threads still watching (tests join them; they are daemons otherwise).
+    #: Threads waiting on this process's supervisors, so their exits are collected
+    #: (tests join them to wait for a job's end; they are daemons otherwise).
     watchers: list[threading.Thread] = []
+    #: Attempts at each status callback (back-off doubling up to a minute: ~15 min).
+    report_attempts = 20
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
         """What every watched job must get right before it is created: a readable
@@ -89,29 +92,28 @@ class WatchedLauncher(Launcher):
         """What was started, for the job's run event."""
         return {}
 
+    def options(self) -> dict[str, Any]:
+        """What a supervisor needs to make this launcher again (JSON-ready)."""
+        return {}
+
     def finish(self, handle: Any, launch: Launch) -> None:  # noqa: B027 - optional hook
         """After the compute ended (e.g. collect logs, remove a container)."""
 
     def launch(self, launch: Launch) -> dict[str, Any]:
         limit = max_run_time(launch.job_definition)
+        self.check(launch.job_definition, launch.pipeline)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.start(launch)
-        thread = threading.Thread(
-            target=self._watch,
-            args=(handle, launch, limit),
-            name=f"watch-{launch.job['uuid'][:8]}",
-            daemon=True,
-        )
-        self.watchers.append(thread)
-        thread.start()
+        started = supervise(self, launch)
         return {
             "backend": self.name,
             "callback": launch.callback_url().split("?", 1)[0],
             "maxRunTime": limit,
-            **self.describe(handle),
+            **started,
         }
 
-    def _watch(self, handle: Any, launch: Launch, limit: float | None) -> None:
+    def watch(self, handle: Any, launch: Launch, limit: float | None) -> str | None:
+        """Report RUNNING, wait for the end, report it; the last status reported (None
+        if watching itself failed). Runs in the supervisor."""
         uuid = launch.job["uuid"]
         try:
             self._report(launch, "RUNNING")
@@ -121,37 +123,25 @@ class WatchedLauncher(Launcher):
                 self.kill(handle)
                 text = launch.job_definition.get("maxRunTime")
                 log.warning("job %s exceeded maxRunTime %s; killed", uuid, text)
-                self._report(
-                    launch,
-                    "FAILED",
-                    exitCode=None,
-                    error=f"maxRunTime {text} exceeded: the job was killed",
-                )
-                return
+                error = f"maxRunTime {text} exceeded: the job was killed"
+                return self._report(launch, "FAILED", exitCode=None, error=error)
             except PipelineJobsError as exc:
                 # The backend lost sight of the compute (the Docker engine went away):
                 # fail the job saying so, rather than leave it RUNNING with nobody watching.
                 log.error("job %s could not be watched: %s", uuid, exc.message)
-                self._report(
-                    launch,
-                    "FAILED",
-                    exitCode=None,
-                    error=f"the job could not be watched to its end: {exc.message}",
-                )
-                return
+                error = f"the job could not be watched to its end: {exc.message}"
+                return self._report(launch, "FAILED", exitCode=None, error=error)
             finally:
                 self.finish(handle, launch)
             if code == 0:
-                self._report(launch, "FINISHED", exitCode=0)
-            else:
-                self._report(
-                    launch, "FAILED", exitCode=code, error=f"the job exited with code {code}"
-                )
-        except Exception:  # a watcher thread must log, never die silently
+                return self._report(launch, "FINISHED", exitCode=0)
+            error = f"the job exited with code {code}"
+            return self._report(launch, "FAILED", exitCode=code, error=error)
+        except Exception:  # a watcher must log, never die silently
             log.exception("watcher of job %s failed", uuid)
-        finally:
-            self.watchers[:] = [t for t in self.watchers if t is not threading.current_thread()]
+            return None
 
-    def _report(self, launch: Launch, status: str, **extra: Any) -> None:
+    def _report(self, launch: Launch, status: str, **extra: Any) -> str:
         body = launch.callback_body(status, executionSystem=self.system, **extra)
-        post_status(launch.callback_url(status), body)
+        post_status(launch.callback_url(status), body, attempts=self.report_attempts)
+        return status

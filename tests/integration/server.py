@@ -36,10 +36,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(data_dir: Path, port: int, timeout: float = 30.0) -> Server:
+def start_server(
+    data_dir: Path, port: int, timeout: float = 30.0, admin_key: str | None = None
+) -> Server:
+    """Serve ``data_dir`` on ``port``. A new data dir prints its admin key; a restart
+    on an existing one does not, so pass the key it printed then."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
     env["PYTHONPATH"] = str(ROOT)
-    log = data_dir.parent / f"serve-{port}.log"
+    log = data_dir.parent / f"serve-{port}{'-again' if admin_key else ''}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -61,11 +65,12 @@ def start_server(data_dir: Path, port: int, timeout: float = 30.0) -> Server:
     deadline = time.monotonic() + timeout
     while True:
         text = log.read_text(errors="replace")
-        key = re.search(r"^admin key: (\S+)$", text, re.MULTILINE)
+        found = re.search(r"^admin key: (\S+)$", text, re.MULTILINE)
+        key = admin_key or (found.group(1) if found else None)
         if key and f"serving on {url}" in text:
             try:
                 if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return Server(url, key.group(1), proc, log)
+                    return Server(url, key, proc, log)
             except requests.ConnectionError:
                 pass
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -200,3 +200,41 @@ def test_the_demo_walks_a_job_through_its_lifecycle(server: Server) -> None:
         ]
         == "FINISHED"
     )
+
+
+def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Path) -> None:
+    # The compute waits for a file; serve (gateway, worker and all) is SIGKILLed while
+    # it runs and started again; only a watcher that outlived serve can report the end.
+    go = tmp_path / "go"
+    wait = (
+        f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
+        "print('finished after the restart')"
+    )
+    port, data = _free_port(), tmp_path / "data"
+    first = start_server(data, port)
+    try:
+        auth = {"Authorization": f"Bearer {first.admin_key}"}
+        created = requests.post(
+            f"{first.url}/actors/v2/pipelines-manager/messages",
+            params={"sync": "true"},
+            headers=auth,
+            timeout=30,
+            json={"name": "local", "components": [{"id": APP, "inputs": {}, "parameters": {}}]},
+        )
+        assert created.status_code == 200, created.text
+        uuid = launch(first, {"command": [sys.executable, "-c", wait]})["uuid"]
+        job_when(first, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
+    finally:
+        first.proc.kill()
+        first.proc.wait(10)
+
+    second = start_server(data, port, admin_key=first.admin_key)
+    try:
+        go.touch()
+        job = job_when(second, uuid, lambda j: j["state"] == "FINISHED", "the job to finish")
+        assert [h["name"] for h in job["history"]] == ["create", "run", "run", "finish"]
+        assert job["history"][-1]["data"]["exitCode"] == 0
+        log = requests.get(f"{second.url}/jobs/{uuid}/log", headers=auth, timeout=10).text
+        assert "finished after the restart" in log
+    finally:
+        second.stop()

@@ -8,6 +8,7 @@ and reads what the engine was asked and what was reported.
 from __future__ import annotations
 
 import gc
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,7 @@ def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, 
     assert launch.archive_dir.is_dir()  # made before the engine mounts it (as root)
 
     container_id = engine.requested("POST", r"/containers/\w+/start")[0].path.split("/")[2]
+    assert started.pop("supervisor") != os.getpid()  # started and watched by its own process
     assert started == {
         "backend": "docker",
         "callback": f"{capture.url}/actors/v2/jobs-manager/messages",

@@ -1,0 +1,218 @@
+"""The supervisor: a process of its own that starts, watches and reports one job.
+
+A watcher thread dies with the process that launched the job — a worker killed,
+restarted or recycled by its pool, ``serve`` stopped with Ctrl-C — and then nobody
+reports the compute's end: the job stays RUNNING forever. So the launching process
+hands the launch to a new Python process running :func:`main`, in a session of its
+own, which outlives it: the supervisor starts the compute, answers the
+launcher with one JSON line on its stdout (``{"started": {...}}`` or ``{"error":
+{...}}``), then watches the compute to its end and posts the statuses itself (see
+:mod:`common.launchers.watched`). Its own log is ``<log_dir>/<uuid>.supervisor.log``.
+It does not outlive the machine, nor a container or cgroup stopped as a whole.
+
+Launching is idempotent: before starting anything the supervisor creates
+``<log_dir>/<uuid>.<launch_id>.launch`` exclusively. A redelivered launch (same job,
+same launcher-proxy execution) finds it and answers with what the first one started,
+waiting while that one is still starting; nothing is started twice. If the first
+supervisor died while starting, the launch is refused rather than risk a second
+compute: a new launch (a new execution) is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common.errors import LauncherError, LauncherUnavailable, PipelineJobsError, ValidationError
+from common.launchers.base import Launch, max_run_time
+
+if TYPE_CHECKING:
+    from common.launchers.watched import WatchedLauncher
+
+log = logging.getLogger("pipelinejobs.launcher")
+
+#: Errors a start may raise that the launching process re-raises as themselves.
+ERRORS = {cls.__name__: cls for cls in (ValidationError, LauncherError, LauncherUnavailable)}
+#: How long a redelivered launch waits for the first one to finish starting.
+STARTING_WAIT = 600.0
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY = "import sys; from common.launchers.supervisor import main; sys.exit(main())"
+
+
+# -- the launching process's side -------------------------------------------------------------
+
+
+def supervise(launcher: WatchedLauncher, launch: Launch) -> dict[str, Any]:
+    """Start ``launch`` under a supervisor; what it started (or raise its refusal)."""
+    spec = {"launcher": launcher.name, "options": launcher.options(), "launch": launch.to_dict()}
+    diagnostics = launch.log_path.with_name(f"{launch.job['uuid']}.supervisor.log")
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    with open(diagnostics, "ab") as errors:
+        proc = subprocess.Popen(
+            # Not ``-m``: the package imports this module, and runpy would run a second
+            # copy of it. The job's uuid is there for ps, and read by nobody.
+            [sys.executable, "-c", ENTRY, "supervisor", launch.job["uuid"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # not in the worker's process group: it outlives it
+        )
+    assert proc.stdin is not None and proc.stdout is not None
+    with proc.stdin:
+        proc.stdin.write(json.dumps(spec).encode())
+    with proc.stdout:
+        line = proc.stdout.readline()
+    try:
+        answer = json.loads(line) if line.strip() else {}
+    except ValueError:
+        answer = {}
+    if "started" not in answer:
+        proc.wait(30)
+        if "error" in answer:
+            error = answer["error"]
+            cls = ERRORS.get(str(error.pop("error", "")), LauncherError)
+            raise cls(str(error.pop("message", "the launch failed")), **error)
+        tail = diagnostics.read_text(errors="replace")[-2000:]
+        raise LauncherError(
+            f"the supervisor of job {launch.job['uuid']} exited ({proc.returncode}) "
+            f"before starting it: {tail.strip() or 'it said nothing'}"
+        )
+    reaper = threading.Thread(
+        target=_reap, args=(launcher, proc), name=f"reap-{proc.pid}", daemon=True
+    )
+    launcher.watchers.append(reaper)
+    reaper.start()
+    return dict(answer["started"])
+
+
+def _reap(launcher: WatchedLauncher, proc: subprocess.Popen[bytes]) -> None:
+    """Collect the supervisor's exit (no zombie) while this process lives."""
+    try:
+        proc.wait()
+    finally:
+        launcher.watchers[:] = [t for t in launcher.watchers if t is not threading.current_thread()]
+
+
+# -- the supervisor's side ------------------------------------------------------------------------
+
+
+def _marker(launch: Launch) -> Path | None:
+    if not launch.launch_id:
+        return None
+    return launch.log_path.with_name(f"{launch.job['uuid']}.{launch.launch_id}.launch")
+
+
+def _write(marker: Path, record: dict[str, Any]) -> None:
+    partial = marker.with_suffix(".partial")
+    partial.write_text(json.dumps(record))
+    os.replace(partial, marker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(marker: Path) -> dict[str, Any] | None:
+    """Claim this launch (None), or what an earlier supervisor of it recorded."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            json.dump({"state": "starting", "supervisor": os.getpid()}, out)
+        return None
+    deadline = time.monotonic() + STARTING_WAIT
+    while True:
+        try:
+            record = json.loads(marker.read_text())
+        except ValueError:  # caught between its create and its first write
+            record = {"state": "starting", "supervisor": 0}
+        if record.get("state") != "starting":
+            return dict(record)
+        pid = int(record.get("supervisor") or 0)
+        if (pid and not _alive(pid)) or time.monotonic() > deadline:
+            raise LauncherError(
+                "an earlier attempt at this launch stopped while starting the job; it is "
+                "not started a second time (launch it again with a new message)"
+            )
+        time.sleep(0.1)
+
+
+def run(spec: dict[str, Any], answer: Any) -> int:
+    """Start the launch in ``spec``, ``answer`` the launcher, then watch it to its end."""
+    from common.launchers import make_watched
+
+    launch = Launch.from_dict(spec["launch"], report=_no_bus_report)
+    launcher = make_watched(spec["launcher"], spec.get("options") or {})
+    marker = _marker(launch)
+    try:
+        earlier = _claim(marker) if marker else None
+    except PipelineJobsError as exc:
+        answer({"error": exc.to_dict()})
+        return 1
+    if earlier is not None:
+        log.info("launch %s of job %s was started before; answering with it",
+                 launch.launch_id, launch.job["uuid"])  # fmt: skip
+        answer({"started": {**earlier.get("started", {}), "already_started": True}})
+        return 0
+    try:
+        limit = max_run_time(launch.job_definition)
+        handle = launcher.start(launch)
+    except Exception as exc:
+        if marker:  # nothing runs: a redelivery of this launch may try again
+            marker.unlink(missing_ok=True)
+        if isinstance(exc, PipelineJobsError):
+            answer({"error": exc.to_dict()})
+        else:  # the boundary of this process: say what happened, never hang the caller
+            log.exception("starting job %s failed", launch.job["uuid"])
+            message = f"the {launcher.name} launcher failed starting the job"
+            answer({"error": {"error": "LauncherError",
+                              "message": f"{message} ({type(exc).__name__}: {exc})"}})  # fmt: skip
+        return 1
+    started = {**launcher.describe(handle), "supervisor": os.getpid()}
+    if marker:
+        _write(marker, {"state": "started", "supervisor": os.getpid(), "started": started})
+    answer({"started": started})
+    status = launcher.watch(handle, launch, limit)
+    if marker:
+        _write(marker, {"state": "ended", "started": started, "reported": status})
+    return 0
+
+
+def _no_bus_report(status: str, body: Any) -> str:
+    raise LauncherError("a supervised launch reports over HTTP, not through the bus")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s supervisor[%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    spec = json.loads(sys.stdin.read())
+    out = sys.stdout
+
+    def answer(reply: dict[str, Any]) -> None:
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+        # The launcher stops reading here; nothing else may land on its pipe (and fd 1
+        # must stay taken, or the next file opened would get it).
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+
+    return run(spec, answer)
