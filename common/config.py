@@ -103,8 +103,13 @@ class BusSettings:
     #: failed because the store was unavailable or too contended.
     max_retries: int = 5
     retry_backoff: float = 1.0
-    #: A starting worker re-publishes executions still SUBMITTED after this many s.
+    #: Executions still SUBMITTED this many s after they were last touched are
+    #: re-published: by a worker starting, and by running workers (below).
     recover_after: float = 60.0
+    #: How often (s) a running worker looks for SUBMITTED executions whose message was
+    #: lost in flight (its actor's queue empty, the execution older than
+    #: recover_after) and re-publishes them; 0 turns the sweep off.
+    recover_interval: float = 30.0
     #: Worker processes (prefork) for `pipelinejobs worker`; 0 = number of CPUs.
     worker_concurrency: int = 0
     #: Worker threads in the embedded mode.

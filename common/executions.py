@@ -196,9 +196,28 @@ class Executions:
             fields["logs"] = list(logs)
         return self._change(execution_id, current, **fields)
 
-    def requeue(self, execution_id: str, reason: str) -> Document:
-        """Put an execution back to SUBMITTED (a transient failure will be retried)."""
-        return self._change(execution_id, status=SUBMITTED, retry_reason=reason)
+    def requeue(self, execution_id: str, reason: str, delay: float = 0.0) -> Document:
+        """Put an execution back to SUBMITTED (a transient failure will be retried in
+        ``delay`` s: until then a recovery sweep leaves it alone)."""
+        return self._change(
+            execution_id,
+            status=SUBMITTED,
+            retry_reason=reason,
+            retry_at=iso(self.clock() + delay),
+        )
+
+    def claim_recovery(self, execution: Document) -> Document | None:
+        """Mark a stale execution as being re-published by this caller (one CAS): None
+        if another worker changed it first — it started, finished, or was claimed."""
+        return self.store.update(
+            self.collection,
+            execution["id"],
+            version=execution["version"],
+            set={
+                "updated": now(self.clock),
+                "recoveries": int(execution.get("recoveries", 0)) + 1,
+            },
+        )
 
     def page(
         self, actor: str, *, limit: int = 50, after: str | None = None, status: str | None = None

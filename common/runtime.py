@@ -23,7 +23,7 @@ from typing import Any
 
 from common.actor import Actor, Context, ExecutionLog, actor_id
 from common.bus.base import Bus
-from common.clock import Clock, system_clock
+from common.clock import Clock, iso, system_clock
 from common.config import Config
 from common.errors import PipelineJobsError, StoreUnavailable, TooManyConflicts, UnknownActor
 from common.executions import FINISHED_STATUSES, RUNNING, SUBMITTED, Executions
@@ -188,7 +188,7 @@ class Runtime:
             return self.executions.finish(execution["id"], error=exc.to_dict(), logs=elog.lines)
         delay = min(settings.retry_backoff * 2 ** (attempts - 1), 300.0)
         elog.warning(f"{exc.message}; retrying in {delay:.1f}s")
-        requeued = self.executions.requeue(execution["id"], exc.message)
+        requeued = self.executions.requeue(execution["id"], exc.message, delay)
         self.publish(execution["actor"], execution["id"], delay=delay)
         return requeued
 
@@ -200,18 +200,35 @@ class Runtime:
         *,
         older_than: float | None = None,
         include_running: bool = False,
+        idle_only: bool = False,
     ) -> list[str]:
         """Re-publish executions orphaned by a crash; returns their ids.
 
-        SUBMITTED ones older than ``older_than`` were stored but perhaps never
-        published. RUNNING ones (only with ``include_running``, for a broker that
-        forgets, like the in-process one) were taken by a worker that died.
+        SUBMITTED ones not touched for ``older_than`` s were stored but never published
+        (the publisher died in between) or their message was lost in flight (a worker
+        killed between taking it from the broker and recording it as unacknowledged).
+        RUNNING ones (only with ``include_running``, for a broker that forgets, like the
+        in-process one) were taken by a worker that died. With ``idle_only`` (the
+        periodic sweep), an actor whose queue still holds messages is skipped: its
+        SUBMITTED executions may just be waiting their turn. One waiting out a retry
+        back-off is left alone until it is due. Each is claimed with a compare-and-set
+        before it is published, so workers sweeping at once publish it once, and it is
+        not re-published again before another ``older_than`` s pass.
         """
         age = self.config.bus.recover_after if older_than is None else older_than
         statuses = (SUBMITTED, RUNNING) if include_running else (SUBMITTED,)
         wanted = list(aliases) if aliases else list(self.actors)
-        found = self.executions.stale(older_than=age, statuses=statuses, actors=wanted)
-        for execution in found:
+        if idle_only and self.bus is not None:
+            wanted = [a for a in wanted if not self.bus.depth(a)]
+        if not wanted:
+            return []
+        due = iso(self.clock() - age)
+        recovered = []
+        for execution in self.executions.stale(older_than=age, statuses=statuses, actors=wanted):
+            if str(execution.get("retry_at") or "") > due:
+                continue  # a retry waiting for its back-off: its message is in a worker
+            if self.executions.claim_recovery(execution) is None:
+                continue
             log.warning(
                 "re-publishing orphaned execution %s (%s, %s)",
                 execution["id"],
@@ -219,7 +236,8 @@ class Runtime:
                 execution["status"],
             )
             self.publish(execution["actor"], execution["id"])
-        return [e["id"] for e in found]
+            recovered.append(execution["id"])
+        return recovered
 
     def close(self) -> None:
         if self.bus is not None:

@@ -11,7 +11,9 @@ The same object serves every way of running PipelineJobs:
 
 Start-up recovery happens here: a worker re-publishes executions left SUBMITTED by a
 crash between storing and publishing; the embedded mode, whose in-process broker
-forgets everything on exit, also re-publishes the ones left RUNNING.
+forgets everything on exit, also re-publishes the ones left RUNNING. Running workers
+keep sweeping for SUBMITTED executions whose message was lost in flight
+(:class:`~common.bus.celery.RecoverySweep`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ class System:
         self.runtime = Runtime(config, store=store, clock=clock)
         self.config = self.runtime.config
         self.bus = CeleryBus(
-            self.config.bus, self.config.broker_url, list(ACTOR_MODULES), self.runtime.deliver
+            self.config.bus,
+            self.config.broker_url,
+            list(ACTOR_MODULES),
+            self.runtime.deliver,
+            recover=lambda aliases: self.runtime.recover(aliases, idle_only=True),
         )
         self.runtime.bus = self.bus
         self._embedded: EmbeddedWorker | None = None

@@ -1,10 +1,11 @@
 """The bus interface: how an execution reaches the worker that runs its actor.
 
 The bus carries only *which* execution to run (its id and actor); the message itself
-is in the execution record, stored before publishing. A bus needs three things —
-publish, and optionally ping and close. Backends: :mod:`common.bus.celery` (Celery on
-Redis, RabbitMQ, or kombu's in-process memory transport) and :mod:`common.bus.stub`
-(an in-memory queue drained by ``join()`` in the test's own thread).
+is in the execution record, stored before publishing. A bus needs one thing —
+publish — and may say how deep a queue is, answer a ping and close. Backends:
+:mod:`common.bus.celery` (Celery on Redis, RabbitMQ, or kombu's in-process memory
+transport) and :mod:`common.bus.stub` (an in-memory queue drained by ``join()`` in the
+test's own thread).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class Bus(ABC):
     @abstractmethod
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         """Queue execution ``execution_id`` for actor ``alias`` (after ``delay`` s)."""
+
+    def depth(self, alias: str) -> int | None:
+        """Messages waiting in ``alias``'s queue (not those a worker holds); None when
+        the backend cannot tell."""
+        return None
 
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise BusUnavailable if the broker cannot be reached."""

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from kombu import Queue
 from kombu.utils.url import maybe_sanitize_url
 
@@ -34,6 +34,7 @@ from common.errors import BusUnavailable, StoreUnavailable, TooManyConflicts
 log = logging.getLogger("pipelinejobs.bus")
 
 Deliver = Callable[[str, str], object]
+Recover = Callable[[list[str]], object]
 #: Errors after which the delivery is retried by Celery with back-off.
 TRANSIENT = (StoreUnavailable, TooManyConflicts)
 
@@ -97,18 +98,58 @@ def run_delivery(task: Any, envelope: dict[str, Any]) -> None:
         ) from exc
 
 
+class RecoverySweep(bootsteps.StartStopStep):
+    """A worker step: every ``bus.recover_interval`` s, re-publish executions whose
+    message was lost in flight (:meth:`common.runtime.Runtime.recover`).
+
+    kombu's Redis transport pops a message, then records it as unacknowledged; a
+    worker killed between the two loses it, and its execution stays SUBMITTED. A
+    crash between storing an execution and publishing it does the same. Start-up
+    recovery finds those only when a worker starts; this finds them while workers
+    run. It runs on the worker's own timer (its event loop for prefork), not on a
+    thread of ours, so a pool process is never forked while it holds a lock.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.timer_ref: Any = None
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker: Any) -> None:
+        bus = getattr(worker.app, "pipelinejobs_bus", None)
+        interval = bus.settings.recover_interval if bus is not None else 0
+        if bus is not None and bus.recover is not None and interval > 0:
+            self.timer_ref = worker.timer.call_repeatedly(interval, bus.sweep, priority=10)
+
+    def stop(self, worker: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+
 class CeleryBus(Bus):
     """Publishes executions as Celery tasks and runs workers for chosen actors."""
 
     def __init__(
-        self, settings: BusSettings, broker_url: str, aliases: Iterable[str], deliver: Deliver
+        self,
+        settings: BusSettings,
+        broker_url: str,
+        aliases: Iterable[str],
+        deliver: Deliver,
+        recover: Recover | None = None,
     ) -> None:
         self.settings = settings
         self.broker_url = broker_url
         self.aliases = list(aliases)
         self.deliver = deliver
+        #: recover(aliases): re-publish what was lost in flight (the periodic sweep).
+        self.recover = recover
+        #: The actors this process's worker consumes, which it sweeps for.
+        self.consuming: list[str] = []
         self.app = make_app(settings, broker_url, self.aliases)
         self.app.pipelinejobs_bus = self
+        self.app.steps["worker"].add(RecoverySweep)
         for alias in self.aliases:
             self.app.task(
                 name=task_name(alias),
@@ -145,6 +186,27 @@ class CeleryBus(Bus):
             raise BusUnavailable(
                 f"cannot publish to {queue_name(alias)} on {self._safe_url()}: {exc}"
             ) from exc
+
+    def depth(self, alias: str) -> int | None:
+        """Messages ready in the actor's queue (a passive declare: nothing is created)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                declared = conn.default_channel.queue_declare(queue_name(alias), passive=True)
+                return int(declared.message_count)
+        except Exception as exc:  # a queue not declared yet is empty; any other: unknown
+            if "NOT_FOUND" in str(exc) or "404" in str(exc):
+                return 0
+            log.warning("cannot tell the depth of %s: %s", queue_name(alias), exc)
+            return None
+
+    def sweep(self) -> None:
+        """One recovery sweep over the consumed actors (never raises into Celery)."""
+        if self.recover is None or not self.consuming:
+            return
+        try:
+            self.recover(self.consuming)
+        except Exception:
+            log.exception("recovery sweep of %s failed; trying again later", self.consuming)
 
     def _safe_url(self) -> str:
         """The broker URL without its password, for messages."""
@@ -184,8 +246,9 @@ class CeleryBus(Bus):
         self, aliases: Iterable[str], *, concurrency: int, pool: str, loglevel: str = "INFO"
     ) -> None:
         """Run a worker in this process until it is told to stop (the CLI's worker)."""
+        self.consuming = list(aliases)
         worker = self.app.Worker(
-            loglevel=loglevel, **self.worker_options(aliases, concurrency, pool)
+            loglevel=loglevel, **self.worker_options(self.consuming, concurrency, pool)
         )
         worker.start()
         code = getattr(worker, "exitcode", 0)
@@ -200,6 +263,7 @@ class EmbeddedWorker:
         from celery.worker import WorkController
 
         self.bus = bus
+        bus.consuming = aliases = list(aliases)
         self.controller = WorkController(
             app=bus.app,
             loglevel="WARNING",

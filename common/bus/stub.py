@@ -31,6 +31,10 @@ class StubBus(Bus):
             self.queue.append((alias, execution_id))
             self.published.append((alias, execution_id))
 
+    def depth(self, alias: str) -> int | None:
+        with self._lock:
+            return sum(1 for queued, _ in self.queue if queued == alias)
+
     def join(self, limit: int = 10_000) -> int:
         """Deliver until the queue is empty; returns how many were delivered."""
         if self.deliver is None:

@@ -262,9 +262,61 @@ def test_recover_republishes_old_submitted_executions_only(clocked: Runtime, clo
 
     assert clocked.recover() == [old]  # recover_after = 60 s
     assert bus(clocked).published == [(MANAGER, old)]
+    assert clocked.recover() == []  # claimed: not again before another 60 s
     clock.advance(1)
-    assert clocked.recover(older_than=0.5) == [old, fresh]  # oldest first
+    assert sorted(clocked.recover(older_than=0.5)) == sorted([old, fresh])
     assert clocked.recover(older_than=120) == []
+    assert clocked.executions.get(old)["recoveries"] == 2
+
+
+def test_a_sweep_skips_an_actor_whose_queue_still_holds_messages(clocked, clock):
+    job = make_job(clocked)
+    waiting = clocked.submit(MANAGER, update(clocked, job))["id"]
+    clock.advance(61)
+    # The message is still in the queue: it is not lost, just waiting its turn.
+    assert clocked.recover(idle_only=True) == []
+    bus(clocked).queue.clear()  # now it is gone (taken by a worker that died)
+    assert clocked.recover(idle_only=True) == [waiting]
+
+
+def test_a_retry_waiting_out_its_back_off_is_not_recovered_early(clocked, clock):
+    job = make_job(clocked)
+    execution = clocked.submit(MANAGER, update(clocked, job))["id"]
+    bus(clocked).queue.clear()
+    clocked.executions.requeue(execution, "store unavailable", delay=300)
+    clock.advance(120)
+    assert clocked.recover() == []  # its delayed message is held by a worker
+    clock.advance(241)
+    assert clocked.recover() == [execution]  # due 300 s ago + recover_after: lost
+
+
+def test_workers_sweeping_at_once_publish_each_execution_once(tmp_path, clock):
+    import threading
+
+    rt = make_runtime(tmp_path, "sqlite", clock, bus={"recover_after": 60.0})
+    try:
+        job = make_job(rt)
+        lost = {rt.submit(MANAGER, update(rt, job, data={"n": n}))["id"] for n in range(40)}
+        bus(rt).queue.clear()
+        bus(rt).published.clear()
+        clock.advance(61)
+        found: list[list[str]] = []
+        start = threading.Barrier(4)
+
+        def sweep() -> None:
+            start.wait()
+            found.append(rt.recover(idle_only=True))
+
+        threads = [threading.Thread(target=sweep) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        recovered = [e for ids in found for e in ids]
+        assert sorted(recovered) == sorted(lost)  # each once, by one sweeper or another
+        assert sorted(e for _, e in bus(rt).published) == sorted(lost)
+    finally:
+        rt.close()
 
 
 def test_recover_takes_running_only_when_asked(clocked: Runtime, clock: FakeClock):
