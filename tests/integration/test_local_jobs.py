@@ -22,18 +22,22 @@ WRITE = (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("local") / "data", _free_port())
-    auth = {"Authorization": f"Bearer {running.admin_key}"}
+def register_pipeline(server: Server) -> None:
+    """The pipeline every job here runs under."""
     created = requests.post(
-        f"{running.url}/actors/v2/pipelines-manager/messages",
+        f"{server.url}/actors/v2/pipelines-manager/messages",
         params={"sync": "true"},
-        headers=auth,
+        headers={"Authorization": f"Bearer {server.admin_key}"},
         timeout=30,
         json={"name": "local", "components": [{"id": APP, "inputs": {}, "parameters": {}}]},
     )
     assert created.status_code == 200, created.text
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("local") / "data", _free_port())
+    register_pipeline(running)
     yield running
     running.stop()
 
@@ -212,16 +216,9 @@ def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Pat
     )
     port, data = _free_port(), tmp_path / "data"
     first = start_server(data, port)
+    auth = {"Authorization": f"Bearer {first.admin_key}"}
     try:
-        auth = {"Authorization": f"Bearer {first.admin_key}"}
-        created = requests.post(
-            f"{first.url}/actors/v2/pipelines-manager/messages",
-            params={"sync": "true"},
-            headers=auth,
-            timeout=30,
-            json={"name": "local", "components": [{"id": APP, "inputs": {}, "parameters": {}}]},
-        )
-        assert created.status_code == 200, created.text
+        register_pipeline(first)
         uuid = launch(first, {"command": [sys.executable, "-c", wait]})["uuid"]
         job_when(first, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
     finally:
