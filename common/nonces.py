@@ -153,6 +153,20 @@ class Nonces:
                 return principal
         raise InvalidCredential("the nonce is too contended to use; try again")
 
+    def refund(self, nonce_id: str) -> None:
+        """Give back the use a request spent, when the request was then refused as
+        malformed (bad input changes nothing, so it should cost nothing either). A
+        compare-and-set like the spend; an unlimited or deleted nonce is left alone."""
+        for _ in range(1000):
+            doc = self.store.get(self.collection, nonce_id)
+            if doc is None or doc["remaining_uses"] == -1:
+                return
+            uses = int(doc["remaining_uses"]) + 1
+            if self.store.update(
+                self.collection, nonce_id, version=doc["version"], set={"remaining_uses": uses}
+            ):
+                return
+
     def list(self, actor: str) -> list[Document]:
         return self.store.find(
             self.collection, {"actor": actor}, order="created", limit=10_000

@@ -3,9 +3,10 @@
 Routes declare what they need with :func:`requires`; nothing inside a route looks at
 credentials. A request authenticates with ``Authorization: Bearer <key>`` or, on an
 actor's routes only, ``?x-nonce=<id>`` — a nonce is scoped to one actor and used up
-one request at a time. Missing or unknown credentials are 401; a valid credential
-without the right is 403. (Per-document update tokens are a different thing: the
-actors check them, because they guard the documents, not the endpoints.)
+one request at a time (a request refused as malformed gives its use back). Missing or
+unknown credentials are 401; a valid credential without the right is 403.
+(Per-document update tokens are a different thing: the actors check them, because
+they guard the documents, not the endpoints.)
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from common.errors import InvalidCredential, MissingCredential, PermissionDenied
+from common.errors import InvalidCredential, MissingCredential, PermissionDenied, ValidationError
 from common.keys import Principal
 from common.nonces import level_rank
 
@@ -79,7 +81,14 @@ def requires(
             if admin and not principal.is_admin:
                 raise PermissionDenied("this needs an admin key")
             g.principal = principal
-            return view(*args, **kwargs)
+            try:
+                return view(*args, **kwargs)
+            except (ValidationError, RequestEntityTooLarge):
+                # Refused as malformed (400/413/415) before anything was stored: the
+                # nonce use it spent is given back.
+                if principal.kind == "nonce":
+                    gateway.nonces.refund(principal.id)
+                raise
 
         return wrapper  # type: ignore[return-value]
 

@@ -398,3 +398,50 @@ def test_two_concurrent_last_uses_only_one_succeeds(
     assert sorted(codes) == [200, 401]
     assert real_get("nonces", digest(secret))["remaining_uses"] == 0
     assert len(rt.store.find("executions").items) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code"),
+    [
+        (b"{not json", {"Content-Type": "application/json"}, 400),
+        (b'{"name": "no components"}', {"Content-Type": "application/json"}, 400),
+        (b"<xml/>", {"Content-Type": "application/xml"}, 415),
+        (b'{"name": "' + b"x" * 2_000_000 + b'"}', {"Content-Type": "application/json"}, 413),
+    ],
+    ids=["bad-json", "schema", "media-type", "too-large"],
+)
+def test_a_malformed_message_does_not_spend_a_use(
+    runtime: Runtime,
+    client: FlaskClient,
+    admin: dict[str, str],
+    body: bytes,
+    headers: dict[str, str],
+    code: int,
+) -> None:
+    secret = create_nonce(client, admin, "pipelines-manager", maxUses=1)["id"]
+    refused = client.post(
+        MESSAGES.format("pipelines-manager"),
+        data=body,
+        headers=headers,
+        query_string={"x-nonce": secret},
+    )
+    error_of(refused, code)
+    assert runtime.store.get("nonces", digest(secret))["remaining_uses"] == 1
+    assert runtime.store.count("executions") == 0  # nothing stored either
+
+    result_of(post_with_nonce(client, secret))  # its one use is still there
+    assert "no uses left" in error_of(post_with_nonce(client, secret), 401)["message"]
+
+
+def test_a_refused_credential_check_does_not_refund_anything(
+    runtime: Runtime, client: FlaskClient, admin: dict[str, str]
+) -> None:
+    # A nonce for another actor is refused before a use is spent; and a request that
+    # was accepted keeps its use spent even if its actor later refuses the message.
+    secret = create_nonce(client, admin, "jobs-manager", maxUses=2)["id"]
+    error_of(post_with_nonce(client, secret, actor="pipelines-manager"), 403)
+    assert runtime.store.get("nonces", digest(secret))["remaining_uses"] == 2
+    job = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"  # none such: its actor will refuse it
+    unknown_job = {"uuid": job, "name": "update", "token": "0dc73dc3ff39b49a"}
+    result_of(post_with_nonce(client, secret, actor="jobs-manager", message=unknown_job))
+    assert runtime.store.get("nonces", digest(secret))["remaining_uses"] == 1
