@@ -145,6 +145,11 @@ class LauncherSettings:
     callback_nonce_ttl: int = 604800
     #: The Docker engine the docker launcher talks to.
     docker_url: str = "unix:///var/run/docker.sock"
+    #: Who a job's container runs as. Empty: the uid:gid of the worker that launches
+    #: it, so what the job writes in its archive belongs to the service (which indexes,
+    #: moves and deletes it); ``image``: the image's own USER (root for many images:
+    #: root-owned files); anything else is passed to Docker (``1000:1000``, a name).
+    docker_user: str = ""
 
 
 @dataclass(frozen=True)

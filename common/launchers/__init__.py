@@ -81,7 +81,11 @@ def make_watched(name: str, options: Mapping[str, Any]) -> WatchedLauncher:
     if name == "docker":
         from common.launchers.docker import DockerLauncher
 
-        return DockerLauncher(str(options["docker_url"]), timeout=float(options["timeout"]))
+        return DockerLauncher(
+            str(options["docker_url"]),
+            timeout=float(options["timeout"]),
+            user=str(options.get("user", "")),
+        )
     raise ValidationError(f"no watched launcher {name!r}", allowed=["local", "docker"])
 
 
@@ -97,7 +101,7 @@ def make_launcher(name: str, config: Config, storage: LocalStorage) -> Launcher:
     if name == "docker":
         from common.launchers.docker import DockerLauncher
 
-        return DockerLauncher(config.launcher.docker_url)
+        return DockerLauncher(config.launcher.docker_url, user=config.launcher.docker_user)
     from common.launchers.callback import CallbackLauncher
 
     return CallbackLauncher()

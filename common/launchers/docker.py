@@ -30,6 +30,7 @@ cannot start fails saying why.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,10 +90,19 @@ class DockerLauncher(WatchedLauncher):
     name = "docker"
     system = "docker"
 
-    def __init__(self, docker_url: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, docker_url: str, *, timeout: float = 60.0, user: str = "") -> None:
         self.docker_url = docker_url
         #: Seconds any engine call but ``wait`` and pulls may take.
         self.timeout = timeout
+        #: ``launcher.docker_user``: "" for this process's uid:gid, "image" for the
+        #: image's own user, else what Docker is given.
+        self.user = user
+
+    def container_user(self) -> str | None:
+        """The ``user`` a container is created with (None: the image's own)."""
+        if self.user == "image":
+            return None
+        return self.user or f"{os.getuid()}:{os.getgid()}"
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
         super().check(definition, pipeline)
@@ -164,6 +174,8 @@ class DockerLauncher(WatchedLauncher):
             "labels": {JOB_LABEL: launch.job["uuid"]},
             "detach": True,
         }
+        if self.container_user() is not None:
+            options["user"] = self.container_user()
         client = self.connect()
         try:
             with self.engine(f"creating a container of {image}"):
@@ -224,7 +236,7 @@ class DockerLauncher(WatchedLauncher):
         return {"container": handle.container.id[:12], "image": handle.image}
 
     def options(self) -> dict[str, Any]:
-        return {"docker_url": self.docker_url, "timeout": self.timeout}
+        return {"docker_url": self.docker_url, "timeout": self.timeout, "user": self.user}
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, 
     assert body["HostConfig"]["Binds"] == [f"{launch.archive_dir}:/archive:rw"]
     assert body["WorkingDir"] == "/archive"
     assert body["Labels"] == {"pipelinejobs.job": UUID}
+    assert body["User"] == f"{os.getuid()}:{os.getgid()}"  # the service owns what it writes
     assert not body.get("Tty") and not body.get("AttachStdout")  # detached
     assert launch.archive_dir.is_dir()  # made before the engine mounts it (as root)
 
@@ -360,3 +361,18 @@ def test_the_launcher_proxy_fails_the_job_with_the_engines_reason(tmp_path):
         assert reason.startswith(f"the Docker engine at {url} is not reachable")
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "user"),
+    [("", f"{os.getuid()}:{os.getgid()}"), ("image", None), ("1234:55", "1234:55")],
+)
+def test_who_the_container_runs_as(tmp_path, engine, capture, setting, user):
+    engine.images.add(IMAGE)
+    engine.programs[IMAGE] = Program()
+    launcher = DockerLauncher(engine.url, user=setting)
+    launcher.launch(launch_of(tmp_path, capture))
+    for thread in list(WatchedLauncher.watchers):
+        thread.join(timeout=60)
+    (create,) = engine.requested("POST", "/containers/create")
+    assert (create.body.get("User") or None) == user
