@@ -14,8 +14,10 @@ Launching is idempotent: before starting anything the supervisor creates
 ``<log_dir>/<uuid>.<launch_id>.launch`` exclusively. A redelivered launch (same job,
 same launcher-proxy execution) finds it and answers with what the first one started,
 waiting while that one is still starting; nothing is started twice. If the first
-supervisor died while starting, the launch is refused rather than risk a second
-compute: a new launch (a new execution) is needed.
+supervisor died while starting (seen by its pid on the same machine; a record from
+another machine sharing the log directory is waited on for up to 10 minutes), the
+launch is refused rather than risk a second compute: a new launch (a new execution)
+is needed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +46,7 @@ ERRORS = {cls.__name__: cls for cls in (ValidationError, LauncherError, Launcher
 #: How long a redelivered launch waits for the first one to finish starting.
 STARTING_WAIT = 600.0
 ROOT = Path(__file__).resolve().parents[2]
+HOST = socket.gethostname()
 ENTRY = "import sys; from common.launchers.supervisor import main; sys.exit(main())"
 
 
@@ -134,7 +138,7 @@ def _claim(marker: Path) -> dict[str, Any] | None:
         pass
     else:
         with os.fdopen(fd, "w") as out:
-            json.dump({"state": "starting", "supervisor": os.getpid()}, out)
+            json.dump({"state": "starting", "supervisor": os.getpid(), "host": HOST}, out)
         return None
     deadline = time.monotonic() + STARTING_WAIT
     while True:
@@ -144,7 +148,9 @@ def _claim(marker: Path) -> dict[str, Any] | None:
             record = {"state": "starting", "supervisor": 0}
         if record.get("state") != "starting":
             return dict(record)
-        pid = int(record.get("supervisor") or 0)
+        # The log directory may be shared by several machines: a pid says something
+        # only on the host that wrote it; elsewhere, wait for the record to change.
+        pid = int(record.get("supervisor") or 0) if record.get("host") == HOST else 0
         if (pid and not _alive(pid)) or time.monotonic() > deadline:
             raise LauncherError(
                 "an earlier attempt at this launch stopped while starting the job; it is "
@@ -186,7 +192,7 @@ def run(spec: dict[str, Any], answer: Any) -> int:
         return 1
     started = {**launcher.describe(handle), "supervisor": os.getpid()}
     if marker:
-        _write(marker, {"state": "started", "supervisor": os.getpid(), "started": started})
+        _write(marker, {"state": "started", "host": HOST, "started": started})
     answer({"started": started})
     status = launcher.watch(handle, launch, limit)
     if marker:

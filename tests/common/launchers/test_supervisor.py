@@ -141,8 +141,8 @@ def test_a_launch_that_cannot_start_can_be_tried_again(tmp_path, capture):
 
 def test_a_redelivery_waits_while_the_first_launch_is_starting(tmp_path):
     marker = tmp_path / "job.exec.launch"
-    marker.write_text(json.dumps({"state": "starting", "supervisor": os.getpid()}))
-    started = {"state": "started", "supervisor": os.getpid(), "started": {"pid": 42}}
+    marker.write_text(json.dumps({"state": "starting", "supervisor": 1, "host": "elsewhere"}))
+    started = {"state": "started", "host": "elsewhere", "started": {"pid": 42}}
     writer = subprocess.Popen(
         [sys.executable, "-c",
          f"import time, pathlib; time.sleep(0.5); "
@@ -158,7 +158,8 @@ def test_a_launch_whose_supervisor_died_while_starting_is_not_started_twice(tmp_
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     marker = tmp_path / "job.exec.launch"
-    marker.write_text(json.dumps({"state": "starting", "supervisor": dead.pid}))
+    here = supervisor.HOST
+    marker.write_text(json.dumps({"state": "starting", "supervisor": dead.pid, "host": here}))
     with pytest.raises(LauncherError, match="not started a second time"):
         supervisor._claim(marker)
     assert json.loads(marker.read_text())["state"] == "starting"  # left for an operator
