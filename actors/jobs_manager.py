@@ -10,7 +10,9 @@ From the seed: "PipelineJobs Manager can update a job's state via three mechanis
 It accepts any event save for ``create``, which is reserved for other agents. Every
 event needs the job's update token or an admin token; ``reset`` and ``ready`` need
 an admin token. When a ``finish`` brings a job to FINISHED and the job was launched
-with indexing configured, the manager asks the indexer to index it.
+with indexing configured, the manager asks the indexer to index it. When a person
+(not the job's own backend) fails or resets a job whose compute PipelineJobs runs,
+that compute is stopped — cancel is ``fail`` with a ``reason``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from common import lifecycle, schemas
 from common.actor import Actor, Context, Message, Params
 from common.errors import TransitionRefused, ValidationError
+from common.launchers.supervisor import request_stop
 from common.lifecycle import Event, State
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
@@ -38,6 +41,11 @@ AGAVE_PROGRESS = frozenset({
     "SUBMITTING", "QUEUED", "BLOCKED", "PAUSED", "CLEANING_UP", "ARCHIVING",
     "ARCHIVING_FINISHED", "STAGING", "ACCEPTED",
 })  # fmt: skip
+
+#: Events after which a job's own compute, if still running, is stopped.
+STOPPING_EVENTS = frozenset({Event.FAIL, Event.RESET})
+#: Backends whose compute PipelineJobs runs (and so can stop).
+WATCHED_BACKENDS = frozenset({"local", "docker"})
 
 #: States a job reaches only after it ran: a RUNNING callback arriving there is late.
 LATE_FOR_RUN = frozenset(
@@ -143,7 +151,7 @@ class JobsManager(Actor):
                 f"Job {uuid}: {name} was already applied by this delivery; not applied again"
             )
         index = self._maybe_index(ctx, result.previous_state, name, job)
-        return {
+        reply = {
             "uuid": uuid,
             "event": name,
             "state": job["state"],
@@ -151,6 +159,23 @@ class JobsManager(Actor):
             "duplicate": result.duplicate,
             "indexing": index,
         }
+        if name in STOPPING_EVENTS and msg.kind != "callback":
+            reply["stopping"] = self._stop_compute(ctx, name, job, msg)
+        return reply
+
+    @staticmethod
+    def _stop_compute(ctx: Context, name: str, job: dict[str, Any], msg: Message) -> list[str]:
+        """A job failed or reset by a person (not by its own backend's report) should not
+        go on computing: ask the supervisor of its compute, if we run it, to stop it.
+        The supervisor records the end as an ``update`` (STOPPED)."""
+        backend = (job.get("launch") or {}).get("backend")
+        if backend not in WATCHED_BACKENDS:
+            return []
+        reason = str((msg.data or {}).get("reason") or f"the job was sent '{name}'")
+        asked = request_stop(ctx.runtime.config.log_dir, job["uuid"], reason)
+        if asked:
+            ctx.log.info(f"Job {job['uuid']}: asked the {backend} compute to stop ({reason})")
+        return asked
 
     @staticmethod
     def _maybe_index(ctx: Context, previous: str, name: str, job: dict[str, Any]) -> str | None:

@@ -194,10 +194,80 @@ def run(spec: dict[str, Any], answer: Any) -> int:
     if marker:
         _write(marker, {"state": "started", "host": HOST, "started": started})
     answer({"started": started})
-    status = launcher.watch(handle, launch, limit)
+    stop = StopWatch(stop_path(launch), launcher, handle).start()
+    try:
+        status = launcher.watch(handle, launch, limit, stopped=stop.reason)
+    finally:
+        stop.close()
     if marker:
         _write(marker, {"state": "ended", "started": started, "reported": status})
     return 0
+
+
+# -- stopping on request ---------------------------------------------------------------------------
+
+
+def stop_path(launch: Launch) -> Path:
+    """Where a request to stop this launch's compute is left for its supervisor."""
+    return launch.log_path.with_name(f"{launch.job['uuid']}.{launch.launch_id or 'launch'}.stop")
+
+
+def request_stop(log_dir: Path, uuid: str, reason: str) -> list[str]:
+    """Ask the supervisors of job ``uuid``'s running launches to stop its compute; the
+    ids of the launches asked. The request is a file beside the launch record (the
+    log directory is shared by every gateway and worker), seen within a second."""
+    asked = []
+    for marker in sorted(log_dir.glob(f"{uuid}.*.launch")):
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("state") not in ("starting", "started"):
+            continue  # ended: nothing left to stop
+        launch_id = marker.name[len(uuid) + 1 : -len(".launch")]
+        request = marker.with_name(f"{uuid}.{launch_id}.stop")
+        request.write_text(json.dumps({"reason": reason, "at": time.time()}))
+        asked.append(launch_id)
+    return asked
+
+
+class StopWatch:
+    """A thread of the supervisor that kills the compute when a stop is requested."""
+
+    poll = 0.5
+
+    def __init__(self, path: Path, launcher: WatchedLauncher, handle: Any) -> None:
+        self.path, self.launcher, self.handle = path, launcher, handle
+        self.asked: str | None = None
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stop-watch", daemon=True)
+
+    def start(self) -> StopWatch:
+        self.thread.start()
+        return self
+
+    def reason(self) -> str | None:
+        """Why the compute was stopped; None if it was not."""
+        return self.asked
+
+    def _run(self) -> None:
+        while not self.ended.wait(self.poll):
+            if not self.path.exists():
+                continue
+            try:
+                self.asked = str(json.loads(self.path.read_text()).get("reason") or "no reason")
+            except (OSError, ValueError):
+                self.asked = "no reason given"
+            log.warning("stop requested (%s): killing the compute", self.asked)
+            try:
+                self.launcher.kill(self.handle)
+            except Exception:  # it may have ended by itself meanwhile
+                log.exception("could not kill the compute")
+            return
+
+    def close(self) -> None:
+        self.ended.set()
+        self.thread.join(5)
 
 
 def _no_bus_report(status: str, body: Any) -> str:

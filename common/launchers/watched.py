@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from common.errors import PipelineJobsError, ValidationError
@@ -111,9 +111,18 @@ class WatchedLauncher(Launcher):
             **started,
         }
 
-    def watch(self, handle: Any, launch: Launch, limit: float | None) -> str | None:
+    def watch(
+        self,
+        handle: Any,
+        launch: Launch,
+        limit: float | None,
+        stopped: Callable[[], str | None] = lambda: None,
+    ) -> str | None:
         """Report RUNNING, wait for the end, report it; the last status reported (None
-        if watching itself failed). Runs in the supervisor."""
+        if watching itself failed). Runs in the supervisor. ``stopped()`` says why the
+        compute was killed on request, if it was (see supervisor.StopWatch): the job
+        was already failed or reset by whoever asked, so the end is recorded as an
+        ``update`` (STOPPED), not as a status the job could no longer take."""
         uuid = launch.job["uuid"]
         try:
             self._report(launch, "RUNNING")
@@ -133,6 +142,17 @@ class WatchedLauncher(Launcher):
                 return self._report(launch, "FAILED", exitCode=None, error=error)
             finally:
                 self.finish(handle, launch)
+            reason = stopped()
+            if reason is not None:
+                body = launch.callback_body(
+                    "STOPPED",
+                    executionSystem=self.system,
+                    exitCode=code,
+                    error=f"the compute was stopped on request: {reason}",
+                )
+                url = f"{launch.callback_base}&event=update&status=STOPPED"
+                post_status(url, body, attempts=self.report_attempts)
+                return "STOPPED"
             if code == 0:
                 return self._report(launch, "FINISHED", exitCode=0)
             error = f"the job exited with code {code}"

@@ -235,3 +235,33 @@ def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Pat
         assert "finished after the restart" in log
     finally:
         second.stop()
+
+
+def test_failing_a_running_job_stops_its_compute(server: Server) -> None:
+    # Cancel is `fail` with a reason: the job is FAILED at once, and its compute,
+    # which would otherwise run for ten minutes, is killed by its supervisor.
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    result = launch(server, {"command": [sys.executable, "-c", "import time; time.sleep(600)"]})
+    uuid, pid = result["uuid"], result["launch"]["pid"]
+    job_when(server, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
+
+    cancelled = requests.post(
+        f"{server.url}/actors/v2/jobs-manager/messages",
+        params={"sync": "true"},
+        headers=auth,
+        timeout=30,
+        json={"uuid": uuid, "name": "fail", "token": result["token"],
+              "data": {"reason": "cancelled by the test"}},
+    )  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["result"]["result"]["stopping"]  # the launch it asked to stop
+
+    def stopped(job: dict) -> bool:
+        return any((h.get("data") or {}).get("status") == "STOPPED" for h in job["history"])
+
+    job = job_when(server, uuid, stopped, "the compute's stop to be recorded")
+    assert job["state"] == "FAILED"
+    assert [h["name"] for h in job["history"]] == ["create", "run", "run", "fail", "update"]
+    assert "cancelled by the test" in job["history"][-1]["data"]["error"]
+    gone = not Path(f"/proc/{pid}").exists()
+    assert gone or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -174,3 +174,21 @@ def test_a_supervisor_that_dies_before_answering_is_a_clear_error(tmp_path, capt
     with pytest.raises(LauncherError, match="(?s)exited \\(1\\) before starting it: .*no watched"):
         Unknown().launch(launch)
     assert capture.calls == [] and WatchedLauncher.watchers == []
+
+
+def test_a_stop_request_kills_the_compute_and_is_recorded_as_an_update(tmp_path, capture):
+    command = [sys.executable, "-c", "import time; time.sleep(600)"]
+    started = LocalLauncher().launch(launch_of(tmp_path, capture, "exec-s", command=command))
+    wait_for(lambda: capture.statuses() == ["RUNNING"])
+
+    asked = supervisor.request_stop(tmp_path / "logs", UUID, "no longer needed")
+    join_watchers()
+
+    assert asked == ["exec-s"]
+    assert capture.statuses() == ["RUNNING", "STOPPED"]
+    query, body = capture.calls[-1]
+    assert query["event"] == "update"  # the job was failed by whoever asked: not a status
+    assert body["error"] == "the compute was stopped on request: no longer needed"
+    assert body["exitCode"] == -9
+    assert not Path(f"/proc/{started['pid']}").exists()
+    assert supervisor.request_stop(tmp_path / "logs", UUID, "again") == []  # it has ended
