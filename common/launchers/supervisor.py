@@ -18,6 +18,12 @@ supervisor died while starting (seen by its pid on the same machine; a record fr
 another machine sharing the log directory is waited on for up to 10 minutes), the
 launch is refused rather than risk a second compute: a new launch (a new execution)
 is needed.
+
+Stopping on request: :func:`request_stop` (the jobs-manager, when a person fails or
+resets the job) leaves ``<uuid>.<launch_id>.stop`` beside the record; the
+supervisor's :class:`StopWatch` sees it within half a second and kills the compute,
+and the end is recorded as an ``update`` (STOPPED). Both sides only need the log
+directory, which every gateway and worker already shares.
 """
 
 from __future__ import annotations
