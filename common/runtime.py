@@ -26,7 +26,7 @@ from common.bus.base import Bus
 from common.clock import Clock, iso, system_clock
 from common.config import Config
 from common.errors import PipelineJobsError, StoreUnavailable, TooManyConflicts, UnknownActor
-from common.executions import FINISHED_STATUSES, RUNNING, SUBMITTED, Executions
+from common.executions import FINISHED_STATUSES, RUNNING, SUBMITTED, Executions, derived_id
 from common.identifiers import Identifiers
 from common.jobs import Jobs
 from common.pipelines import Pipelines
@@ -238,6 +238,31 @@ class Runtime:
             self.publish(execution["actor"], execution["id"])
             recovered.append(execution["id"])
         return recovered
+
+    def reap_lost_launches(self) -> list[str]:
+        """Fail the jobs whose supervisor was lost on this host (the machine restarted,
+        or the process was killed): nobody is left to report their end. Any compute
+        still running is stopped; a docker container is left (labelled with the job).
+        Returns the job uuids failed. A starting worker calls this."""
+        from common.launchers.supervisor import claim_lost, lost_launches
+
+        reason = (
+            "the supervisor of this job's compute was lost (its machine restarted or "
+            "it was killed), so its end is unknown"
+        )
+        failed = []
+        for uuid, marker, record in lost_launches(self.config.log_dir):
+            if not claim_lost(marker, record, reason):
+                continue
+            job = self.store.get("jobs", uuid)
+            if job is None or job["state"] not in ("CREATED", "RUNNING"):
+                continue  # it ended (or was failed) some other way
+            token = self.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
+            event = {"uuid": uuid, "name": "fail", "token": token, "data": {"reason": reason}}
+            log.warning("job %s: %s; failing it", uuid, reason)
+            self.submit("jobs-manager", event, execution_id=derived_id(str(marker), "lost"))
+            failed.append(uuid)
+        return failed
 
     def close(self) -> None:
         if self.bus is not None:

@@ -85,6 +85,7 @@ class System:
         recovered = self.runtime.recover(actors)
         if recovered:
             log.warning("re-published %d orphaned execution(s)", len(recovered))
+        self.runtime.reap_lost_launches()
         workers = concurrency or self.config.bus.worker_concurrency or os.cpu_count() or 1
         self.bus.run_worker(actors, concurrency=workers, pool=pool, loglevel=loglevel)
 
@@ -98,6 +99,7 @@ class System:
         )
         if recovered:
             log.warning("re-published %d execution(s) left over from the last run", len(recovered))
+        self.runtime.reap_lost_launches()
         return self
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,8 @@ ERRORS = {cls.__name__: cls for cls in (ValidationError, LauncherError, Launcher
 STARTING_WAIT = 600.0
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
+_BOOT = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID = _BOOT.read_text().strip() if _BOOT.exists() else ""
 ENTRY = "import sys; from common.launchers.supervisor import main; sys.exit(main())"
 
 
@@ -136,6 +139,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def identity(pid: int) -> str | None:
+    """This boot and ``pid``'s start time: names one process across pid reuse and
+    reboots (None when there is no such process)."""
+    try:
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{BOOT_ID}:{started}"
+
+
 def _claim(marker: Path) -> dict[str, Any] | None:
     """Claim this launch (None), or what an earlier supervisor of it recorded."""
     try:
@@ -198,7 +211,10 @@ def run(spec: dict[str, Any], answer: Any) -> int:
         return 1
     started = {**launcher.describe(handle), "supervisor": os.getpid()}
     if marker:
-        _write(marker, {"state": "started", "host": HOST, "started": started})
+        record = {"state": "started", "host": HOST, "identity": identity(os.getpid())}
+        if "pid" in started:  # a local compute: so a reaper can tell it from a reused pid
+            record["compute_identity"] = identity(int(started["pid"]))
+        _write(marker, {**record, "started": started})
     answer({"started": started})
     stop = StopWatch(stop_path(launch), launcher, handle).start()
     try:
@@ -274,6 +290,44 @@ class StopWatch:
     def close(self) -> None:
         self.ended.set()
         self.thread.join(5)
+
+
+# -- supervisors lost with their machine ---------------------------------------------------------
+
+
+def lost_launches(log_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    """Launches of this host whose supervisor is gone while its record says it runs:
+    (job uuid, record path, record). After a reboot every one of them; otherwise a
+    supervisor killed on its own."""
+    lost = []
+    for marker in sorted(log_dir.glob("*.launch")):
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("state") != "started" or record.get("host") != HOST:
+            continue
+        pid = int((record.get("started") or {}).get("supervisor") or 0)
+        if pid and identity(pid) != record.get("identity"):
+            lost.append((marker.name.split(".", 1)[0], marker, record))
+    return lost
+
+
+def claim_lost(marker: Path, record: dict[str, Any], reason: str) -> bool:
+    """Take a lost launch over (one worker of the host wins): kill what is left of its
+    compute and mark the record lost. False if another worker took it."""
+    try:
+        os.close(os.open(marker.with_suffix(".lost"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    pid = int((record.get("started") or {}).get("pid") or 0)
+    if pid and identity(pid) == record.get("compute_identity"):
+        try:  # the compute outlived its supervisor: nobody can report its end, so stop it
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _write(marker, {**record, "state": "lost", "reason": reason})
+    return True
 
 
 def _no_bus_report(status: str, body: Any) -> str:

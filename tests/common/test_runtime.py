@@ -3,7 +3,11 @@ dispatch boundary, transient retries, and recovery of orphaned executions."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -366,3 +370,58 @@ def test_children_ids_are_derived_from_the_parent(runtime: Runtime):
     bus(runtime).join()
     child = runtime.executions.get(execution["id"])["result"]["indexing"]
     assert child == derived_id(execution["id"], "1")
+
+
+# -- supervisors lost with their machine --------------------------------------------------
+
+
+def launch_record(rt: Runtime, uuid: str, **record) -> Path:
+    from common.launchers.supervisor import HOST
+
+    rt.config.log_dir.mkdir(parents=True, exist_ok=True)
+    marker = rt.config.log_dir / f"{uuid}.execA.launch"
+    marker.write_text(json.dumps({"state": "started", "host": HOST, **record}))
+    return marker
+
+
+def test_a_job_whose_supervisor_was_lost_is_failed_and_its_compute_stopped(runtime: Runtime):
+    from common.launchers.supervisor import identity
+
+    job = make_job(runtime, state="RUNNING")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    compute = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    marker = launch_record(
+        runtime,
+        job["uuid"],
+        identity="boot:gone",
+        compute_identity=identity(compute.pid),
+        started={"supervisor": gone.pid, "pid": compute.pid},
+    )
+    try:
+        assert runtime.reap_lost_launches() == [job["uuid"]]
+        assert compute.wait(10) == -9  # nobody could report its end: stopped
+        bus(runtime).join()
+        failed = runtime.jobs.get(job["uuid"])
+        assert failed["state"] == "FAILED"
+        reason = failed["history"][-1]["data"]["reason"]
+        assert "supervisor of this job's compute was lost" in reason
+        assert json.loads(marker.read_text())["state"] == "lost"
+        assert runtime.reap_lost_launches() == []  # once
+    finally:
+        compute.kill()
+        compute.wait()
+
+
+@pytest.mark.parametrize("whose", ["alive", "other-host"])
+def test_a_supervisor_still_running_or_elsewhere_is_left_alone(runtime: Runtime, whose: str):
+    from common.launchers.supervisor import identity
+
+    job = make_job(runtime, state="RUNNING")
+    record = {"identity": identity(os.getpid()), "started": {"supervisor": os.getpid()}}
+    if whose == "other-host":
+        record = {"host": "elsewhere", "identity": "x", "started": {"supervisor": 1}}
+    marker = launch_record(runtime, job["uuid"], **record)
+    assert runtime.reap_lost_launches() == []
+    assert json.loads(marker.read_text())["state"] == "started"
+    assert runtime.jobs.get(job["uuid"])["state"] == "RUNNING"
