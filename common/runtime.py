@@ -218,8 +218,8 @@ class Runtime:
         age = self.config.bus.recover_after if older_than is None else older_than
         statuses = (SUBMITTED, RUNNING) if include_running else (SUBMITTED,)
         wanted = list(aliases) if aliases else list(self.actors)
-        if idle_only and self.bus is not None:
-            wanted = [a for a in wanted if not self.bus.depth(a)]
+        if idle_only and self.bus is not None:  # a queue it cannot see into is not idle
+            wanted = [a for a in wanted if self.bus.depth(a) == 0]
         if not wanted:
             return []
         due = iso(self.clock() - age)

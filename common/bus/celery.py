@@ -193,8 +193,8 @@ class CeleryBus(Bus):
             with self.app.connection_for_write() as conn:
                 declared = conn.default_channel.queue_declare(queue_name(alias), passive=True)
                 return int(declared.message_count)
-        except Exception as exc:  # a queue not declared yet is empty; any other: unknown
-            if "NOT_FOUND" in str(exc) or "404" in str(exc):
+        except Exception as exc:  # kombu raises each transport's own errors
+            if str(getattr(exc, "reply_code", "")) == "404":  # not declared yet: nothing in it
                 return 0
             log.warning("cannot tell the depth of %s: %s", queue_name(alias), exc)
             return None
