@@ -39,6 +39,19 @@ class Client:
     def request(
         self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
     ) -> Any:
+        raw, _ = self._send(method, path, params, body)
+        answer = json.loads(raw or b"null")
+        if not self.quiet:
+            print(json.dumps(answer, indent=2), file=sys.stderr)
+        return (answer or {}).get("result")
+
+    def text(self, path: str, params: dict[str, Any] | None = None) -> tuple[bytes, Any]:
+        """A plain-text GET (a job's log): the body and the response's headers."""
+        return self._send("GET", path, params, None)
+
+    def _send(
+        self, method: str, path: str, params: dict[str, Any] | None, body: Any
+    ) -> tuple[bytes, Any]:
         query = urllib.parse.urlencode(params or {}, doseq=True)
         target = f"{self.url}{path}" + (f"?{query}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
@@ -50,7 +63,7 @@ class Client:
         req = urllib.request.Request(target, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                answer = json.loads(resp.read() or b"null")
+                return resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
             try:
                 answer = json.loads(exc.read() or b"null")
@@ -62,9 +75,6 @@ class Client:
             ) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}") from exc
-        if not self.quiet:
-            print(json.dumps(answer, indent=2), file=sys.stderr)
-        return (answer or {}).get("result")
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -133,6 +143,54 @@ def cmd_nonces(args: argparse.Namespace) -> int:
             raise ValidationError("nonces delete needs the nonce id", path="nonce")
         client.request("DELETE", f"{base}/{args.nonce}")
         print(args.nonce)
+    return 0
+
+
+def cmd_job_log(args: argparse.Namespace) -> int:
+    """Print a local or docker job's output; with --follow, until the job has ended."""
+    client = _client(args)
+    client.quiet = True
+    path, offset, ended = f"/jobs/{args.uuid}/log", 0, False
+    while True:
+        try:
+            data, headers = client.text(path, {"offset": offset})
+        except ClientError as exc:  # no log yet: a job that has not started
+            if not args.follow or exc.detail.get("status") != 404:
+                raise
+            data, headers = b"", {}
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            offset = int(headers.get("X-Log-Next-Offset") or offset + len(data))
+            continue
+        if not args.follow or ended:
+            return 0
+        # One more read after the job ended: what it wrote last is read too.
+        ended = client.request("GET", f"/jobs/{args.uuid}")["state"] not in LIVE_STATES
+        if not ended:
+            time.sleep(args.interval)
+
+
+#: States in which a job's compute may still write to its log.
+LIVE_STATES = ("CREATED", "RUNNING")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Fail a job saying why; the compute of a local or docker job is stopped."""
+    client = _client(args)
+    client.quiet = True
+    event = {"uuid": args.uuid, "name": "fail", "token": args.token}
+    event["data"] = {"reason": args.reason}
+    answer = client.request(
+        "POST", "/actors/v2/jobs-manager/messages", {"_abaco_synchronous": "true"}, event
+    )
+    result = answer.get("result") or {}
+    stopping = result.get("stopping") or []
+    print(f"job {args.uuid} is {result.get('state')}; " + (
+        f"its compute is being stopped (launch {', '.join(stopping)})" if stopping
+        else "no compute of it runs here to stop"
+    ))  # fmt: skip
+    print(args.uuid)
     return 0
 
 
@@ -258,6 +316,14 @@ def add_commands(sub: Any) -> None:
     nonces.add_argument("--max-uses", type=int, default=-1)
     nonces.add_argument("--description", default="")
     nonces.add_argument("--expires-in", type=int, default=None)
+    job_log = add("job-log", cmd_job_log, "print a local or docker job's output")
+    job_log.add_argument("uuid")
+    job_log.add_argument("-f", "--follow", action="store_true", help="until the job ends")
+    job_log.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    cancel = add("cancel", cmd_cancel, "fail a job saying why; its local/docker compute stops")
+    cancel.add_argument("uuid")
+    cancel.add_argument("--token", required=True, help="the job's update token (or an admin token)")
+    cancel.add_argument("--reason", default="cancelled from the command line")
     demo = add("demo", cmd_demo, "run a small local job on the server and watch it walk")
     demo.add_argument("--timeout", type=float, default=60.0)
     for what in ("jobs", "pipelines"):

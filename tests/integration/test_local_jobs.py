@@ -243,7 +243,11 @@ def test_failing_a_running_job_stops_its_compute(server: Server) -> None:
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     result = launch(server, {"command": [sys.executable, "-c", "import time; time.sleep(600)"]})
     uuid, pid = result["uuid"], result["launch"]["pid"]
-    job_when(server, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
+
+    def reported_running(job: dict) -> bool:  # its supervisor's RUNNING, after the launch's
+        return [h["name"] for h in job["history"]].count("run") == 2
+
+    job_when(server, uuid, reported_running, "the supervisor to report RUNNING")
 
     cancelled = requests.post(
         f"{server.url}/actors/v2/jobs-manager/messages",

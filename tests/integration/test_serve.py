@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -188,7 +189,7 @@ def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
         "PIPELINEJOBS_KEY": server.admin_key,
     }
 
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, ok: bool | None = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "common.cli", *args],
             env=env,
@@ -197,7 +198,8 @@ def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-        assert (done.returncode == 0) == ok, done.stdout + done.stderr
+        if ok is not None:  # None: either is fine (polling)
+            assert (done.returncode == 0) == ok, done.stdout + done.stderr
         return done
 
     def last(*args: str) -> str:
@@ -236,5 +238,29 @@ def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
         assert run("nonces", "list", "jobs-manager").stdout.strip() == ""
         bad = run("jobs", "list", "--url", "http://127.0.0.1:1", ok=False)
         assert "cannot reach" in bad.stderr
+
+        # A local job's output, then cancelling it: the compute stops, the follow ends.
+        slow = "import time; print('first line', flush=True); time.sleep(600)"
+        local = {
+            "parameters": {"sample_id": "sample.tacc.cli2"},
+            "job_definition": {"appId": "cli-app", "command": [sys.executable, "-c", slow]},
+        }
+        launched = run("run", "-m", json.dumps(local), "launcher-proxy", "--sync")
+        result = json.loads(launched.stderr)["result"]["result"]
+        local_job, token = result["uuid"], result["token"]
+        deadline = time.monotonic() + 30
+        while "first line" not in run("job-log", local_job, ok=None).stdout:
+            assert time.monotonic() < deadline, "the job's output never appeared"
+            time.sleep(0.2)
+        wrong = run("cancel", local_job, "--token", "0" * 16, ok=False)
+        assert "403" in wrong.stderr and "Traceback" not in wrong.stderr
+        cancelled = run("cancel", local_job, "--token", token, "--reason", "testing cancel")
+        assert "is FAILED; its compute is being stopped" in cancelled.stdout
+        followed = run("job-log", local_job, "--follow", "--interval", "0.2")
+        assert followed.stdout == "first line\n"  # and it returned: the job has ended
+        shown = json.loads(run("jobs", "show", local_job).stdout)
+        assert shown["state"] == "FAILED"
+        (fail,) = [h for h in shown["history"] if h["name"] == "fail"]
+        assert fail["data"]["reason"] == "testing cancel"
     finally:
         server.stop()
