@@ -139,10 +139,11 @@ class LauncherProxy(Actor):
         return {**launched, "created": created.created}
 
     @staticmethod
-    def _callback_base(ctx: Context, uuid: str, token: str, backend: str) -> str:
+    def _callback_base(ctx: Context, uuid: str, token: str, backend: str) -> tuple[str, str]:
         """The jobs-manager URL a backend posts statuses to, with the job's token and a
         nonce minted for it: limited uses for a job we watch, unlimited but expiring
-        for one that reports on its own (an Agave notification fires per status)."""
+        for one that reports on its own (an Agave notification fires per status).
+        Returns the URL and the nonce (to delete it if the launch does not use it)."""
         rt = ctx.runtime
         settings = rt.config.launcher
         system = Principal("system", "launcher-proxy", "user", SYSTEM_OWNER, ("jobs-manager",))
@@ -155,10 +156,16 @@ class LauncherProxy(Actor):
             description=f"status callbacks of job {uuid}",
             expires_in=None if watched else settings.callback_nonce_ttl,
         )
-        return (
+        url = (
             f"{rt.config.public_url}/actors/v2/jobs-manager/messages?uuid={uuid}"
             f"&token={token}&x-nonce={nonce}"
         )
+        return url, nonce
+
+    @staticmethod
+    def _drop_nonce(ctx: Context, nonce: str | None) -> None:
+        if nonce is not None:
+            Nonces(ctx.runtime.store, clock=ctx.runtime.clock).delete("jobs-manager", nonce)
 
     def _launch(
         self,
@@ -170,9 +177,10 @@ class LauncherProxy(Actor):
     ) -> dict[str, Any]:
         rt, uuid = ctx.runtime, job["uuid"]
         token = rt.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
-        callback_base = (
-            self._callback_base(ctx, uuid, token, backend) if needs_callback(backend) else None
-        )
+        callback_base: str | None = None
+        nonce: str | None = None
+        if needs_callback(backend):
+            callback_base, nonce = self._callback_base(ctx, uuid, token, backend)
         rt.jobs.apply(
             uuid,
             "run",
@@ -209,6 +217,7 @@ class LauncherProxy(Actor):
             )
         except PipelineJobsError as exc:
             ctx.log.error(f"Launch of {uuid} failed: {exc.message}")
+            self._drop_nonce(ctx, nonce)
             rt.jobs.apply(
                 uuid,
                 "fail",
@@ -216,7 +225,13 @@ class LauncherProxy(Actor):
                 delivery_id=f"{ctx.execution_id}:launch-failed",
             )
             raise
-        ctx.log.info(f"Launched job {uuid} on {launcher.name}")
+        if started.get("already_started"):
+            # A redelivery of this launch: the compute reports with the first delivery's
+            # nonce, so the one minted now would never be used.
+            self._drop_nonce(ctx, nonce)
+            ctx.log.info(f"Job {uuid} was already launched by this execution; not again")
+        else:
+            ctx.log.info(f"Launched job {uuid} on {launcher.name}")
         return {
             "uuid": uuid,
             "token": token,

@@ -687,3 +687,42 @@ def test_malformed_launches_are_refused_at_submit(
     assert err.value.path == path
     assert runtime.store.count("executions") == executions
     assert runtime.store.count("jobs") == 0
+
+
+def test_a_redelivered_local_launch_starts_one_compute_and_keeps_one_nonce(tmp_path: Path):
+    import sys
+
+    from common.launchers.watched import WatchedLauncher
+    from common.nonces import Nonces
+    from tests.common.launchers.callbacks import Capture
+    from tests.support import make_runtime
+
+    capture = Capture()  # where the supervisor's status callbacks go
+    rt = make_runtime(tmp_path, "sqlite", launcher={"public_url": capture.url})
+    try:
+        register(rt)
+        command = [sys.executable, "-c", "open('runs', 'a').write('ran\\n')"]
+        message = copy.deepcopy(LAUNCH)
+        message["job_definition"].update(launcher="local", command=command)
+        execution = rt.submit(ALIAS, message)
+        stub(rt).join()
+        first = rt.executions.get(execution["id"])
+        assert first["status"] == "COMPLETE", first["error"]
+        # The worker died before recording the end: the broker delivers it again.
+        died = {"status": "RUNNING"}
+        rt.store.update("executions", first["id"], version=first["version"], set=died)
+        rt.deliver(ALIAS, first["id"])
+        for thread in list(WatchedLauncher.watchers):
+            thread.join(30)
+
+        again = rt.executions.get(first["id"])
+        assert again["status"] == "COMPLETE" and again["attempts"] == 2
+        assert again["result"]["launch"]["already_started"] is True
+        assert again["result"]["launch"]["pid"] == first["result"]["launch"]["pid"]
+        archive_dir = rt.storage.resolve(first["result"]["archive_path"])
+        assert (archive_dir / "runs").read_text() == "ran\n"  # one compute
+        assert len(Nonces(rt.store).list("jobs-manager")) == 1  # the unused one is gone
+        assert capture.statuses() == ["RUNNING", "FINISHED"]
+    finally:
+        capture.close()
+        rt.close()

@@ -27,6 +27,7 @@ from common.errors import (
 from common.launchers.base import Launch
 from common.launchers.docker import DockerLauncher, image_of
 from common.launchers.watched import WatchedLauncher
+from common.nonces import Nonces
 from tests.common.launchers.callbacks import Capture
 from tests.common.launchers.fake_docker import FakeEngine, Program
 from tests.support import make_runtime, stub
@@ -359,6 +360,7 @@ def test_the_launcher_proxy_fails_the_job_with_the_engines_reason(tmp_path):
         assert job["launch"]["backend"] == "docker"
         reason = job["history"][-1]["data"]["reason"]
         assert reason.startswith(f"the Docker engine at {url} is not reachable")
+        assert Nonces(rt.store).list("jobs-manager") == []  # its callback nonce went with it
     finally:
         rt.close()
 
