@@ -14,17 +14,17 @@ environment is ``job_definition.environment`` plus the job's coordinates
 (``PIPELINEJOBS_JOB_UUID``, ``..._JOB_TOKEN``, ``..._CALLBACK_URL``,
 ``..._ARCHIVE_PATH``); it is labelled ``pipelinejobs.job=<uuid>`` so an operator
 can find it. A missing image is pulled once, then the create is retried. The
-watcher (common/launchers/watched.py) reports, enforces ``maxRunTime`` by killing
-the container, and at the end the container's stdout and stderr are appended to
-the job's log and the container is removed.
+job's supervisor (common/launchers/supervisor.py, watching as watched.py says)
+reports, enforces ``maxRunTime`` by killing the container, and at the end the
+container's stdout and stderr are appended to the job's log and the container is
+removed.
 
-Each job gets its own client, made when it starts and closed when its watcher
-finishes: the watcher holds a connection open for the whole of ``wait``, and one
-client per thread keeps a long wait from sharing a connection pool with other
-jobs. The API version is fixed, so making a client touches nothing and no request
-is spent negotiating it. Every engine failure becomes a
-:class:`~common.errors.LauncherError` whose message names the engine, so a job that
-cannot start fails saying why.
+Each job gets its own client, made when it starts and closed when its watch ends:
+the watch holds a connection open for the whole of ``wait``, and one client per job
+keeps a long wait from sharing a connection pool with other jobs. The API version is
+fixed, so making a client touches nothing and no request is spent negotiating it.
+Every engine failure becomes a :class:`~common.errors.LauncherError` whose message
+names the engine, so a job that cannot start fails saying why.
 """
 
 from __future__ import annotations

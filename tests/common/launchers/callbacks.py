@@ -2,7 +2,7 @@
 
 Watched launchers report over HTTP, as a remote backend would; this server records
 what they post (query and body) so a test can assert on it after joining the
-watcher threads.
+threads that wait on the launches' supervisors.
 """
 
 from __future__ import annotations

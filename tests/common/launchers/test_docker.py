@@ -1,7 +1,7 @@
 """The docker launcher, through the real Docker SDK, against a fake engine.
 
 The engine is tests/common/launchers/fake_docker.py (HTTP on 127.0.0.1); status
-callbacks go to a capture server. Each test launches, joins the watcher threads,
+callbacks go to a capture server. Each test launches, waits for the supervisors,
 and reads what the engine was asked and what was reported.
 """
 
