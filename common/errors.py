@@ -90,6 +90,12 @@ class NotFound(PipelineJobsError):
     """The named pipeline, job, execution, actor or nonce does not exist."""
 
 
+class Quarantined(NotFound):
+    """The named record was found corrupt and moved to the quarantine (404: it is no
+    longer where it was; the message says why, and ``pipelinejobs quarantine`` shows
+    its raw content to an operator)."""
+
+
 class Conflict(PipelineJobsError):
     """The request is well-formed but conflicts with the stored state."""
 
@@ -142,6 +148,31 @@ class StoreUnavailable(StoreError):
 
 class TooManyConflicts(StoreError):
     """A compare-and-set kept losing to concurrent writers past the retry budget."""
+
+
+class UnstorableDocument(StoreError):
+    """A value the store will not write because it is not strict JSON: NaN or Infinity,
+    a string that cannot be encoded as UTF-8 (a lone surrogate), or a type JSON has no
+    form for. Nothing is written. The gateway refuses such input before anything is
+    stored, so one reaching the store is a programming error (500, as StoreError)."""
+
+
+class CorruptDocument(StoreError):
+    """A stored record that cannot be read or updated: text that does not decode as
+    strict JSON, a value that is not an object, or one without its key or integer
+    ``version``. Named by collection and key so the caller can set it aside
+    (``Store.quarantine``) and go on with the others; a read of it answers 500."""
+
+    def __init__(self, collection: str, key: Any, reason: str) -> None:
+        super().__init__(
+            f"{collection} record {key} is corrupt: {reason}",
+            collection=collection,
+            key=key,
+            reason=reason,
+        )
+        self.collection = collection
+        self.key = key
+        self.reason = reason
 
 
 # -- bus ---------------------------------------------------------------------------------

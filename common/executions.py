@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.clock import Clock, iso, now, system_clock
-from common.errors import DuplicateDocument, NotFound, TooManyConflicts
-from common.store.base import Document, In, Page, Range, Store
+from common.errors import DuplicateDocument, TooManyConflicts
+from common.store.base import Document, In, Page, Range, Store, not_found
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 13
@@ -83,6 +83,7 @@ class Executions:
         parent: str | None = None,
         sender: str | None = None,
         owner: str | None = None,
+        role: str | None = None,
     ) -> tuple[Document, bool]:
         """Store a new SUBMITTED execution; returns (execution, created).
 
@@ -108,6 +109,8 @@ class Executions:
             doc["sender"] = sender
         if owner:
             doc["owner"] = owner
+        if role:
+            doc["role"] = role
         try:
             return self.store.insert(self.collection, doc), True
         except DuplicateDocument:
@@ -116,7 +119,10 @@ class Executions:
     def get(self, execution_id: str) -> Document:
         doc = self.store.get(self.collection, execution_id)
         if doc is None:
-            raise NotFound(f"no execution {execution_id}", execution=execution_id)
+            message = f"no execution {execution_id}"
+            raise not_found(
+                self.store, self.collection, execution_id, message, execution=execution_id
+            )
         return doc
 
     def _change(
@@ -237,13 +243,14 @@ class Executions:
         statuses: tuple[str, ...] = (SUBMITTED,),
         actors: list[str] | None = None,
         limit: int = 1000,
-    ) -> list[Document]:
+    ) -> Page:
         """Executions still in ``statuses`` that were last touched more than
-        ``older_than`` seconds ago — the ones a crash may have orphaned."""
+        ``older_than`` seconds ago — the ones a crash may have orphaned — oldest first.
+        A page, so the caller also sees the ones that could not be read (``skipped``)."""
         where: dict[str, Any] = {
             "status": In(statuses),
             "updated": Range(lt=iso(self.clock() - older_than)),
         }
         if actors:
             where["actor"] = In(actors)
-        return self.store.find(self.collection, where, order="updated", limit=limit).items
+        return self.store.find(self.collection, where, order="updated", limit=limit)

@@ -31,14 +31,13 @@ from common import lifecycle, schemas
 from common.clock import Clock, now, system_clock
 from common.errors import (
     DuplicateDocument,
-    NotFound,
     TooManyConflicts,
     TransitionRefused,
     ValidationError,
 )
 from common.identifiers import Identifiers, require_type
 from common.lifecycle import Event, State
-from common.store.base import Document, Store
+from common.store.base import Document, Store, not_found
 
 #: Called with the freshly read job before an event is applied; raises to refuse
 #: (token checks live in this hook, so the check and the write see the same document).
@@ -124,7 +123,7 @@ class Jobs:
         require_type(uuid, "pipelinejob")
         job = self.store.get(self.collection, uuid)
         if job is None:
-            raise NotFound(f"no job {uuid}", uuid=uuid)
+            raise not_found(self.store, self.collection, uuid, f"no job {uuid}", uuid=uuid)
         return job
 
     def create(

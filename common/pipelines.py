@@ -17,7 +17,7 @@ from common import schemas
 from common.clock import Clock, now, system_clock
 from common.errors import Conflict, DuplicateDocument, ImmutableField, NotFound, TooManyConflicts
 from common.identifiers import Identifiers, canonical_json, require_type
-from common.store.base import Document, Store
+from common.store.base import Document, Store, not_found
 
 ACTIVE, DISABLED, RETIRED = "active", "disabled", "retired"
 #: action -> (statuses it applies to, resulting status)
@@ -49,7 +49,8 @@ class PipelineResult:
 
 
 def component_ids(components: list[Any]) -> list[str]:
-    """The ids of a pipeline's app and actor components (how a launch names it)."""
+    """The ids of a pipeline's app, actor and command components (how a launch names
+    it, and which of them it runs)."""
     out = []
     for c in components:
         if isinstance(c, Mapping) and isinstance(c.get("id"), str):
@@ -108,7 +109,7 @@ class Pipelines:
         require_type(uuid, "pipeline")
         doc = self.store.get(self.collection, uuid)
         if doc is None:
-            raise NotFound(f"no pipeline {uuid}", uuid=uuid)
+            raise not_found(self.store, self.collection, uuid, f"no pipeline {uuid}", uuid=uuid)
         return doc
 
     def _write(

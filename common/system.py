@@ -29,6 +29,7 @@ from common.clock import Clock, system_clock
 from common.config import Config
 from common.errors import ConfigError
 from common.executions import FINISHED_STATUSES
+from common.keys import ADMIN
 from common.runtime import ACTOR_MODULES, Runtime
 from common.store import Store
 from common.store.base import Document
@@ -82,10 +83,7 @@ class System:
         loglevel: str = "INFO",
     ) -> None:
         """Recover orphaned executions, then consume ``actors``' queues until stopped."""
-        recovered = self.runtime.recover(actors)
-        if recovered:
-            log.warning("re-published %d orphaned execution(s)", len(recovered))
-        self.runtime.reap_lost_launches()
+        self.runtime.start_up(actors)
         workers = concurrency or self.config.bus.worker_concurrency or os.cpu_count() or 1
         self.bus.run_worker(actors, concurrency=workers, pool=pool, loglevel=loglevel)
 
@@ -94,12 +92,9 @@ class System:
         aliases = actors or list(ACTOR_MODULES)
         self._embedded = EmbeddedWorker(self.bus, aliases, self.config.bus.embedded_threads).start()
         in_process = self.config.broker_url.startswith("memory://")
-        recovered = self.runtime.recover(
+        self.runtime.start_up(
             aliases, older_than=0 if in_process else None, include_running=in_process
         )
-        if recovered:
-            log.warning("re-published %d execution(s) left over from the last run", len(recovered))
-        self.runtime.reap_lost_launches()
         return self
 
     def stop(self) -> None:
@@ -116,9 +111,13 @@ class System:
 
     # -- using --------------------------------------------------------------------------
 
-    def send(self, actor: str, message: Any, params: dict[str, Any] | None = None) -> Document:
-        """Submit a message; the stored execution."""
-        return self.runtime.submit(actor, message, params)
+    def send(
+        self, actor: str, message: Any, params: dict[str, Any] | None = None, *, role: str = ADMIN
+    ) -> Document:
+        """Submit a message; the stored execution. As admin unless told otherwise: this
+        is the operator's own process (``pipelinejobs send``), holding the store's and
+        the broker's credentials — no HTTP credential stands between it and them."""
+        return self.runtime.submit(actor, message, params, role=role)
 
     def wait(self, execution_id: str, timeout: float = 30.0, poll: float = 0.02) -> Document:
         """Poll the store until the execution has finished (or ``timeout`` passes)."""

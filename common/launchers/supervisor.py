@@ -40,7 +40,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.errors import LauncherError, LauncherUnavailable, PipelineJobsError, ValidationError
+from common.errors import (
+    ConfigError,
+    LauncherError,
+    LauncherUnavailable,
+    PipelineJobsError,
+    ValidationError,
+)
 from common.launchers.base import Launch, max_run_time
 
 if TYPE_CHECKING:
@@ -49,7 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipelinejobs.launcher")
 
 #: Errors a start may raise that the launching process re-raises as themselves.
-ERRORS = {cls.__name__: cls for cls in (ValidationError, LauncherError, LauncherUnavailable)}
+ERRORS = {
+    cls.__name__: cls for cls in (ValidationError, ConfigError, LauncherError, LauncherUnavailable)
+}
 #: How long a redelivered launch waits for the first one to finish starting.
 STARTING_WAIT = 600.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,10 +312,18 @@ def lost_launches(log_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
         try:
             record = json.loads(marker.read_text())
         except (OSError, ValueError):
+            continue  # gone, or being written (a claim writes it in place)
+        try:
+            if not isinstance(record, dict) or record.get("state") != "started":
+                continue
+            if record.get("host") != HOST:
+                continue
+            started = record.get("started")
+            pid = int((started if isinstance(started, dict) else {}).get("supervisor") or 0)
+        except (ValueError, TypeError) as exc:
+            # One damaged record must not stop a worker starting: it is left as it is.
+            log.error("launch record %s is damaged (%s); it is skipped", marker, exc)
             continue
-        if record.get("state") != "started" or record.get("host") != HOST:
-            continue
-        pid = int((record.get("started") or {}).get("supervisor") or 0)
         if pid and identity(pid) != record.get("identity"):
             lost.append((marker.name.split(".", 1)[0], marker, record))
     return lost
@@ -320,7 +336,10 @@ def claim_lost(marker: Path, record: dict[str, Any], reason: str) -> bool:
         os.close(os.open(marker.with_suffix(".lost"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return False
-    pid = int((record.get("started") or {}).get("pid") or 0)
+    try:
+        pid = int((record.get("started") or {}).get("pid") or 0)
+    except (TypeError, ValueError):  # a damaged record: no compute of ours to stop
+        pid = 0
     if pid and identity(pid) == record.get("compute_identity"):
         try:  # the compute outlived its supervisor: nobody can report its end, so stop it
             os.killpg(pid, signal.SIGKILL)

@@ -1,8 +1,9 @@
 """The document store interface every backend implements.
 
 Six collections of JSON documents (pipelines, jobs, files, executions, nonces, keys),
-each keyed by one field. The interface is deliberately small — the operations the
-system needs, not a query language:
+each keyed by one field, and a seventh, ``quarantine``, for records set aside. The
+interface is deliberately small — the operations the system needs, not a query
+language:
 
 * ``insert`` a new document (refused if its key exists),
 * ``get`` one by key,
@@ -11,7 +12,14 @@ system needs, not a query language:
   a stale version returns ``None`` and the caller re-reads and retries,
 * ``put_many`` upserts in batches (the indexer's file records),
 * ``find`` a page filtered on the collection's indexed fields, with a keyset cursor,
-* ``count`` (optionally grouped by an indexed field), ``delete``.
+* ``count`` (optionally grouped by an indexed field), ``delete``,
+* ``quarantine`` a record that cannot be read or handled: its raw content moves to the
+  ``quarantine`` collection, so one poisoned record never blocks the others.
+
+Backends write strict JSON only and read defensively (:mod:`common.store.codec`): a
+stored record that cannot be decoded is a ``CorruptDocument`` from ``get`` and
+``update``, and ``find`` skips it (listing it in ``Page.skipped``) instead of failing
+the whole page.
 
 Every stored document carries ``version`` (0 when inserted). Backends return
 copies: mutating a returned document never changes the store.
@@ -27,11 +35,12 @@ from __future__ import annotations
 import base64
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.errors import StoreError
+from common.clock import now
+from common.errors import CorruptDocument, NotFound, Quarantined, StoreError
 
 Document = dict[str, Any]
 
@@ -100,8 +109,33 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         ),
         CollectionSpec("nonces", "id", ("actor", "owner", "created")),
         CollectionSpec("keys", "id", ("role", "created")),
+        CollectionSpec("quarantine", "id", ("collection", "date")),
     )
 }
+
+#: Where ``Store.quarantine`` puts records set aside: ``{id: "<collection>/<key>",
+#: collection, key, reason, date, raw}``, ``raw`` being the stored content as text.
+QUARANTINE = "quarantine"
+
+
+def quarantine_id(collection: str, key: Any) -> str:
+    """The quarantine entry of record ``key`` of ``collection``."""
+    return f"{collection}/{key}"
+
+
+def not_found(store: Store, collection: str, key: Any, message: str, **detail: Any) -> NotFound:
+    """The error for record ``key`` of ``collection`` being absent: Quarantined (still
+    404) with the reason when it was set aside, so a caller learns why it is gone
+    instead of being told it never existed; NotFound with ``message`` otherwise. Only
+    asked after a miss, so it costs nothing when the record is there."""
+    entry = store.get(QUARANTINE, quarantine_id(collection, key))
+    if entry is None:
+        return NotFound(message, **detail)
+    return Quarantined(
+        f"{message}: quarantined: {entry.get('reason')} (set aside {entry.get('date')}; "
+        f"an operator sees it with `pipelinejobs quarantine`)",
+        **detail,
+    )
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,9 @@ class Page:
 
     items: list[Document] = field(default_factory=list)
     next: str | None = None
+    #: Records that matched but could not be read, left out of ``items``: the caller
+    #: may quarantine them (``next`` still moves past them).
+    skipped: list[CorruptDocument] = field(default_factory=list)
 
 
 def encode_cursor(order_value: Any, key: Any) -> str:
@@ -259,6 +296,40 @@ class Store(ABC):
         self, collection: str, where: Filter | None = None, *, group_by: str | None = None
     ) -> int | dict[Any, int]:
         """How many documents match; with ``group_by``, a dict of value -> count."""
+
+    def quarantine(self, collection: str, key: Any, reason: str) -> bool:
+        """Set record ``key`` of ``collection`` aside: its raw content (whatever is
+        stored, even text that does not decode) goes to the ``quarantine`` collection
+        with the collection, key, reason and date, and the record (with its side-table
+        rows) leaves its collection — in one step. False if it was already gone.
+
+        A record quarantined again (its key stored and damaged anew) replaces its
+        earlier entry: the entry says what was last set aside and why.
+        """
+        if collection == QUARANTINE:
+            raise StoreError("a quarantine entry cannot itself be quarantined")
+        spec = self.spec(collection)
+        date = now()
+
+        def entry(raw: str) -> Document:
+            return {
+                "id": quarantine_id(collection, key),
+                "collection": collection,
+                "key": key,
+                "reason": reason,
+                "date": date,
+                "raw": raw,
+                "version": 0,
+            }
+
+        return self._quarantine(spec, key, entry)
+
+    @abstractmethod
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        """The backend's primitive under :meth:`quarantine`: atomically read record
+        ``key``'s raw content, store ``entry(raw as text)`` in the quarantine (replacing
+        an entry with its id), and delete the record and its side-table rows. False,
+        changing nothing, if there is no such record."""
 
     def ping(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Raise StoreUnavailable if the backend cannot be reached."""

@@ -2,18 +2,21 @@
 
 For unit tests and for trying things out; nothing survives the process. It passes
 the same contract suite as the real backends, so code tested against it behaves
-the same on SQLite and MongoDB.
+the same on SQLite and MongoDB: it refuses what is not strict JSON, as they do, and
+reads every record through :func:`common.store.codec.checked`, so a value put into its
+dicts by hand (a test corrupting a record) is skipped or refused like a corrupt row.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from common.errors import DuplicateDocument, NotFound
+from common.errors import CorruptDocument, DuplicateDocument, NotFound
 from common.store.base import (
+    QUARANTINE,
     CollectionSpec,
     Document,
     Filter,
@@ -24,6 +27,7 @@ from common.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from common.store.codec import checked, dumps, raw_text, report_corrupt
 
 
 def matches(spec: CollectionSpec, doc: Mapping[str, Any], where: Filter | None) -> bool:
@@ -68,8 +72,12 @@ class MemoryStore(Store):
         self.spec(collection)
         return self._data.setdefault(collection, {})
 
+    def _checked(self, collection: str, key: Any, value: Any) -> Document:
+        return checked(self.spec(collection), key, value)
+
     def insert(self, collection: str, doc: Document) -> Document:
         key = self.key_of(collection, doc)
+        dumps(doc, collection, key)
         with self._lock:
             table = self._table(collection)
             if key in table:
@@ -82,7 +90,7 @@ class MemoryStore(Store):
     def get(self, collection: str, key: Any) -> Document | None:
         with self._lock:
             doc = self._table(collection).get(key)
-            return copy.deepcopy(doc) if doc is not None else None
+            return copy.deepcopy(self._checked(collection, key, doc)) if doc is not None else None
 
     def update(
         self,
@@ -94,10 +102,13 @@ class MemoryStore(Store):
         push: Mapping[str, Sequence[Any]] | None = None,
     ) -> Document | None:
         self.check_change(collection, set, push)
+        dumps(dict(set or {}), collection, key)
+        dumps(dict(push or {}), collection, key)
         with self._lock:
             doc = self._table(collection).get(key)
             if doc is None:
                 raise NotFound(f"no {collection} document {key}", key=key)
+            doc = self._checked(collection, key, doc)
             if doc.get("version") != version:
                 return None
             new = copy.deepcopy(doc)
@@ -112,18 +123,31 @@ class MemoryStore(Store):
         # Check every key first: a bad document fails the batch before anything is
         # written, as the SQLite transaction does.
         keys = [self.key_of(collection, doc) for doc in docs]
+        for key, doc in zip(keys, docs, strict=True):
+            dumps(doc, collection, key)
         with self._lock:
             table = self._table(collection)
             for key, doc in zip(keys, docs, strict=True):
                 old = table.get(key)
                 stored = copy.deepcopy(dict(doc))
-                stored["version"] = 0 if old is None else old.get("version", 0) + 1
+                # A corrupt record in the way is replaced, as SQLite's upsert would.
+                version = old.get("version") if isinstance(old, dict) else None
+                stored["version"] = version + 1 if isinstance(version, int) else 0
                 table[key] = stored
             return len(docs)
 
     def delete(self, collection: str, key: Any) -> bool:
         with self._lock:
             return self._table(collection).pop(key, None) is not None
+
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        with self._lock:
+            table = self._table(spec.name)
+            if key not in table:
+                return False
+            record = entry(raw_text(table.pop(key)))
+            self._table(QUARANTINE)[record["id"]] = record
+            return True
 
     def find(
         self,
@@ -135,28 +159,42 @@ class MemoryStore(Store):
         limit: int = 100,
         after: str | None = None,
     ) -> Page:
+        """Rows are sorted and paged by their table key, so a corrupt one keeps its
+        place: it is skipped (and listed) on the page it falls on, like a SQLite row.
+        A value that is not an object cannot be matched or placed at all: it is listed
+        on the first page of any filter."""
         spec = self.spec(collection)
         self.check_filter(collection, where, order)
         order = order or spec.key
+        limit = max(limit, 0)
         with self._lock:
-            docs = [d for d in self._table(collection).values() if matches(spec, d, where)]
-        docs.sort(key=lambda d: (sort_key(d.get(order)), d[spec.key]), reverse=descending)
+            table = list(self._table(collection).items())
+        rows = [(k, v) for k, v in table if isinstance(v, dict) and matches(spec, v, where)]
+        rows.sort(key=lambda row: (sort_key(row[1].get(order)), row[0]), reverse=descending)
         if after is not None:
-            mark = (sort_key(decode_cursor(after)[0]), decode_cursor(after)[1])
-            docs = [
-                d
-                for d in docs
+            value, key = decode_cursor(after)
+            mark = (sort_key(value), key)
+            rows = [
+                (k, v)
+                for k, v in rows
                 if (
-                    (sort_key(d.get(order)), d[spec.key]) < mark
+                    (sort_key(v.get(order)), k) < mark
                     if descending
-                    else (sort_key(d.get(order)), d[spec.key]) > mark
+                    else (sort_key(v.get(order)), k) > mark
                 )
             ]
-        page = [copy.deepcopy(d) for d in docs[: max(limit, 0)]]
-        nxt = None
-        if len(docs) > limit and page:
-            nxt = encode_cursor(page[-1].get(order), page[-1][spec.key])
-        return Page(page, nxt)
+        page = Page()
+        unplaced = [(k, v) for k, v in table if not isinstance(v, dict)] if after is None else []
+        for key, value in [*unplaced, *rows[:limit]]:
+            try:
+                page.items.append(copy.deepcopy(checked(spec, key, value)))
+            except CorruptDocument as exc:
+                report_corrupt(exc)
+                page.skipped.append(exc)
+        if len(rows) > limit and limit:
+            key, value = rows[limit - 1]
+            page.next = encode_cursor(value.get(order), key)
+        return page
 
     def count(
         self, collection: str, where: Filter | None = None, *, group_by: str | None = None
@@ -164,7 +202,11 @@ class MemoryStore(Store):
         spec = self.spec(collection)
         self.check_filter(collection, where, group_by)
         with self._lock:
-            docs = [d for d in self._table(collection).values() if matches(spec, d, where)]
+            docs = [
+                d
+                for d in self._table(collection).values()
+                if isinstance(d, dict) and matches(spec, d, where)
+            ]
         if group_by is None:
             return len(docs)
         counts: dict[Any, int] = {}

@@ -8,21 +8,26 @@ server applies it atomically, so no read-modify-write can lose a history entry.
 
 The client is created lazily and is safe to share between threads; it must not be
 carried across ``fork`` (pymongo's rule), so a child process makes its own.
+
+Writes are checked as strict JSON first (BSON would take a NaN that no JSON reader
+can), and every document read is checked by :func:`common.store.codec.checked`: one
+written by hand without its ``version`` is a CorruptDocument, skipped by ``find``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from common.errors import DuplicateDocument, NotFound, StoreUnavailable
+from common.errors import CorruptDocument, DuplicateDocument, NotFound, StoreUnavailable
 from common.store.base import (
+    QUARANTINE,
     CollectionSpec,
     Document,
     Filter,
@@ -33,6 +38,7 @@ from common.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from common.store.codec import checked, dumps, raw_text, report_corrupt
 
 _NO_ID = {"_id": False}
 
@@ -85,6 +91,7 @@ class MongoStore(Store):
     def insert(self, collection: str, doc: Document) -> Document:
         spec, coll = self._coll(collection)
         key = self.key_of(collection, doc)
+        dumps(doc, collection, key)
         stored = {**doc, "version": 0}
         try:
             coll.insert_one(dict(stored))
@@ -97,9 +104,10 @@ class MongoStore(Store):
     def get(self, collection: str, key: Any) -> Document | None:
         spec, coll = self._coll(collection)
         try:
-            return coll.find_one({spec.key: key}, _NO_ID)
+            doc = coll.find_one({spec.key: key}, _NO_ID)
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB read failed: {exc}") from exc
+        return None if doc is None else checked(spec, key, doc)
 
     def update(
         self,
@@ -112,6 +120,8 @@ class MongoStore(Store):
     ) -> Document | None:
         self.check_change(collection, set, push)
         spec, coll = self._coll(collection)
+        dumps(dict(set or {}), collection, key)
+        dumps(dict(push or {}), collection, key)
         change: dict[str, Any] = {"$inc": {"version": 1}}
         if set:
             change["$set"] = dict(set)
@@ -126,22 +136,28 @@ class MongoStore(Store):
                 change,
                 return_document=ReturnDocument.AFTER,
             )
-            if doc is None and coll.count_documents({spec.key: key}, limit=1) == 0:
-                raise NotFound(f"no {collection} document {key}", key=key)
+            fields = {"_id": False, spec.key: True, "version": True}
+            current = None if doc else coll.find_one({spec.key: key}, fields)
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB update failed: {exc}") from exc
-        if doc is not None:
-            doc.pop("_id", None)
-        return doc
+        if doc is None:
+            if current is None:
+                raise NotFound(f"no {collection} document {key}", key=key)
+            checked(spec, key, current)  # one without a version would never match: corrupt
+            return None
+        doc.pop("_id", None)
+        return checked(spec, key, doc)
 
     def put_many(self, collection: str, docs: Sequence[Document]) -> int:
         spec, coll = self._coll(collection)
         if not docs:
             return 0
         keys = [self.key_of(collection, d) for d in docs]
+        for key, doc in zip(keys, docs, strict=True):
+            dumps(doc, collection, key)
         try:
             versions = {
-                d[spec.key]: d.get("version", 0)
+                d[spec.key]: d["version"] if isinstance(d.get("version"), int) else -1
                 for d in coll.find({spec.key: {"$in": keys}}, {spec.key: True, "version": True})
             }
         except PyMongoError as exc:
@@ -165,6 +181,24 @@ class MongoStore(Store):
             return coll.delete_one({spec.key: key}).deleted_count > 0
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB delete failed: {exc}") from exc
+
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        """Copy, then delete that very document (by ``_id``). MongoDB without a replica
+        set has no multi-document transaction, so the order is chosen to lose nothing:
+        a crash in between leaves the record in both places, and a second quarantine
+        rewrites the same entry (its id is derived) and finishes the move."""
+        _, coll = self._coll(spec.name)
+        _, target = self._coll(QUARANTINE)
+        try:
+            raw = coll.find_one({spec.key: key})
+            if raw is None:
+                return False
+            record_id = raw.pop("_id")
+            record = entry(raw_text(raw))
+            target.replace_one({"id": record["id"]}, record, upsert=True)
+            return bool(coll.delete_one({"_id": record_id}).deleted_count)
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB quarantine failed: {exc}") from exc
 
     def _query(self, spec: CollectionSpec, where: Filter | None) -> dict[str, Any]:
         query: dict[str, Any] = {}
@@ -221,11 +255,18 @@ class MongoStore(Store):
             docs = list(coll.find(query, _NO_ID).sort(sort).limit(limit + 1))
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB query failed: {exc}") from exc
-        page = docs[:limit]
-        nxt = None
-        if len(docs) > limit and page:
-            nxt = encode_cursor(page[-1].get(order), page[-1][spec.key])
-        return Page(page, nxt)
+        page = Page()
+        for doc in docs[:limit]:
+            try:
+                page.items.append(checked(spec, doc.get(spec.key), doc))
+            except CorruptDocument as exc:  # one bad document must not fail the page
+                report_corrupt(exc)
+                page.skipped.append(exc)
+        if len(docs) > limit and limit:
+            # From the raw document: the last one may be one skipped.
+            last = docs[limit - 1]
+            page.next = encode_cursor(last.get(order), last.get(spec.key))
+        return page
 
     @staticmethod
     def _after(

@@ -7,14 +7,8 @@ the writer, and every write is a ``BEGIN IMMEDIATE`` transaction: the version
 check, the new document and its index rows commit together or not at all. That
 makes ``update`` a real compare-and-set across threads *and* processes sharing the
 file; ``busy_timeout`` makes a writer wait for another process's lock instead of
-failing.
-
-Connections are per thread (sqlite3 connections must not be shared) and per process
-(one opened before ``fork`` is never reused, nor closed, after it: closing it in the
-child could disturb the parent's locks). A thread that has ended gets its connection
-closed when the next one is opened, so a server starting a thread per request does
-not pile up open files. Tables are created on first use, not at import. A store
-pickles as its path and settings, so it can be handed to a spawned process.
+failing. Connections (per thread and process) are :mod:`common.store.sqlite_connections`'s;
+tables are created on first use, not at import.
 """
 
 from __future__ import annotations
@@ -23,14 +17,13 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from common.errors import DuplicateDocument, NotFound, StoreUnavailable
+from common.errors import CorruptDocument, DuplicateDocument, NotFound
 from common.store.base import (
     COLLECTIONS,
+    QUARANTINE,
     CollectionSpec,
     Document,
     Filter,
@@ -39,6 +32,8 @@ from common.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from common.store.codec import loads, raw_text, report_corrupt
+from common.store.sqlite_connections import SQLiteConnections
 from common.store.sqlite_query import (
     after_clause,
     column,
@@ -50,86 +45,20 @@ from common.store.sqlite_query import (
     where_clauses,
 )
 
+#: The document column as bytes, decoded by :func:`common.store.codec.loads`: text that
+#: is not UTF-8 is then a CorruptDocument, not an error inside sqlite3 naming no record.
+DOC = "CAST(doc AS BLOB)"
 
-class SQLiteStore(Store):
+
+class SQLiteStore(SQLiteConnections, Store):
     """Documents in one SQLite file; safe for many threads and several processes."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        self._local = threading.local()
+        # The connections keep a lock of their own: _create holds _ready_lock while it
+        # opens a connection.
+        super().__init__(path, busy_timeout=busy_timeout)
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
-        # Its own lock: _create holds _ready_lock while it opens a connection.
-        self._conns_lock = threading.Lock()
-        self._open: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
-        self._writer, self._writer_pid = threading.Lock(), os.getpid()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Connections and locks are per process; a copy makes its own on first use.
-        return (type(self), (self.path,), {"busy_timeout": self.busy_timeout})
-
-    # -- connections ---------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Each connection is used by the one thread that opened it; the flag only
-            # lets close() release every thread's connection.
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
-        self._local.conn, self._local.pid = conn, os.getpid()
-        with self._conns_lock:
-            ended = [c for t, pid, c in self._open if pid == os.getpid() and not t.is_alive()]
-            self._open = [e for e in self._open if e[2] not in ended]
-            self._open.append((threading.current_thread(), os.getpid(), conn))
-        for old in ended:
-            old.close()
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: takes the write lock up front, so the reads inside
-        it see exactly what the writes will replace.
-
-        Threads of one process queue on a Python lock first: SQLite's own busy handler
-        makes a waiting writer sleep in growing steps (up to 100 ms), which under
-        contention costs far more than the transactions themselves. Other processes
-        still wait on SQLite's lock (``busy_timeout``).
-        """
-        conn = self._conn()
-        with self._process_write_lock():
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite store {self.path} is locked: {exc}") from exc
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK")
-                    raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
-
-    def _process_write_lock(self) -> threading.Lock:
-        """This process's writer lock (a fresh one after fork: a copied lock may be held)."""
-        if self._writer_pid != os.getpid():
-            self._writer, self._writer_pid = threading.Lock(), os.getpid()
-        return self._writer
 
     def _table(self, collection: str) -> CollectionSpec:
         spec = self.spec(collection)
@@ -158,7 +87,12 @@ class SQLiteStore(Store):
         multi_changed: Sequence[str] | None = None,
     ) -> None:
         key = doc[spec.key]
-        values = [key, doc["version"], dumps(doc), *(scalar(doc.get(f)) for f in spec.indexed)]
+        values = [
+            key,
+            doc["version"],
+            dumps(doc, spec.name, key),
+            *(scalar(doc.get(f)) for f in spec.indexed),
+        ]
         cols = ", ".join(["k", "version", "doc", *(column(f) for f in spec.indexed)])
         marks = ", ".join("?" * len(values))
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -181,12 +115,15 @@ class SQLiteStore(Store):
         except sqlite3.IntegrityError as exc:
             key = doc[spec.key]
             raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
-        return json.loads(dumps(stored))
+        return json.loads(dumps(stored, collection, doc[spec.key]))
 
     def get(self, collection: str, key: Any) -> Document | None:
+        """The record, or None; CorruptDocument if what is stored cannot be read."""
         spec = self._table(collection)
-        row = self._conn().execute(f'SELECT doc FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        row = (
+            self._conn().execute(f'SELECT {DOC} FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+        )
+        return loads(row[0], spec, key) if row else None
 
     def update(
         self,
@@ -203,6 +140,8 @@ class SQLiteStore(Store):
         fields, ``json_insert`` at ``[#]`` for the pushed items), so the stored document
         is never decoded and re-encoded in Python, and only the indexes of columns that
         change are touched. A single statement is atomic; no transaction is needed.
+        A stored document those functions refuse ("malformed JSON") is a
+        CorruptDocument.
         """
         self.check_change(collection, set, push)
         spec = self._table(collection)
@@ -212,7 +151,13 @@ class SQLiteStore(Store):
             return self._update_rewriting(spec, key, version, fields, items)
         sql, args = update_statement(spec, key, version, fields, items)
         with self._process_write_lock():
-            row = self._conn().execute(sql, args).fetchone()
+            try:
+                row = self._conn().execute(sql, args).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "malformed JSON" not in str(exc):
+                    raise
+                reason = "SQLite's JSON functions cannot apply an update to it (malformed JSON)"
+                raise CorruptDocument(collection, key, reason) from exc
             if row is None:
                 exists = (
                     self._conn()
@@ -222,7 +167,7 @@ class SQLiteStore(Store):
                 if exists is None:
                     raise NotFound(f"no {collection} document {key}", key=key)
                 return None
-        return json.loads(row[0])
+        return loads(row[0], spec, key)
 
     def _update_rewriting(
         self,
@@ -236,16 +181,16 @@ class SQLiteStore(Store):
         change and rewrite the row and its side-table rows in one transaction."""
         with self._write() as conn:
             row = conn.execute(
-                f'SELECT version, doc FROM "{spec.name}" WHERE k = ?', (key,)
+                f'SELECT version, {DOC} FROM "{spec.name}" WHERE k = ?', (key,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no {spec.name} document {key}", key=key)
             if row[0] != version:
                 return None
-            doc = json.loads(row[1])
-            doc.update(json.loads(dumps(set)))
+            doc = loads(row[1], spec, key)
+            doc.update(json.loads(dumps(set, spec.name, key)))
             for name, items in push.items():
-                doc[name] = list(doc.get(name) or []) + json.loads(dumps(items))
+                doc[name] = list(doc.get(name) or []) + json.loads(dumps(items, spec.name, key))
             doc["version"] = version + 1
             touched = [f for f in spec.multi if f in set or f in push]
             self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
@@ -277,7 +222,12 @@ class SQLiteStore(Store):
             conn.executemany(
                 f'INSERT OR REPLACE INTO "{spec.name}" ({cols}) VALUES ({marks})',
                 [
-                    [key, doc["version"], dumps(doc), *(scalar(doc.get(f)) for f in spec.indexed)]
+                    [
+                        key,
+                        doc["version"],
+                        dumps(doc, spec.name, key),
+                        *(scalar(doc.get(f)) for f in spec.indexed),
+                    ]
                     for key, doc in latest.items()
                 ],
             )
@@ -308,6 +258,22 @@ class SQLiteStore(Store):
                 conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
         return gone > 0
 
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        """Read the raw text, write the entry and delete the row and its side-table
+        rows in one IMMEDIATE transaction: no reader sees the record in both places
+        or in neither."""
+        target = self._table(QUARANTINE)
+        self._table(spec.name)
+        with self._write() as conn:
+            row = conn.execute(f'SELECT {DOC} FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+            if row is None:
+                return False
+            self._write_row(conn, target, entry(raw_text(row[0])), replace=True)
+            conn.execute(f'DELETE FROM "{spec.name}" WHERE k = ?', (key,))
+            for f in spec.multi:
+                conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
+        return True
+
     # -- reads ---------------------------------------------------------------------------
 
     def find(
@@ -332,16 +298,22 @@ class SQLiteStore(Store):
             clause, extra = after_clause(col, value, key, descending)
             clauses.append(clause)
             args.extend(extra)
-        sql = f'SELECT doc FROM "{spec.name}"'
+        sql = f'SELECT k, {col}, {DOC} FROM "{spec.name}"'
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += f" ORDER BY {col} {direction}, k {direction} LIMIT ?"
         rows = self._conn().execute(sql, [*args, limit + 1]).fetchall()
-        docs = [json.loads(r[0]) for r in rows[:limit]]
-        nxt = None
-        if len(rows) > limit and docs:
-            nxt = encode_cursor(docs[-1].get(order), docs[-1][spec.key])
-        return Page(docs, nxt)
+        page = Page()
+        for key, _, raw in rows[:limit]:
+            try:
+                page.items.append(loads(raw, spec, key))
+            except CorruptDocument as exc:  # one bad row must not fail the page
+                report_corrupt(exc)
+                page.skipped.append(exc)
+        if len(rows) > limit and limit:
+            # From the row, not the document: the last row may be one skipped.
+            page.next = encode_cursor(rows[limit - 1][1], rows[limit - 1][0])
+        return page
 
     def count(
         self, collection: str, where: Filter | None = None, *, group_by: str | None = None
@@ -356,10 +328,13 @@ class SQLiteStore(Store):
                 conn.execute(f'SELECT COUNT(*) FROM "{spec.name}"{cond}', args).fetchone()[0]
             )
         # The column holds true/false as 1/0; the document's JSON type tells them
-        # apart, so the groups come back as the booleans MongoDB would return.
+        # apart, so the groups come back as the booleans MongoDB would return. Only
+        # those rows are parsed, and only valid JSON: a corrupt row is counted by its
+        # column rather than failing the count ("malformed JSON").
         col = "k" if group_by == spec.key else column(group_by)
+        kind = f"CASE WHEN {col} IN (0, 1) AND json_valid(doc) THEN json_type(doc, ?) END"
         rows = conn.execute(
-            f'SELECT {col}, json_type(doc, ?), COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
+            f'SELECT {col}, {kind}, COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
             [f'$."{group_by}"', *args],
         ).fetchall()
         counts: dict[Any, int] = {}
@@ -367,26 +342,6 @@ class SQLiteStore(Store):
             value = value == 1 if kind in ("true", "false") else value
             counts[value] = counts.get(value, 0) + n
         return counts
-
-    def ping(self) -> None:
-        try:
-            self._conn().execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path} is not usable: {exc}") from exc
-
-    def close(self) -> None:
-        """Close every connection this process opened (call when no thread uses it).
-        Ones inherited through ``fork`` stay referenced and untouched: they are the
-        parent's, and even garbage-collecting them here would close them."""
-        with self._conns_lock:
-            conns = [c for _, pid, c in self._open if pid == os.getpid()]
-            self._open = [e for e in self._open if e[1] != os.getpid()]
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing is best effort
-                pass
-        self._local = threading.local()
 
 
 __all__ = ["SQLiteStore", "COLLECTIONS"]

@@ -3,20 +3,18 @@
 Kept apart from :mod:`common.store.sqlite` (connections, transactions, schema) so
 each reads as one concern. Column and table names come only from the collection
 specs in :mod:`common.store.base`, never from callers, and every value is a bound
-parameter.
+parameter. Every JSON text bound here is made by the strict :func:`dumps` of
+:mod:`common.store.codec`, so SQLite's JSON functions never meet NaN or a lone
+surrogate from us.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from common.store.base import CollectionSpec, Filter, In, Range
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+from common.store.codec import dumps
 
 
 def column(field: str) -> str:
@@ -93,7 +91,7 @@ def update_statement(
             )
         expr = f"json_set({expr}, {', '.join(pairs)})"
     sets = [f"'{_path(name)}', json(?)" for name in set] + [f"'{_path('version')}', ?"]
-    args.extend(dumps(value) for value in set.values())
+    args.extend(dumps(value, spec.name, key) for value in set.values())
     args.append(version + 1)
     expr = f"json_set({expr}, {', '.join(sets)})"
     if push:
@@ -101,7 +99,7 @@ def update_statement(
         for name, values in push.items():
             for value in values:
                 items.append(f"'{_path(name)}[#]', json(?)")
-                args.append(dumps(value))
+                args.append(dumps(value, spec.name, key))
         if items:
             expr = f"json_insert({expr}, {', '.join(items)})"
     columns = [f"{column(name)} = ?" for name in set if name in spec.indexed]
