@@ -14,15 +14,26 @@ the archive path is a function of the sample_id value(s)" — the job is linked 
 most specific level given and its archive path hashes the least specific one
 (experiment > sample > measurement). Without a catalog to expand a sample into its
 measurements, the given ids are linked as they are.
+
+What runs is the pipeline's, never the launch's (``common/components.py``): a
+``job_definition`` carrying ``command``, ``image``, ``entrypoint`` or ``environment``
+is refused, and for a pipeline with a ``command`` or ``container`` component —
+registered with an admin key — the definition's ``parameters`` and ``inputs`` may set
+only the variables that component declares (as argv elements or environment, never
+through a shell). The backend follows from the component and may be narrowed by
+``job_definition.launcher``; it must be one ``launcher.backends`` allows. All of this
+is checked in ``admit`` when the pipeline is already registered, so a refused launch
+stores nothing, and again in ``handle``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from common import archive
+from common import archive, components
 from common.actor import Actor, Context, Message, Params
-from common.errors import PipelineJobsError, ValidationError
+from common.config import Config
+from common.errors import Conflict, NotFound, PipelineJobsError, ValidationError
 from common.keys import SYSTEM_OWNER, Principal
 from common.launchers import Launch, choose, make_launcher, needs_callback
 from common.lifecycle import State
@@ -53,6 +64,15 @@ def explicit_path(uri: str) -> tuple[str, str]:
     return system, "/" + path
 
 
+def plan(config: Config, definition: dict[str, Any], pipeline: Document) -> str:
+    """The backend a launch runs on, once its variables are found to be ones its
+    pipeline's component declares (ValidationError naming the field otherwise)."""
+    component = components.runnable(pipeline, definition)
+    if component is not None:
+        components.compute(component, definition)
+    return choose(config, definition, pipeline)
+
+
 class LauncherProxy(Actor):
     alias = "launcher-proxy"
     description = "Launches compute jobs as managed PipelineJobs"
@@ -60,16 +80,27 @@ class LauncherProxy(Actor):
 
     def parse(self, message: Any, params: Params) -> Message:
         body = self.validated("agave_pipelinejob", self.body_of(message))
+        components.refuse_compute_fields(body["job_definition"])
         if body.get("archive_path"):
             # ``..`` and NUL need no storage to refuse: refuse them before anything is stored.
             LocalStorage.normalise(explicit_path(body["archive_path"])[1])
         return Message("launch", body)
 
-    def admit(self, runtime: Any, msg: Message) -> None:
-        """A symlink can only be seen on disk: resolve an explicit archive path against
-        the storage root before the message is queued, so an escape is a 400."""
+    def admit(self, runtime: Any, msg: Message, role: str) -> None:
+        """What needs the disk or the store, refused before the message is queued: an
+        explicit archive path escaping through a symlink, and a launch its pipeline
+        does not allow (an undeclared variable, a backend it or the deployment does
+        not run). A pipeline not found is left for ``handle`` to report."""
         if msg.body.get("archive_path"):
             runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
+        definition = msg.body["job_definition"]
+        try:
+            pipeline = runtime.pipelines.resolve(
+                uuid=msg.body.get("pipeline_uuid"), app_id=definition.get("appId")
+            )
+        except (NotFound, Conflict):
+            return
+        plan(runtime.config, definition, pipeline)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         rt, body = ctx.runtime, msg.body
@@ -78,7 +109,7 @@ class LauncherProxy(Actor):
             uuid=body.get("pipeline_uuid"), app_id=definition.get("appId")
         )
         rt.pipelines.require_active(pipeline)
-        backend = choose(rt.config, definition, pipeline)
+        backend = plan(rt.config, definition, pipeline)
         make_launcher(backend, rt.config, rt.storage).check(definition, pipeline)
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition

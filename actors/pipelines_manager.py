@@ -16,15 +16,24 @@ JSON-formatted messages to the Pipelines Manager Reactor."
   pipeline cannot be deleted, but it can be retired from active service." A
   disabled or retired pipeline accepts no new jobs; only a disabled one can be
   enabled again. Rotating the token needs an admin token.
+
+**Who may register what.** A pipeline whose components run on this deployment's own
+machines — a ``command`` (the local launcher) or a ``container`` (docker) component —
+is what every job of it runs, so registering one, updating one or enabling one again
+needs an admin key: from anyone else it is refused (403) before anything is stored,
+and the worker checks the role stored on the execution again. Agave apps, Abaco
+actors and services run elsewhere: any key may register those. Disabling or
+retiring only takes compute away, so the pipeline's update token is enough.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from common import schemas
+from common import components, schemas
 from common.actor import Actor, Context, Message, Params
-from common.errors import NotFound, SchemaValidationError
+from common.errors import NotFound, PermissionDenied, SchemaValidationError
+from common.keys import ADMIN
 from common.pipelines import PipelineResult
 from common.store.base import Document
 
@@ -58,14 +67,19 @@ class PipelinesManager(Actor):
                 schema=schemas.title("pipeline_manager_create"),
                 path="components",
             )
+        components.check_components(body["components"])
         if token:
             if params.get("uuid"):
                 require_pipeline_uuid(params["uuid"], "pipeline_manager_create")
             return Message("update", {"uuid": params.get("uuid"), "body": body}, token)
         return Message("create", body)
 
+    def admit(self, runtime: Any, msg: Message, role: str) -> None:
+        require_admin_for_compute(runtime, msg, role)
+
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         ctx.log.debug(f"Action selected: {msg.kind}")
+        require_admin_for_compute(ctx.runtime, msg, ctx.role)
         pipelines, tokens = ctx.runtime.pipelines, ctx.runtime.tokens
         if msg.kind == "create":
             task = f"/actors/v2/{ctx.runtime.actor_id(self.alias)}/executions/{ctx.execution_id}"
@@ -139,12 +153,38 @@ class PipelinesManager(Actor):
         return uuid
 
 
+#: The actions that put a pipeline's compute into service, by the verb an error uses.
+ADMIN_ONLY = {"create": "registering", "update": "updating", "enable": "enabling"}
+
+
+def require_admin_for_compute(runtime: Any, msg: Message, role: str) -> None:
+    """Refuse a non-admin registering, updating or enabling a pipeline that runs local
+    commands or containers (see the module docstring)."""
+    if role == ADMIN or msg.kind not in ADMIN_ONLY:
+        return
+    if msg.kind == "create":
+        listed = list(msg.body["components"])
+    else:  # the components an update carries, and those of the pipeline it names
+        listed = list((msg.body.get("body") or {}).get("components") or [])
+        stored = runtime.store.get("pipelines", msg.body["uuid"]) if msg.body.get("uuid") else None
+        listed += list(stored["components"]) if stored else []
+    for i, component in components.runnable_components(listed):
+        kind = components.kind(component)
+        raise PermissionDenied(
+            f"{ADMIN_ONLY[msg.kind]} a pipeline that runs local commands or containers needs "
+            f"an admin key (its {kind} component would run on this deployment's machines)",
+            path=f"components/{i}" if msg.kind == "create" else None,
+            kind=kind,
+            role=role,
+        )
+
+
 def require_pipeline_uuid(value: Any, schema: str) -> None:
     """Refuse a uuid that is not a pipeline's at the boundary.
 
-    The seed's ``pipeline_manager_update`` schema (kept as the seed has it) types
-    ``uuid`` as any string, and the seed form's ``uuid`` URL parameter has no schema;
-    without this a job's or a garbage uuid would be stored and only fail in the worker.
+    The seed form's ``uuid`` URL parameter has no schema of its own (the message
+    schemas type the body's ``uuid``); without this a job's or a garbage uuid would be
+    stored and only fail in the worker.
     """
     if not schemas.is_valid("pipeline_uuid", value):
         raise SchemaValidationError(

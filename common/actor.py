@@ -58,9 +58,11 @@ class Actor:
         """Classify and validate; raise a ValidationError naming what is wrong."""
         raise NotImplementedError
 
-    def admit(self, runtime: Runtime, msg: Message) -> None:  # noqa: B027 - optional hook
-        """Checks that need the runtime (the disk, the store) but must still refuse a
-        message before it is queued. Nothing by default."""
+    def admit(self, runtime: Runtime, msg: Message, role: str) -> None:  # noqa: B027
+        """Checks that need the runtime (the disk, the store) or the sender's ``role``
+        (``admin`` or ``user``) but must still refuse a message before it is queued.
+        Nothing by default. What it checks of the role, ``handle`` checks again with
+        ``ctx.role``: the worker trusts the stored execution, not the gateway alone."""
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:  # pragma: no cover
         """Act on a validated message; return the execution's result."""
@@ -136,6 +138,12 @@ class Context:
     def execution_id(self) -> str:
         return str(self.execution["id"])
 
+    @property
+    def role(self) -> str:
+        """The sender's role, as stored on the execution (``user`` when it says none:
+        least privilege)."""
+        return str(self.execution.get("role") or "user")
+
     def send(
         self, alias: str, message: dict[str, Any], params: Mapping[str, Any] | None = None
     ) -> str:
@@ -148,7 +156,13 @@ class Context:
         self._sent += 1
         child = derived_id(self.execution_id, str(self._sent))
         execution = self.runtime.submit(
-            alias, message, params, execution_id=child, parent=self.execution_id, sender=self.actor
+            alias,
+            message,
+            params,
+            execution_id=child,
+            parent=self.execution_id,
+            sender=self.actor,
+            role=self.role,  # an actor acts for its sender, never above it
         )
         self.log.info(
             f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"

@@ -19,7 +19,8 @@ from common.clock import Clock, now, system_clock
 from common.errors import InvalidCredential, NotFound, ValidationError
 from common.store.base import Document, Store
 
-ROLES = ("admin", "user")
+ADMIN, USER = "admin", "user"
+ROLES = (ADMIN, USER)
 #: Owner of the nonces the system mints for itself (a launched job's callback URL):
 #: no key stands behind them, so no revocation ends them — they expire or run out.
 SYSTEM_OWNER = "system:launcher-proxy"
@@ -42,7 +43,14 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == ADMIN
+
+    @property
+    def sends_as(self) -> str:
+        """The role a message it sends carries (``Runtime.submit``'s ``role``): a key's
+        own; never admin for a nonce, which is a single-purpose credential handed to
+        scripts and compute backends, so one cannot register what runs."""
+        return ADMIN if self.kind == "key" and self.is_admin else USER
 
     def may_post(self, alias: str) -> bool:
         return self.is_admin or not self.actors or alias in self.actors

@@ -4,16 +4,23 @@ One small interface (:class:`~common.launchers.base.Launcher`) and four backends
 
 ========== ================================================================
 inline     in-process: writes the definition's ``outputs``, reports through the bus
-local      ``job_definition.command`` as a subprocess, reported over HTTP
-docker     the pipeline's container image, through the Docker SDK
+local      the pipeline's ``command`` component as a subprocess, reported over HTTP
+docker     the pipeline's ``container`` component, through the Docker SDK
 callback   nothing started: the job runs elsewhere and posts to a callback URL
 ========== ================================================================
 
+What a local or docker job runs is its pipeline's component, never the launch (see
+:mod:`common.components`); so which backend a job *can* run on follows from the
+pipeline: ``local`` needs a command component, ``docker`` a container one, and
+``inline`` and ``callback`` (which run nothing of the pipeline's) suit any.
+
 Which one runs a job (:func:`choose`): the definition's ``launcher`` if it names one;
-else ``launcher.backend`` unless that is ``auto``; else by what the job is — a
-pipeline with a ``container`` component runs on docker, a definition with a
-``command`` runs locally, one that only declares ``outputs``/``report`` runs inline,
-and anything else (an Agave app, an Abaco actor, a service) is a callback job.
+else ``launcher.backend`` unless that is ``auto``; else by what the pipeline runs — a
+command component locally, a container component on docker — or, for a pipeline
+whose jobs run elsewhere, inline when the definition only declares
+``outputs``/``report`` and as a callback job otherwise. A choice the pipeline's
+component cannot run on is a 400; one the deployment does not allow
+(``launcher.backends``) is a 403. Both are refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.config import Config
-from common.errors import ValidationError
+from common import components
+from common.config import LAUNCHER_BACKENDS, Config
+from common.errors import PermissionDenied, ValidationError
 from common.launchers.base import Launch, Launcher
 from common.launchers.watched import WatchedLauncher
 from common.storage import LocalStorage
@@ -35,18 +43,25 @@ __all__ = [
     "make_launcher",
     "make_watched",
     "needs_callback",
+    "runnable_on",
 ]
 
-BACKENDS = ("inline", "local", "docker", "callback")
+BACKENDS = LAUNCHER_BACKENDS
+#: The backend that runs each runnable component kind.
+RUNS = {components.COMMAND: "local", components.CONTAINER: "docker"}
 
 
-def is_container(component: Any) -> bool:
-    """A ``container`` component: it has a ``repo`` and no actor ``id``."""
-    return isinstance(component, Mapping) and "repo" in component and "id" not in component
+def runnable_on(component: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The backends a job of ``component`` (a pipeline's runnable one, or None) can
+    run on."""
+    if component is None:
+        return ("inline", "callback")
+    return (RUNS[components.kind(component)], "inline", "callback")
 
 
 def choose(config: Config, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> str:
     """The backend that runs this job (see the module docstring)."""
+    component = components.runnable(pipeline, definition)
     explicit = definition.get("launcher")
     if explicit is not None:
         if explicit not in BACKENDS:
@@ -55,16 +70,36 @@ def choose(config: Config, definition: Mapping[str, Any], pipeline: Mapping[str,
                 path="job_definition/launcher",
                 allowed=list(BACKENDS),
             )
-        return str(explicit)
-    if config.launcher.backend != "auto":
-        return config.launcher.backend
-    if any(is_container(c) for c in pipeline.get("components") or ()):
-        return "docker"
-    if "command" in definition:
-        return "local"
-    if "outputs" in definition or "report" in definition:
-        return "inline"
-    return "callback"
+        name, source = str(explicit), "job_definition.launcher"
+    elif config.launcher.backend != "auto":
+        name, source = config.launcher.backend, "the setting launcher.backend"
+    elif component is not None:
+        name, source = RUNS[components.kind(component)], ""
+    elif "outputs" in definition or "report" in definition:
+        name, source = "inline", ""
+    else:
+        name, source = "callback", ""
+    possible = runnable_on(component)
+    if name not in possible:
+        what = (
+            f"its {components.kind(component)} component"
+            if component is not None
+            else "no command or container component"
+        )
+        raise ValidationError(
+            f"{source} asks for the {name} backend, but this pipeline has {what}, which runs "
+            f"on: {', '.join(possible)} (what a job runs is its pipeline's component)",
+            path="job_definition/launcher" if explicit is not None else None,
+            allowed=list(possible),
+        )
+    if name not in config.allowed_backends:
+        raise PermissionDenied(
+            f"this deployment does not run jobs on the {name} backend; launcher.backends "
+            f"allows: {', '.join(config.allowed_backends)}",
+            backend=name,
+            allowed=list(config.allowed_backends),
+        )
+    return name
 
 
 def needs_callback(name: str) -> bool:
@@ -77,7 +112,7 @@ def make_watched(name: str, options: Mapping[str, Any]) -> WatchedLauncher:
     if name == "local":
         from common.launchers.local import LocalLauncher
 
-        return LocalLauncher()
+        return LocalLauncher(run_as=str(options.get("run_as", "")))
     if name == "docker":
         from common.launchers.docker import DockerLauncher
 
@@ -97,7 +132,7 @@ def make_launcher(name: str, config: Config, storage: LocalStorage) -> Launcher:
     if name == "local":
         from common.launchers.local import LocalLauncher
 
-        return LocalLauncher()
+        return LocalLauncher(run_as=config.run_as)
     if name == "docker":
         from common.launchers.docker import DockerLauncher
 

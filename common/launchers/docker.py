@@ -1,16 +1,20 @@
-"""The docker launcher: the pipeline's container image, run through the Docker SDK.
+"""The docker launcher: a pipeline's ``container`` component, run through the Docker SDK.
 
-Which image (:func:`image_of`): ``job_definition.image`` if given; else the
-pipeline's ``container`` component (``repo``, pinned by ``@hash`` when it has one);
-else ``parameters.CONTAINER_IMAGE`` of its Agave app — the one named by the
-definition's ``appId``, or the first that has one. No image refuses the launch
-before the job is created.
+What runs (:func:`image_of`, :meth:`WatchedLauncher.compute`) is only ever the
+pipeline's container component, registered by an admin: its ``repo`` (pinned by
+``@hash`` when it has one), with ``options.command`` / ``options.entrypoint`` (argv;
+the image's own when absent), ``options.environment`` and the launch's values of
+``options.variables`` in place (see :mod:`common.components`). A launch cannot name
+an image. An Agave app's ``parameters.CONTAINER_IMAGE`` is not run here either: an
+``agave_app`` (like an ``abaco_actor`` or a ``service``) is a callback job whose
+image runs on the system that app is deployed to, and treating its parameters as
+something to run on this engine would let whoever registers an app choose what runs.
 
 The container runs detached, like the local launcher's process (both are started
 and watched by a supervisor process, common/launchers/supervisor.py): the job's archive
 directory is bind-mounted read-write at ``/archive`` and is its working directory;
-its command is ``job_definition.command`` (argv, no shell) or the image's own; its
-environment is ``job_definition.environment`` plus the job's coordinates
+its command is the component's (argv, no shell) or the image's own; its
+environment is the component's environment and variables plus the job's coordinates
 (``PIPELINEJOBS_JOB_UUID``, ``..._JOB_TOKEN``, ``..._CALLBACK_URL``,
 ``..._ARCHIVE_PATH``); it is labelled ``pipelinejobs.job=<uuid>`` so an operator
 can find it. A missing image is pulled once, then the create is retried. The
@@ -41,7 +45,8 @@ import docker.errors
 import requests
 import urllib3
 
-from common.errors import LauncherError, LauncherUnavailable, ValidationError
+from common import components
+from common.errors import LauncherError, LauncherUnavailable
 from common.launchers.base import Launch
 from common.launchers.watched import Timeout, WatchedLauncher
 
@@ -56,23 +61,11 @@ JOB_LABEL = "pipelinejobs.job"
 
 
 def image_of(definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> str | None:
-    """The image a job runs (see the module docstring); None when there is none."""
-    if definition.get("image"):
-        return str(definition["image"])
-    components = [c for c in pipeline.get("components") or () if isinstance(c, Mapping)]
-    for component in components:
-        if "repo" in component and "id" not in component:  # a container component
-            repo, digest = str(component["repo"]), component.get("hash")
-            if not digest:
-                return repo
-            digest = str(digest)
-            return f"{repo}@{digest if ':' in digest else 'sha256:' + digest}"
-    apps = [c for c in components if "id" in c and isinstance(c.get("parameters"), Mapping)]
-    apps.sort(key=lambda c: c["id"] != definition.get("appId"))  # the named app first
-    for app in apps:
-        if app["parameters"].get("CONTAINER_IMAGE"):
-            return str(app["parameters"]["CONTAINER_IMAGE"])
-    return None
+    """The image a job runs: its pipeline's container component's; None without one."""
+    component = components.runnable(pipeline, definition)
+    if component is None or components.kind(component) != components.CONTAINER:
+        return None
+    return components.image_of(component)
 
 
 @dataclass
@@ -89,6 +82,7 @@ class DockerLauncher(WatchedLauncher):
 
     name = "docker"
     system = "docker"
+    runs = components.CONTAINER
 
     def __init__(self, docker_url: str, *, timeout: float = 60.0, user: str = "") -> None:
         self.docker_url = docker_url
@@ -103,21 +97,6 @@ class DockerLauncher(WatchedLauncher):
         if self.user == "image":
             return None
         return self.user or f"{os.getuid()}:{os.getgid()}"
-
-    def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
-        super().check(definition, pipeline)
-        image = definition.get("image")
-        if image is not None and not (isinstance(image, str) and image):
-            raise ValidationError(
-                "job_definition.image must be an image reference such as 'alpine:3.20'",
-                path="job_definition/image",
-            )
-        if not image_of(definition, pipeline):
-            raise ValidationError(
-                "the docker launcher needs an image: job_definition.image, a container "
-                "component in the pipeline, or an app component's CONTAINER_IMAGE",
-                path="job_definition/image",
-            )
 
     # -- the engine ----------------------------------------------------------------------
 
@@ -161,19 +140,20 @@ class DockerLauncher(WatchedLauncher):
     # -- WatchedLauncher -----------------------------------------------------------------
 
     def start(self, launch: Launch) -> Running:
-        definition = launch.job_definition
-        self.check(definition, launch.pipeline)
-        image = image_of(definition, launch.pipeline)
-        assert image is not None  # check() refused otherwise
+        compute = self.compute(launch.job_definition, launch.pipeline)
+        image = compute.image
+        assert image is not None  # a container component always has one
         launch.archive_dir.mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {
-            "command": definition.get("command"),
-            "environment": self.environment(launch),
+            "command": compute.argv,
+            "environment": self.environment(launch, compute),
             "volumes": {str(launch.archive_dir): {"bind": ARCHIVE_MOUNT, "mode": "rw"}},
             "working_dir": ARCHIVE_MOUNT,
             "labels": {JOB_LABEL: launch.job["uuid"]},
             "detach": True,
         }
+        if compute.entrypoint is not None:
+            options["entrypoint"] = compute.entrypoint
         if self.container_user() is not None:
             options["user"] = self.container_user()
         client = self.connect()

@@ -10,6 +10,11 @@ while waiting (``wait`` raises a PipelineJobsError: the Docker engine went away)
 the job fails with that reason. Every report is an HTTP callback to the
 jobs-manager, as a remote backend's would be, retried for ~15 minutes (a gateway
 being redeployed when a job ends must not strand it in RUNNING).
+
+What runs is the pipeline's component (:mod:`common.components`), worked out from
+the launch's pipeline and job definition wherever a launch is checked or started —
+in the launcher-proxy and again in the supervisor — so no argv or image travels on
+its own, and nothing a launch message says can become one.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from common import components
+from common.components import Compute
 from common.errors import PipelineJobsError, ValidationError
 from common.launchers.base import Launch, Launcher, max_run_time
 from common.launchers.http_report import post_status
@@ -36,6 +43,8 @@ class WatchedLauncher(Launcher):
     """Start, then watch in a thread: subclasses say how to start, wait and kill."""
 
     system = "local"
+    #: The component kind this backend runs (common.components).
+    runs: str
     #: Threads waiting on this process's supervisors, so their exits are collected
     #: (tests join them to wait for a job's end; they are daemons otherwise).
     watchers: list[threading.Thread] = []
@@ -44,32 +53,31 @@ class WatchedLauncher(Launcher):
 
     def check(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:
         """What every watched job must get right before it is created: a readable
-        maxRunTime, an argv (not a shell string) if a command is given, and an
-        environment of strings."""
+        maxRunTime, no compute of its own, and variables its pipeline's component
+        declares."""
         max_run_time(definition)
-        command = definition.get("command")
-        if command is not None and not (
-            isinstance(command, list) and command and all(isinstance(a, str) and a for a in command)
-        ):
+        self.compute(definition, pipeline)
+
+    def compute(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> Compute:
+        """What the job runs: its pipeline's component of this backend's kind, with
+        the launch's variables (a launch cannot say what runs: see common.components)."""
+        components.refuse_compute_fields(definition)
+        component = components.runnable(pipeline, definition)
+        if component is None or components.kind(component) != self.runs:
             raise ValidationError(
-                "job_definition.command must be a non-empty list of strings (argv; no shell)",
-                path="job_definition/command",
+                f"the {self.name} launcher runs a pipeline's {self.runs} component, and "
+                f"this job's pipeline has none to run (compute is defined by the pipeline)",
+                path="job_definition/launcher",
             )
-        env = definition.get("environment", {})
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise ValidationError(
-                "job_definition.environment must map names to strings",
-                path="job_definition/environment",
-            )
+        return components.compute(component, definition)
 
     @staticmethod
-    def environment(launch: Launch) -> dict[str, str]:
-        """The definition's environment plus the job's own coordinates: its uuid, its
-        update token, the URL to post statuses to, and its archive path."""
+    def environment(launch: Launch, compute: Compute) -> dict[str, str]:
+        """The component's environment and variables, then the job's own coordinates
+        (which no variable can shadow): its uuid, its update token, the URL to post
+        statuses to, and its archive path."""
         return {
-            **(launch.job_definition.get("environment") or {}),
+            **compute.environment,
             "PIPELINEJOBS_JOB_UUID": launch.job["uuid"],
             "PIPELINEJOBS_JOB_TOKEN": launch.token,
             "PIPELINEJOBS_CALLBACK_URL": launch.callback_base or "",

@@ -64,9 +64,13 @@ def run(rt: Runtime, alias: str, message: Any, params: dict[str, Any] | None = N
     return rt.executions.get(execution["id"])
 
 
-def register(rt: Runtime, definition: dict[str, Any] | None = None) -> tuple[str, str]:
+def register(
+    rt: Runtime, definition: dict[str, Any] | None = None, role: str = "user"
+) -> tuple[str, str]:
     """Register a pipeline through the pipelines-manager; (uuid, token)."""
-    execution = run(rt, "pipelines-manager", definition or pipeline_definition())
+    execution = rt.submit("pipelines-manager", definition or pipeline_definition(), role=role)
+    stub(rt).join()
+    execution = rt.executions.get(execution["id"])
     assert execution["status"] == "COMPLETE", execution["error"]
     return execution["result"]["uuid"], execution["result"]["token"]
 
@@ -428,7 +432,7 @@ def test_an_unregistered_pipeline_uuid_is_not_found(runtime: Runtime):
 def test_an_app_id_shared_by_two_pipelines_must_be_disambiguated(runtime: Runtime):
     first, _ = register(runtime)
     shared = pipeline_definition()
-    shared["components"].append({"repo": "sd2e/extra:1"})
+    shared["components"].append({"uri": "https://example.org/extra"})
     second, _ = register(runtime, shared)
 
     error = refused(runtime, LAUNCH, error="Conflict")
@@ -698,12 +702,15 @@ def test_a_redelivered_local_launch_starts_one_compute_and_keeps_one_nonce(tmp_p
     from tests.support import make_runtime
 
     capture = Capture()  # where the supervisor's status callbacks go
-    rt = make_runtime(tmp_path, "sqlite", launcher={"public_url": capture.url})
+    # The tests run as root: a config that runs local jobs says root may run them.
+    launcher = {"public_url": capture.url, "run_as": "root"}
+    rt = make_runtime(tmp_path, "sqlite", launcher=launcher)
     try:
-        register(rt)
         command = [sys.executable, "-c", "open('runs', 'a').write('ran\\n')"]
+        runs = {"name": "Runs", "components": [{"id": APP_ID, "command": command}]}
+        register(rt, runs, role="admin")
         message = copy.deepcopy(LAUNCH)
-        message["job_definition"].update(launcher="local", command=command)
+        message["job_definition"] = {"appId": APP_ID, "launcher": "local"}
         execution = rt.submit(ALIAS, message)
         stub(rt).join()
         first = rt.executions.get(execution["id"])

@@ -5,7 +5,9 @@ the store.
 Messages follow the seed's "Pipelines Manager" section: create by sending the
 pipeline document, update by sending the edited document with ``token=`` (or a
 ``pipeline_manager_update`` message), plus the retire/disable/enable/get/rotate_token
-actions this service adds.
+actions this service adds. They are sent as an admin would send them: the seed's
+Tacobot has a container component, which only an admin key may register (who may
+register what is tested in tests/gateway/test_compute_rights.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from common.bus.stub import StubBus
 from common.errors import MalformedMessage, SchemaValidationError
+from common.keys import ADMIN
 from common.runtime import Runtime
 from common.store.memory import MemoryStore
 from common.store.sqlite import SQLiteStore
@@ -57,7 +60,7 @@ OTHER: dict[str, Any] = {
 
 def run(rt: Runtime, message: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Submit to the pipelines-manager, deliver everything, return the execution."""
-    execution = rt.submit(ALIAS, message, params)
+    execution = rt.submit(ALIAS, message, params, role=ADMIN)
     stub(rt).join()
     return rt.executions.get(execution["id"])
 
@@ -144,7 +147,7 @@ def test_create_returns_typed_uuid_and_update_token(runtime: Runtime):
 
 
 def test_create_by_actor_id_works_like_the_alias(runtime: Runtime):
-    execution = runtime.submit(runtime.actor_id(ALIAS), copy.deepcopy(PIPELINE))
+    execution = runtime.submit(runtime.actor_id(ALIAS), copy.deepcopy(PIPELINE), role=ADMIN)
     stub(runtime).join()
     done = runtime.executions.get(execution["id"])
     assert done["actor"] == ALIAS
@@ -206,7 +209,7 @@ def test_redelivered_create_still_hands_out_the_token(runtime: Runtime):
     """At-least-once delivery: if the first delivery died after inserting the pipeline
     but before recording its result, the redelivery must not withhold the token (no one
     would ever have received it)."""
-    execution = runtime.submit(ALIAS, copy.deepcopy(PIPELINE))
+    execution = runtime.submit(ALIAS, copy.deepcopy(PIPELINE), role=ADMIN)
     stub(runtime).join()
     first = runtime.executions.get(execution["id"])["result"]
 

@@ -43,6 +43,9 @@ def start_server(
     on an existing one does not, so pass the key it printed then."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
     env["PYTHONPATH"] = str(ROOT)
+    # The tests run as root and these servers run local jobs: say that root may run them
+    # (the embedded mode's default too, but a test should not lean on it).
+    env["PIPELINEJOBS_LAUNCHER_RUN_AS"] = "root"
     log = data_dir.parent / f"serve-{port}{'-again' if admin_key else ''}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

@@ -1,5 +1,8 @@
 """Real local jobs end to end over HTTP: a subprocess writes files, its watcher calls
-back with the job's nonce and token, the outputs are indexed, its log is readable."""
+back with the job's nonce and token, the outputs are indexed, its log is readable.
+
+What each job runs is its pipeline's command component, registered with the admin key
+(``runs``); launches name the pipeline and set nothing else of the compute."""
 
 from __future__ import annotations
 
@@ -34,6 +37,21 @@ def register_pipeline(server: Server) -> None:
     assert created.status_code == 200, created.text
 
 
+def runs(server: Server, name: str, code: str) -> str:
+    """The uuid of a pipeline whose jobs run ``code`` (registered with the admin key:
+    only an admin may register a pipeline that runs local commands)."""
+    component = {"id": f"local-{name}", "command": [sys.executable, "-c", code]}
+    created = requests.post(
+        f"{server.url}/actors/v2/pipelines-manager/messages",
+        params={"sync": "true"},
+        headers={"Authorization": f"Bearer {server.admin_key}"},
+        timeout=30,
+        json={"name": name, "components": [component]},
+    )
+    assert created.status_code == 200, created.text
+    return str(created.json()["result"]["result"]["uuid"])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("local") / "data", _free_port())
@@ -42,8 +60,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-def launch(server: Server, definition: dict, **extra: object) -> dict:
+def launch(server: Server, definition: dict, pipeline: str | None = None, **extra: object) -> dict:
+    """Launch a job of ``pipeline`` (else of the app pipeline) with the admin key."""
     auth = {"Authorization": f"Bearer {server.admin_key}"}
+    if pipeline is not None:
+        extra["pipeline_uuid"] = pipeline
     answer = requests.post(
         f"{server.url}/actors/v2/launcher-proxy/messages",
         params={"sync": "true"},
@@ -51,7 +72,7 @@ def launch(server: Server, definition: dict, **extra: object) -> dict:
         timeout=60,
         json={
             "parameters": {"sample_id": "sample.tacc.abcde"},
-            "job_definition": {"appId": APP, **definition},
+            "job_definition": {"appId": APP, **definition} if pipeline is None else definition,
             **extra,
         },
     )
@@ -73,7 +94,8 @@ def test_a_local_job_is_run_called_back_indexed_and_logged(server: Server) -> No
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     result = launch(
         server,
-        {"command": [sys.executable, "-c", WRITE], "maxRunTime": "00:01:00"},
+        {"maxRunTime": "00:01:00"},
+        runs(server, "write", WRITE),
         index_patterns=["sample%5C.tacc%5C.abcde/.*%5C.csv$"],
         processing_level="2",
     )
@@ -116,7 +138,8 @@ def test_a_local_job_is_run_called_back_indexed_and_logged(server: Server) -> No
 def test_a_job_exiting_3_fails_with_its_exit_code(server: Server) -> None:
     result = launch(
         server,
-        {"command": [sys.executable, "-c", "import sys; sys.exit(3)"]},
+        {},
+        runs(server, "exit-3", "import sys; sys.exit(3)"),
         data={"case": "exit 3"},
     )
     job = job_when(server, result["uuid"], lambda j: j["state"] == "FAILED", "the job to fail")
@@ -128,10 +151,8 @@ def test_a_job_exiting_3_fails_with_its_exit_code(server: Server) -> None:
 def test_a_job_over_its_max_run_time_is_killed_and_fails(server: Server) -> None:
     result = launch(
         server,
-        {
-            "command": [sys.executable, "-c", "import time; time.sleep(300)"],
-            "maxRunTime": "00:00:01",
-        },
+        {"maxRunTime": "00:00:01"},
+        runs(server, "sleep-300", "import time; time.sleep(300)"),
         data={"case": "too slow"},
     )
     job = job_when(server, result["uuid"], lambda j: j["state"] == "FAILED", "the kill")
@@ -219,7 +240,7 @@ def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Pat
     auth = {"Authorization": f"Bearer {first.admin_key}"}
     try:
         register_pipeline(first)
-        uuid = launch(first, {"command": [sys.executable, "-c", wait]})["uuid"]
+        uuid = launch(first, {}, runs(first, "wait", wait))["uuid"]
         job_when(first, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
     finally:
         first.proc.kill()
@@ -241,7 +262,7 @@ def test_failing_a_running_job_stops_its_compute(server: Server) -> None:
     # Cancel is `fail` with a reason: the job is FAILED at once, and its compute,
     # which would otherwise run for ten minutes, is killed by its supervisor.
     auth = {"Authorization": f"Bearer {server.admin_key}"}
-    result = launch(server, {"command": [sys.executable, "-c", "import time; time.sleep(600)"]})
+    result = launch(server, {}, runs(server, "sleep-600", "import time; time.sleep(600)"))
     uuid, pid = result["uuid"], result["launch"]["pid"]
 
     def reported_running(job: dict) -> bool:  # its supervisor's RUNNING, after the launch's

@@ -240,10 +240,14 @@ def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
         assert "cannot reach" in bad.stderr
 
         # A local job's output, then cancelling it: the compute stops, the follow ends.
+        # What it runs is a pipeline's command component (the admin key registers it).
         slow = "import time; print('first line', flush=True); time.sleep(600)"
+        command = {"id": "cli-slow", "command": [sys.executable, "-c", slow]}
+        slow_pipeline = {"name": "slow", "components": [command]}
+        last("run", "-m", json.dumps(slow_pipeline), "pipelines-manager", "--sync")
         local = {
             "parameters": {"sample_id": "sample.tacc.cli2"},
-            "job_definition": {"appId": "cli-app", "command": [sys.executable, "-c", slow]},
+            "job_definition": {"appId": "cli-slow"},
         }
         launched = run("run", "-m", json.dumps(local), "launcher-proxy", "--sync")
         result = json.loads(launched.stderr)["result"]["result"]

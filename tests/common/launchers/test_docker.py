@@ -53,6 +53,11 @@ def capture() -> Iterator[Capture]:
     server.close()
 
 
+def container(**options: Any) -> dict[str, Any]:
+    """A pipeline whose container component runs IMAGE with ``options``."""
+    return {"components": [{"repo": IMAGE, **({"options": options} if options else {})}]}
+
+
 def launch_of(
     tmp_path: Path, capture: Capture, pipeline: dict[str, Any] | None = None, **definition: Any
 ) -> Launch:
@@ -92,9 +97,12 @@ def closed_port() -> int:
 def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, capture):
     engine.images.add(IMAGE)
     engine.programs[IMAGE] = Program(stdout=b"hello from the container\n", stderr=b"a warning\n")
-    launch = launch_of(
-        tmp_path, capture, command=["python", "run.py", "--fast"], environment={"GREETING": "hola"}
+    pipeline = container(
+        command=["python", "run.py", "${MODE}"],
+        environment={"GREETING": "hola"},
+        variables={"MODE": {"pattern": "--[a-z]+"}},
     )
+    launch = launch_of(tmp_path, capture, pipeline, parameters={"MODE": "--fast"})
 
     started = run_to_end(engine, launch)
 
@@ -102,9 +110,11 @@ def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, 
     body = create.body
     assert body["Image"] == IMAGE
     assert body["Cmd"] == ["python", "run.py", "--fast"]
+    assert "Entrypoint" not in body or body["Entrypoint"] is None  # the image's own
     assert sorted(body["Env"]) == sorted(
         [
             "GREETING=hola",
+            "MODE=--fast",
             f"PIPELINEJOBS_JOB_UUID={UUID}",
             f"PIPELINEJOBS_JOB_TOKEN={TOKEN}",
             f"PIPELINEJOBS_CALLBACK_URL={launch.callback_base}",
@@ -138,6 +148,19 @@ def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, 
     assert launch.log_path.read_bytes() == b"hello from the container\na warning\n"
     (delete,) = engine.requested("DELETE", rf"/containers/{container_id}")
     assert engine.containers == {}
+
+
+def test_an_entrypoint_and_a_variable_with_shell_text_arrive_as_argv(tmp_path, engine, capture):
+    engine.images.add(IMAGE)
+    pipeline = container(
+        entrypoint=["/usr/bin/env", "${TARGET}"], command=["${TARGET}"], variables={"TARGET": {}}
+    )
+    value = "$(rm -rf /archive); echo ${PIPELINEJOBS_JOB_TOKEN}"
+    run_to_end(engine, launch_of(tmp_path, capture, pipeline, parameters={"TARGET": value}))
+    (create,) = engine.requested("POST", "/containers/create")
+    assert create.body["Entrypoint"] == ["/usr/bin/env", value]
+    assert create.body["Cmd"] == [value]
+    assert f"TARGET={value}" in create.body["Env"]
 
 
 def test_without_a_command_the_image_runs_its_own(tmp_path, engine, capture):
@@ -252,7 +275,7 @@ def test_an_engine_lost_while_waiting_fails_the_job(tmp_path, engine, capture):
 # -- what it runs ----------------------------------------------------------------------------
 
 APP = {"id": "tacobot-0.1", "inputs": {}, "parameters": {"CONTAINER_IMAGE": "sd2e/tacobot:0.1"}}
-OTHER_APP = {"id": "other-1.0", "inputs": {}, "parameters": {"CONTAINER_IMAGE": "sd2e/other:1"}}
+COMMAND = {"id": "step-1", "command": ["python3", "step.py"]}
 DIGEST = "a" * 64
 
 
@@ -260,11 +283,11 @@ DIGEST = "a" * 64
     ({}, [{"repo": "ex/c:1"}], "ex/c:1"),
     ({}, [{"repo": "ex/c:1", "hash": f"sha256:{DIGEST}"}], f"ex/c:1@sha256:{DIGEST}"),
     ({}, [{"repo": "ex/c", "hash": DIGEST}], f"ex/c@sha256:{DIGEST}"),
-    ({}, [APP, {"repo": "ex/c:1"}], "ex/c:1"),  # a container component first
-    ({}, [APP], "sd2e/tacobot:0.1"),
-    ({"appId": "tacobot-0.1"}, [OTHER_APP, APP], "sd2e/tacobot:0.1"),  # the named app
-    ({"appId": "unknown"}, [OTHER_APP, APP], "sd2e/other:1"),  # else the first
-    ({"image": "alpine:3.20"}, [{"repo": "ex/c:1"}, APP], "alpine:3.20"),  # explicit wins
+    ({}, [APP, {"repo": "ex/c:1"}], "ex/c:1"),  # the container, not the app's image
+    ({"appId": "unknown"}, [APP, {"repo": "ex/c:1"}], "ex/c:1"),
+    ({"appId": "tacobot-0.1"}, [APP, {"repo": "ex/c:1"}], None),  # the app: runs elsewhere
+    ({}, [APP], None),  # an Agave app's CONTAINER_IMAGE is not run here
+    ({}, [COMMAND], None),
     ({}, [{"id": "actor", "repo": "ex/actor:1"}], None),  # an Abaco actor is not run
     ({}, [{"id": "app", "inputs": {}, "parameters": {}}], None),
     ({}, [{"uri": "https://example.org/service"}], None),
@@ -274,16 +297,18 @@ def test_image_choice(definition, components, image):
 
 
 @pytest.mark.parametrize(("definition", "components", "path"), [
-    ({}, [{"uri": "https://example.org/service"}], "job_definition/image"),
-    ({"image": ""}, [{"repo": "ex/c:1"}], "job_definition/image"),
-    ({"image": ["alpine"]}, [], "job_definition/image"),
-    ({"command": "echo hi"}, [{"repo": "ex/c:1"}], "job_definition/command"),
-    ({"command": []}, [{"repo": "ex/c:1"}], "job_definition/command"),
-    ({"command": ["echo", 3]}, [{"repo": "ex/c:1"}], "job_definition/command"),
-    ({"environment": {"A": 1}}, [{"repo": "ex/c:1"}], "job_definition/environment"),
+    ({}, [{"uri": "https://example.org/service"}], "job_definition/launcher"),
+    ({}, [APP], "job_definition/launcher"),
+    ({}, [COMMAND], "job_definition/launcher"),
+    ({"image": "alpine:3.20"}, [{"repo": "ex/c:1"}], "job_definition/image"),
+    ({"image": "alpine:3.20"}, [APP], "job_definition/image"),
+    ({"command": ["sh", "-c", "id"]}, [{"repo": "ex/c:1"}], "job_definition/command"),
+    ({"entrypoint": ["sh"]}, [{"repo": "ex/c:1"}], "job_definition/entrypoint"),
+    ({"environment": {"A": "1"}}, [{"repo": "ex/c:1"}], "job_definition/environment"),
+    ({"parameters": {"A": "1"}}, [{"repo": "ex/c:1"}], "job_definition/parameters/A"),
     ({"maxRunTime": "1:00"}, [{"repo": "ex/c:1"}], "job_definition/maxRunTime"),
 ])  # fmt: skip
-def test_bad_definitions_are_refused_before_anything_starts(definition, components, path):
+def test_bad_launches_are_refused_before_anything_starts(definition, components, path):
     # check() needs no engine: the URL is never contacted.
     launcher = DockerLauncher(f"tcp://127.0.0.1:{closed_port()}")
     with pytest.raises(ValidationError) as info:
@@ -291,10 +316,12 @@ def test_bad_definitions_are_refused_before_anything_starts(definition, componen
     assert info.value.detail["path"] == path
 
 
-def test_a_launch_without_an_image_asks_nothing_of_the_engine(tmp_path, engine, capture):
+def test_a_launch_without_a_container_component_asks_nothing_of_the_engine(
+    tmp_path, engine, capture
+):
     with pytest.raises(ValidationError) as info:
         DockerLauncher(engine.url).launch(launch_of(tmp_path, capture, pipeline={}))
-    assert info.value.detail["path"] == "job_definition/image"
+    assert info.value.detail["path"] == "job_definition/launcher"
     assert engine.calls == [] and capture.calls == []
 
 
@@ -339,7 +366,7 @@ def test_the_launcher_proxy_fails_the_job_with_the_engines_reason(tmp_path):
     url = f"tcp://127.0.0.1:{closed_port()}"
     rt = make_runtime(tmp_path, launcher={"backend": "auto", "docker_url": url})
     try:
-        registered = rt.submit("pipelines-manager", {"name": "Dockered", **PIPELINE})
+        registered = rt.submit("pipelines-manager", {"name": "Dockered", **PIPELINE}, role="admin")
         stub(rt).join()
         pipeline = rt.executions.get(registered["id"])["result"]["uuid"]
         execution = rt.submit(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import LauncherError, ValidationError
+from common.errors import LauncherError
 from common.launchers import supervisor
 from common.launchers.base import Launch
 from common.launchers.local import LocalLauncher
@@ -22,7 +22,10 @@ from tests.common.launchers.callbacks import Capture
 
 UUID = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
 TOKEN = "0dc73dc3ff39b49a"
+PIPELINE_UUID = "1064aaf1-459c-5e42-820d-b822aa4b3990"
 ROOT = Path(__file__).resolve().parents[3]
+#: These tests run as root, so their launchers say root may run jobs.
+RUN_AS = "root"
 
 
 @pytest.fixture
@@ -32,11 +35,14 @@ def capture() -> Iterator[Capture]:
     server.close()
 
 
-def launch_of(tmp_path: Path, capture: Capture, launch_id: str = "", **definition) -> Launch:
+def launch_of(
+    tmp_path: Path, capture: Capture, launch_id: str = "", *, command: list[str], **definition
+) -> Launch:
+    """A launch of a pipeline whose command component runs ``command``."""
     base = f"{capture.url}/actors/v2/jobs-manager/messages?uuid={UUID}&token={TOKEN}&x-nonce=PJ_t"
     return Launch(
         job={"uuid": UUID, "archive_system": "test-system"},
-        pipeline={},
+        pipeline={"uuid": PIPELINE_UUID, "components": [{"id": "local-app", "command": command}]},
         job_definition={"appId": "local-app", **definition},
         archive_path="/products/job",
         archive_dir=tmp_path / "archive",
@@ -74,7 +80,7 @@ def test_the_end_is_reported_after_the_launching_process_is_killed(tmp_path, cap
         "from common.launchers.base import Launch\n"
         "from common.launchers.local import LocalLauncher\n"
         "launch = Launch.from_dict(json.loads(sys.stdin.read()), report=None)\n"
-        "print(json.dumps(LocalLauncher().launch(launch)), flush=True)\n"
+        "print(json.dumps(LocalLauncher(run_as='root').launch(launch)), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     launcher = subprocess.run(
@@ -102,8 +108,12 @@ def test_the_end_is_reported_after_the_launching_process_is_killed(tmp_path, cap
 
 def test_a_redelivered_launch_finds_the_first_one(tmp_path, capture):
     command = [sys.executable, "-c", "open('runs', 'a').write('ran\\n')"]
-    first = LocalLauncher().launch(launch_of(tmp_path, capture, "exec-1", command=command))
-    again = LocalLauncher().launch(launch_of(tmp_path, capture, "exec-1", command=command))
+    first = LocalLauncher(run_as=RUN_AS).launch(
+        launch_of(tmp_path, capture, "exec-1", command=command)
+    )
+    again = LocalLauncher(run_as=RUN_AS).launch(
+        launch_of(tmp_path, capture, "exec-1", command=command)
+    )
     join_watchers()
 
     assert (tmp_path / "archive" / "runs").read_text() == "ran\n"  # started once
@@ -114,9 +124,11 @@ def test_a_redelivered_launch_finds_the_first_one(tmp_path, capture):
 
 def test_a_new_launch_of_the_same_job_starts_again(tmp_path, capture):
     command = [sys.executable, "-c", "open('runs', 'a').write('ran\\n')"]
-    LocalLauncher().launch(launch_of(tmp_path, capture, "exec-1", command=command))
+    LocalLauncher(run_as=RUN_AS).launch(launch_of(tmp_path, capture, "exec-1", command=command))
     join_watchers()
-    second = LocalLauncher().launch(launch_of(tmp_path, capture, "exec-2", command=command))
+    second = LocalLauncher(run_as=RUN_AS).launch(
+        launch_of(tmp_path, capture, "exec-2", command=command)
+    )
     join_watchers()
 
     assert (tmp_path / "archive" / "runs").read_text() == "ran\nran\n"
@@ -126,15 +138,15 @@ def test_a_new_launch_of_the_same_job_starts_again(tmp_path, capture):
 
 def test_a_launch_that_cannot_start_can_be_tried_again(tmp_path, capture):
     missing = launch_of(tmp_path, capture, "exec-1", command=[str(tmp_path / "prog")])
-    with pytest.raises(ValidationError, match="cannot start") as info:
-        LocalLauncher().launch(missing)
-    assert info.value.detail["path"] == "job_definition/command"  # as the launcher said it
+    with pytest.raises(LauncherError, match="cannot start") as info:
+        LocalLauncher(run_as=RUN_AS).launch(missing)
+    assert info.value.detail["pipeline_uuid"] == PIPELINE_UUID  # as the supervisor said it
     assert not list((tmp_path / "logs").glob("*.launch"))  # the claim was given back
 
     program = tmp_path / "prog"
     program.write_text(f"#!{sys.executable}\nprint('now it exists')\n")
     program.chmod(0o755)
-    LocalLauncher().launch(missing)
+    LocalLauncher(run_as=RUN_AS).launch(missing)
     join_watchers()
     assert capture.statuses() == ["RUNNING", "FINISHED"]
 
@@ -172,13 +184,15 @@ class Unknown(LocalLauncher):
 def test_a_supervisor_that_dies_before_answering_is_a_clear_error(tmp_path, capture):
     launch = launch_of(tmp_path, capture, command=["true"])
     with pytest.raises(LauncherError, match="(?s)exited \\(1\\) before starting it: .*no watched"):
-        Unknown().launch(launch)
+        Unknown(run_as=RUN_AS).launch(launch)
     assert capture.calls == [] and WatchedLauncher.watchers == []
 
 
 def test_a_stop_request_kills_the_compute_and_is_recorded_as_an_update(tmp_path, capture):
     command = [sys.executable, "-c", "import time; time.sleep(600)"]
-    started = LocalLauncher().launch(launch_of(tmp_path, capture, "exec-s", command=command))
+    started = LocalLauncher(run_as=RUN_AS).launch(
+        launch_of(tmp_path, capture, "exec-s", command=command)
+    )
     wait_for(lambda: capture.statuses() == ["RUNNING"])
 
     asked = supervisor.request_stop(tmp_path / "logs", UUID, "no longer needed")
