@@ -15,11 +15,12 @@ agave_app, abaco_actor, service, container.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft7Validator, FormatChecker
+from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError as JsonSchemaError
 from jsonschema.exceptions import relevance
 from referencing import Registry, Resource
@@ -92,6 +93,27 @@ def inline_leaves(node: Any, docs: dict[str, dict[str, Any]]) -> Any:
     return {k: inline_leaves(v, docs) for k, v in node.items()}
 
 
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+@cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as ECMA-262 (JSON Schema's regex dialect) reads ``$``: the end of
+    the text. Python's ``$`` also matches before a final newline, which would let
+    ``"...\n"`` through a pattern that a client, or the OpenAPI document, says refuses it."""
+    return re.compile(_DOLLAR.sub(r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield JsonSchemaError(f"{instance!r} does not match {pattern!r}")
+
+
+#: The validator classes used here: the drafts with ECMA-262's ``$`` in ``pattern``.
+Draft7 = validators.extend(Draft7Validator, {"pattern": _pattern})
+Draft202012 = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 @cache
 def validator(name: str) -> Draft7Validator:
     """A ready validator for the schema ``name`` (e.g. ``pipelinejob_manager_event``)."""
@@ -99,7 +121,8 @@ def validator(name: str) -> Draft7Validator:
     if name not in docs:
         raise KeyError(f"no schema named {name!r}; known: {', '.join(sorted(docs))}")
     schema = inline_leaves(docs[name], docs)
-    return Draft7Validator(schema, registry=registry(), format_checker=FormatChecker())
+    made: Draft7Validator = Draft7(schema, registry=registry(), format_checker=FormatChecker())
+    return made
 
 
 def title(name: str) -> str:

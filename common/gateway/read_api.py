@@ -8,19 +8,17 @@ in any of these documents; the token rotation counter is internal and left out.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from common.clock import iso
 from common.errors import NotFound, ValidationError
 from common.gateway.auth import requires
-from common.gateway.http import envelope, page_args, truthy
+from common.gateway.http import envelope, page_args
 from common.identifiers import require_type
 from common.lifecycle import State
-from common.store.base import Document, In, Range
+from common.store.base import Document, In, Range, not_found
 
 bp = Blueprint("read", __name__)
 INTERNAL = frozenset({"token_rotation", "version"})
@@ -46,7 +44,7 @@ def _page(collection: str, where: dict[str, Any], order: str, descending: bool) 
 @requires("READ")
 def list_pipelines() -> Any:
     where: dict[str, Any] = {}
-    if request.args.get("status"):
+    if "status" in request.args:
         where["status"] = request.args["status"]
     items, nxt = _page("pipelines", where, "created", True)
     return envelope({"pipelines": items, "next": nxt})
@@ -59,45 +57,50 @@ def get_pipeline(uuid: str) -> Any:
 
 
 def _job_filter() -> dict[str, Any]:
+    """The store filter of a ``/jobs`` request. The values were checked against their
+    declarations (common.gateway.parameters) before the route ran."""
     args = request.args
     where: dict[str, Any] = {}
-    states = args.getlist("state")
-    for state in states:
-        if state not in State.__members__:
-            raise ValidationError(
-                f"unknown state {state!r}; states: {', '.join(State.__members__)}",
-                path="state",
-                allowed=list(State.__members__),
-            )
-    if states:
-        where["state"] = In(states)
-    if args.get("pipeline_uuid"):
+    if "state" in args:
+        where["state"] = In(args.getlist("state"))
+    if "pipeline_uuid" in args:
         where["pipeline_uuid"] = require_type(args["pipeline_uuid"], "pipeline")
     linkage = args.getlist("linkage") or args.getlist("child_of")
     if linkage:
         where["child_of"] = In(linkage)
-    if args.get("updated_since"):
+    if "updated_since" in args:
         where["updated"] = Range(gte=_since(args["updated_since"]))
     return where
 
 
+#: The stored form of the first and last moments a stored date can have.
+EARLIEST, LATEST = "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"
+
+
 def _since(text: str) -> str:
-    """``updated_since`` in the stored form: dates are compared as text, so
-    ``...T10:00:00+02:00`` or ``...T08:00:00Z`` (no milliseconds) must be rewritten
-    as the service writes dates, or they would select the wrong jobs. No offset
-    means UTC; a '+' left unescaped in the URL arrives as a space and is put back."""
-    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip())
+    """``updated_since`` (an RFC 3339 date-time) in the stored form: dates are
+    compared as text, so ``...T10:00:00+02:00`` or ``...T08:00:00Z`` (no
+    milliseconds) must be rewritten as the service writes dates, or they would
+    select the wrong jobs. A moment whose UTC form falls outside years 1 to 9999
+    (``9999-12-31T23:59:59-23:59``) is before or after every stored date."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is None:  # stored dates are UTC; so is a date without offset
-            moment = moment.replace(tzinfo=UTC)
-        return iso(moment.timestamp())
-    except (ValueError, OverflowError, OSError) as exc:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
         raise ValidationError(
             f"updated_since must be an RFC 3339 date-time such as "
             f"2026-01-31T12:00:00Z, not {text!r}",
             path="updated_since",
         ) from exc
+    if moment.tzinfo is None:
+        raise ValidationError(
+            f"updated_since needs its offset (Z or +hh:mm; a '+' in a URL is %2B), not {text!r}",
+            path="updated_since",
+        )
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        return LATEST if moment.year == 9999 else EARLIEST
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 @bp.get("/jobs")
@@ -109,7 +112,7 @@ def list_jobs() -> Any:
     for item in items:
         item.pop("history", None)  # one job's history is at /jobs/<uuid>
     result: dict[str, Any] = {"jobs": items, "next": nxt}
-    if truthy(request.args.get("counts")):
+    if request.args.get("counts") == "true":
         counts = _store().count("jobs", where, group_by="state")
         result["counts"] = {state: counts.get(state, 0) for state in State.__members__}
     return envelope(result)
@@ -117,11 +120,18 @@ def list_jobs() -> Any:
 
 def one(collection: str, kind: str, uuid: str, label: str) -> Document:
     """The ``collection`` document ``uuid``: 400 if it is not a ``kind`` UUID, 404 if
-    there is none."""
+    there is none.
+
+    A record that was quarantined answers 404 "quarantined: <reason>" (it is no longer
+    there, and the caller learns why); one that is corrupt but not yet set aside
+    answers 500 in the JSON envelope naming the collection, key and reason (the
+    store's CorruptDocument): a server-side fault, never the record as non-JSON. Reads
+    do not move records: a worker sets it aside when it meets it.
+    """
     require_type(uuid, kind)
     doc = _store().get(collection, uuid)
     if doc is None:
-        raise NotFound(f"no {label} {uuid}", uuid=uuid)
+        raise not_found(_store(), collection, uuid, f"no {label} {uuid}", uuid=uuid)
     return doc
 
 
@@ -140,7 +150,7 @@ def get_job(uuid: str) -> Any:
 def job_files(uuid: str) -> Any:
     _job(uuid)
     where: dict[str, Any] = {"job_uuid": uuid}
-    if request.args.get("level"):
+    if "level" in request.args:
         where["level"] = request.args["level"]
     items, nxt = _page("files", where, "path", False)
     return envelope({"files": items, "next": nxt})
@@ -159,9 +169,7 @@ def job_log(uuid: str) -> Any:
     can follow a running job's log by asking again from there.
     """
     _job(uuid)
-    raw = request.args.get("offset", "0")
-    if not raw.isdigit():
-        raise ValidationError(f"offset must be a non-negative integer, not {raw!r}", path="offset")
+    offset = int(request.args.get("offset", "0"))  # checked: 0 to parameters.MAX_OFFSET
     path = current_app.config["PIPELINEJOBS"].config.log_dir / f"{uuid}.log"
     if not path.is_file():
         raise NotFound(
@@ -169,8 +177,8 @@ def job_log(uuid: str) -> Any:
             uuid=uuid,
         )
     with open(path, "rb") as fh:
-        fh.seek(int(raw))
+        fh.seek(offset)
         data = fh.read(LOG_CHUNK)
     return Response(
-        data, mimetype="text/plain", headers={"X-Log-Next-Offset": str(int(raw) + len(data))}
+        data, mimetype="text/plain", headers={"X-Log-Next-Offset": str(offset + len(data))}
     )

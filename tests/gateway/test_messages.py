@@ -196,7 +196,7 @@ def test_a_message_that_is_not_an_object_is_refused(
 # -- ?_abaco_synchronous=true ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flag", [SYNC, {"sync": "true"}, {"_abaco_synchronous": "1"}])
+@pytest.mark.parametrize("flag", [SYNC, {"sync": "true"}, {"sync": "false", **SYNC}])
 def test_sync_create_pipeline_returns_uuid_and_token(
     runtime: Runtime,
     client: FlaskClient,

@@ -14,8 +14,8 @@ from common.gateway import Gateway
 from common.keys import digest
 from common.runtime import Runtime
 from tests.gateway.conftest import (
+    APP_PIPELINE,
     MESSAGES,
-    PIPELINE,
     SYNC,
     FakeClock,
     bearer,
@@ -42,7 +42,7 @@ def post_with_nonce(
 ) -> Any:
     return client.post(
         MESSAGES.format(actor),
-        json=PIPELINE if message is None else message,
+        json=APP_PIPELINE if message is None else message,
         query_string={"x-nonce": nonce},
     )
 
@@ -96,6 +96,13 @@ def test_create_with_every_field(clocked: tuple[Runtime, Flask, FakeClock]) -> N
         ({"expiresIn": "soon"}, "expiresIn"),
         ({"uses": 3}, "uses"),
         ({"maxUses": 1, "secret": "x"}, "secret"),
+        ({"expiresIn": 1e308}, "expiresIn"),  # once an overflow of the clock: a 500
+        ({"expiresIn": 315_576_001}, "expiresIn"),  # over ten years
+        ({"expiresIn": -1}, "expiresIn"),
+        ({"maxUses": 1_000_000_001}, "maxUses"),
+        ({"maxUses": 1.5}, "maxUses"),
+        ({"description": "x" * 1025}, "description"),
+        ({"description": 7}, "description"),
     ],
 )
 def test_invalid_nonce_requests_are_400(
@@ -109,6 +116,39 @@ def test_invalid_nonce_requests_are_400(
 
     assert error_of(response, 400)["result"]["path"] == path
     assert runtime.store.find("nonces").items == []
+
+
+@pytest.mark.parametrize(
+    ("body", "uses"),
+    [({"maxUses": 5.0}, 5), ({"maxUses": 1_000_000_000}, 1_000_000_000), ({"expiresIn": None}, -1)],
+)
+def test_bounds_of_a_nonce_request_are_inclusive(
+    client: FlaskClient, admin: dict[str, str], body: dict[str, Any], uses: int
+) -> None:
+    created = create_nonce(client, admin, **body, description="d" * 1024)
+
+    assert created["maxUses"] == uses and type(created["maxUses"]) is int
+    assert created["expires"] is None
+
+
+def test_a_nonce_may_live_ten_years(clocked: tuple[Runtime, Flask, FakeClock]) -> None:
+    _, app, clock = clocked
+    admin = bearer(app.config["PIPELINEJOBS"].keys.create("admin")[0])
+
+    created = create_nonce(app.test_client(), admin, expiresIn=315_576_000)
+
+    from common.clock import iso
+
+    assert created["expires"] == iso(clock() + 315_576_000)
+
+
+@pytest.mark.parametrize("name", ["abc", "0" * 11, "PJ_short", "G" * 12])
+def test_a_nonce_is_named_by_its_listed_id_or_its_secret_only(
+    client: FlaskClient, admin: dict[str, str], name: str
+) -> None:
+    create_nonce(client, admin)
+
+    error_of(client.get(f"{NONCES.format('jobs-manager')}/{name}", headers=admin), 404)
 
 
 def test_a_nonce_request_that_is_not_an_object_is_400(
@@ -236,7 +276,7 @@ def test_the_result_of_a_nonce_post_belongs_to_the_nonce_owner(
     created = result_of(
         client.post(
             MESSAGES.format("pipelines-manager"),
-            json=PIPELINE,
+            json=APP_PIPELINE,
             query_string={"x-nonce": secret, **SYNC},
         )
     )

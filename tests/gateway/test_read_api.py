@@ -218,10 +218,10 @@ def test_filter_jobs_updated_since_oldest_change_first(world: World) -> None:
     [
         "{date}T{time}.{ms}Z",
         "{date}T{time}Z",  # no milliseconds: compared as text it would drop this second
-        "{date}T{time}",  # no offset: UTC
+        "{date}t{time}z",  # RFC 3339 allows lower case
         "{date}T{time}+00:00",
         "{date}T{shifted}+02:00",
-        "{date}T{shifted} 02:00",  # '+' sent unescaped in a URL arrives as a space
+        "{date}T{time}.{ms}123456-00:00",  # more digits than milliseconds
     ],
 )
 def test_updated_since_accepts_rfc_3339_forms(world: World, form: str) -> None:
@@ -238,9 +238,40 @@ def test_updated_since_accepts_rfc_3339_forms(world: World, form: str) -> None:
     assert uuids(listed) == [world.jobs["created"]["uuid"]]
 
 
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2026-01-31T12:00:00",  # no offset: RFC 3339 needs one
+        "2026-01-31T12:00:00 02:00",  # a '+' sent unescaped (it must be %2B)
+        "2026-01-31",
+        "2026-02-30T12:00:00Z",
+        "",
+    ],
+)
+def test_updated_since_that_is_not_rfc_3339_is_400(world: World, since: str) -> None:
+    data = error_of(world.get("/jobs", updated_since=since), 400)
+
+    assert data["result"]["path"] == "updated_since"
+
+
+@pytest.mark.parametrize(
+    ("since", "found"),
+    [("9999-12-31T23:59:59-23:59", 0), ("0001-01-01T00:00:00+23:59", 4)],
+)
+def test_updated_since_beyond_the_years_a_date_holds(world: World, since: str, found: int) -> None:
+    assert len(result_of(world.get("/jobs", updated_since=since))["jobs"]) == found
+
+
+@pytest.mark.parametrize("spelling", ["1", "yes", "True", "", "null"])
+def test_counts_is_true_or_false_only(world: World, spelling: str) -> None:
+    data = error_of(world.get("/jobs", counts=spelling), 400)
+
+    assert data["result"]["path"] == "counts"
+
+
 def test_counts_cover_all_eleven_states(world: World) -> None:
     everything = result_of(world.get("/jobs", counts="true"))["counts"]
-    of_a = result_of(world.get("/jobs", counts="1", pipeline_uuid=world.pipelines["a"]))
+    of_a = result_of(world.get("/jobs", counts="true", pipeline_uuid=world.pipelines["a"]))
 
     assert list(everything) == list(State.__members__)
     assert len(everything) == 11

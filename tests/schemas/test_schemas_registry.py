@@ -230,6 +230,23 @@ def test_event_and_state_names():
             ["0dc73dc3ff39b49a", "0dc73dc3ff39b49a1"],
             ["0dc73dc3ff39b49", "0dc73dc3ff39b49a12", 1234567890123456],
         ),
+        (  # the form common/tokens.py mints, and nothing a URL could not carry
+            "update_token",
+            ["mz0y3k2c0dc73dc3f"],
+            ["0DC73DC3FF39B49A", "x" * 16, "0dc73dc3ff39b49\x00", "0dc73dc3ff39b49a\n"],
+        ),
+        (
+            "agave_archive_uri",
+            ["agave://data-sd2e-community/products/v2/x", "agave://s/./a//b/", "agave://s/..a"],
+            [
+                "agave://data-sd2e-community/",
+                "agave://s/./",
+                "agave://s/a/../b",
+                "agave://s/a/..",
+                "agave://s/a\\b",
+                "agave://s/a\x00",
+            ],
+        ),
         (
             "processing_level",
             ["0", "1", "2", "3", "Reference", "User", "Unknown"],
@@ -293,3 +310,16 @@ def test_inlined_leaves_keep_their_names_in_errors() -> None:
     fast = schemas.validator("pipelinejob_manager_event").schema
     assert fast["properties"]["uuid"][schemas.INLINED] == "pipelinejob_uuid"
     assert "$ref" not in fast["properties"]["uuid"]
+
+
+@pytest.mark.parametrize("kind", ["sample", "experiment", "measurement"])
+def test_readable_ids_mean_the_same_to_python_and_to_ecma_262(kind: str) -> None:
+    """``\\S`` differs between the two (Python counts U+001C as a space, ECMA-262
+    does not), so the patterns spell the spaces out; and ``$`` is the end of the text
+    in both, not "before a final newline" as in Python's own ``re``."""
+    ref = {"$ref": f"{schemas.BASE_URI}agave_pipelinejob.json#/definitions/{kind}_ref"}
+    validator = schemas.Draft7(ref, registry=schemas.registry())
+
+    assert validator.is_valid(f"{kind}.tacc.abc-1")
+    for bad in (f"{kind}.tacc.a\x1cb", f"{kind}.tacc.a b", f"{kind}.tacc.abc\n"):
+        assert not validator.is_valid(bad), bad

@@ -1,0 +1,278 @@
+"""The OpenAPI document's ``components/schemas``, made from the JSON Schemas in ``schemas/``.
+
+Every schema file becomes one component of the same name, so the document is
+self-contained (no external ``$ref``) and says exactly what the validators say.
+Bundling rewrites three things and nothing else:
+
+* references: ``pipelinejob_uuid.json`` → ``#/components/schemas/pipelinejob_uuid``,
+  a file's ``#/definitions/x`` → its own component ``<file>.x``;
+* ``$id``/``$schema`` are dropped (OpenAPI 3.1's dialect is JSON Schema 2020-12, of
+  which the draft-07 keywords used here are a subset);
+* free-form JSON (a message's ``data``, a job definition, ``{}``) is spelled out as
+  :data:`JSON_VALUE`/``JsonObject``: what :mod:`common.boundary` lets through. That
+  is written down so generated requests stay inside it — integers in the signed
+  64-bit range, object keys of at most 1024 characters without NUL. What a schema
+  cannot say (nesting depth, duplicate keys, lone surrogates, NaN) the boundary
+  still refuses; a generator cannot produce those from a schema either.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from common import schemas
+from common.boundary import INT_MAX, INT_MIN, MAX_KEY
+
+PREFIX = "#/components/schemas/"
+#: Keywords whose value is a schema, a list of schemas, or a map of name → schema —
+#: the ones that say what a value must be. ``if`` and ``not`` only test a value, so
+#: they are left as written: bounding them would change which branch applies.
+ONE = ("items", "additionalProperties", "propertyNames", "contains", "then", "else")
+MANY = ("allOf", "anyOf", "oneOf")
+MAP = ("properties", "patternProperties")
+ANNOTATIONS = frozenset({"description", "title", "$comment", "default", "examples"})
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": PREFIX + name}
+
+
+#: Free-form JSON as the boundary admits it. An integral value must be a 64-bit
+#: integer; any other number is a finite float (JSON has no spelling for NaN). One
+#: edge JSON Schema cannot see: a float written with an exponent (``1e20``) is integral
+#: to a schema but a float to the boundary, which takes it.
+JSON_VALUE: dict[str, Any] = {
+    "description": "Any JSON value the gateway accepts (RFC 8259, strictly): integers "
+    "in the signed 64-bit range, finite numbers, Unicode strings, arrays, and objects "
+    "whose keys are at most 1024 characters without NUL and never repeated; at most "
+    "gateway.max_depth (64) containers deep",
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "string"},
+        {"type": "array", "items": ref("JsonValue")},
+        ref("JsonObject"),
+    ],
+}
+JSON_KEY: dict[str, Any] = {"type": "string", "maxLength": MAX_KEY, "pattern": "^[^\\u0000]*$"}
+JSON_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": ref("JsonKey"),
+    "additionalProperties": ref("JsonValue"),
+}
+
+
+def _target(reference: str, current: str) -> str:
+    """The bundled form of a ``$ref`` written in the schema file ``current``."""
+    file, _, pointer = reference.partition("#")
+    name = file.removesuffix(".json") if file else current
+    if pointer.startswith("/definitions/"):
+        head, _, rest = pointer[len("/definitions/") :].partition("/")
+        return PREFIX + f"{name}.{head}" + (f"/{rest}" if rest else "")
+    return PREFIX + name + pointer
+
+
+def _rewrite(node: Any, current: str) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(v, current) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            out[key] = _target(value, current)
+        elif key in ("enum", "const", "default", "examples"):
+            out[key] = value
+        else:
+            out[key] = _rewrite(value, current)
+    return out
+
+
+def harden(node: Any) -> Any:
+    """``node`` (a schema) with its free-form parts bounded as the boundary bounds them."""
+    if not isinstance(node, dict):
+        return node
+    if not (set(node) - ANNOTATIONS):  # {} or only a description: any JSON value
+        return {**node, **ref("JsonValue")}
+    out = dict(node)
+    types = out.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "object" in types:
+        out.setdefault("additionalProperties", ref("JsonValue"))
+        names = out.get("propertyNames")
+        if names is None:
+            out["propertyNames"] = ref("JsonKey")
+        elif isinstance(names, dict) and "$ref" not in names:
+            out["propertyNames"] = {"maxLength": MAX_KEY, **names}
+    if "integer" in types:
+        out["minimum"] = max(out.get("minimum", INT_MIN), INT_MIN)
+        out["maximum"] = min(out.get("maximum", INT_MAX), INT_MAX)
+    for key in ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = harden(out[key])
+    for key in MANY:
+        if isinstance(out.get(key), list):
+            out[key] = [harden(v) for v in out[key]]
+    for key in MAP:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: harden(v) for k, v in out[key].items()}
+    return out
+
+
+@cache
+def bundled() -> dict[str, dict[str, Any]]:
+    """Every schema file as components: ``<file>`` and ``<file>.<definition>``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, doc in sorted(schemas.schema_documents().items()):
+        body = {k: v for k, v in doc.items() if k not in ("$id", "$schema", "definitions")}
+        for sub, schema in (doc.get("definitions") or {}).items():
+            out[f"{name}.{sub}"] = harden(_rewrite(schema, name))
+        out[name] = harden(_rewrite(body, name))
+    return out
+
+
+def public(name: str, *, drop: tuple[str, ...] = ("token_rotation", "version")) -> dict[str, Any]:
+    """The stored-document component ``name`` as the read API shows it: the gateway
+    leaves internal fields out (``read_api.INTERNAL``, and a job list its history)."""
+    schema = copy.deepcopy(bundled()[name])
+    for field in drop:
+        schema.get("properties", {}).pop(field, None)
+    schema["required"] = [r for r in schema.get("required", []) if r not in drop]
+    return schema
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+STRING = {"type": "string"}
+DATE = {"type": "string", "format": "date-time"}
+MAYBE_DATE = {"type": ["string", "null"], "format": "date-time"}
+NEXT = {"type": ["string", "null"], "description": "the cursor of the next page; null at the end"}
+LINKS = {"type": "object", "additionalProperties": STRING}
+
+
+def results() -> dict[str, dict[str, Any]]:
+    """The ``result`` of each route's success envelope, and the envelopes."""
+    execution = _object(
+        ["id", "actorId", "status", "message", "createTime"],
+        id=STRING,
+        actorId=STRING,
+        status={"type": "string", "enum": ["SUBMITTED", "RUNNING", "COMPLETE", "ERROR"]},
+        message=ref("JsonValue"),
+        params={"type": "object", "additionalProperties": STRING},
+        result=ref("JsonValue"),
+        error=ref("JsonValue"),
+        progress=ref("JsonValue"),
+        attempts={"type": "integer", "minimum": 0},
+        parent={"type": ["string", "null"]},
+        createTime=DATE,
+        startTime=MAYBE_DATE,
+        finishTime=MAYBE_DATE,
+    )
+    synchronous = copy.deepcopy(execution)
+    synchronous["properties"].update(
+        executionId=STRING, _links=LINKS, logs={"type": "array", "items": STRING}
+    )
+    return {
+        "JsonValue": JSON_VALUE,
+        "JsonObject": JSON_OBJECT,
+        "JsonKey": JSON_KEY,
+        "Execution": execution,
+        "SyncExecution": synchronous,
+        "MessageAccepted": _object(
+            ["executionId", "msg", "_links"],
+            executionId=STRING,
+            msg=ref("JsonValue"),
+            _links=LINKS,
+        ),
+        "ExecutionList": _object(
+            ["actorId", "executions", "next"],
+            actorId=STRING,
+            executions={
+                "type": "array",
+                "items": _object(
+                    ["id", "status", "createTime"],
+                    id=STRING,
+                    status=execution["properties"]["status"],
+                    createTime=DATE,
+                    finishTime=MAYBE_DATE,
+                ),
+            },
+            next=NEXT,
+        ),
+        "ExecutionLogs": _object(["logs", "_links"], logs=STRING, _links=LINKS),
+        "Nonce": _object(
+            ["id", "actorId", "level", "maxUses", "remainingUses", "owner", "createTime"],
+            id={
+                "type": "string",
+                "description": "the id's first 12 characters, or at "
+                "creation the whole id (shown only then)",
+            },
+            actorId=STRING,
+            level={"type": "string", "enum": ["READ", "EXECUTE", "UPDATE"]},
+            maxUses={"type": "integer", "minimum": -1},
+            remainingUses={"type": "integer", "minimum": -1},
+            description=STRING,
+            owner=STRING,
+            createTime=DATE,
+            expires=MAYBE_DATE,
+        ),
+        "Pipeline": public("pipeline"),
+        "Job": public("pipelinejob"),
+        "JobSummary": public("pipelinejob", drop=("token_rotation", "version", "history")),
+        "File": public("file"),
+        "PipelineList": _object(
+            ["pipelines", "next"], pipelines={"type": "array", "items": ref("Pipeline")}, next=NEXT
+        ),
+        "JobList": _object(
+            ["jobs", "next"],
+            jobs={"type": "array", "items": ref("JobSummary")},
+            next=NEXT,
+            counts={
+                "type": "object",
+                "description": "with counts=true: matching jobs in each of the 11 states",
+                "propertyNames": ref("pipelinejob_statename"),
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+        ),
+        "FileList": _object(
+            ["files", "next"], files={"type": "array", "items": ref("File")}, next=NEXT
+        ),
+        "Health": {"type": "object", "additionalProperties": STRING},
+    }
+
+
+def envelope(result: dict[str, Any], status: str = "success") -> dict[str, Any]:
+    """Abaco's envelope (:func:`common.gateway.http.envelope`) around ``result``."""
+    return _object(
+        ["status", "message", "result", "version"],
+        status={"type": "string", "enum": [status]},
+        message=STRING,
+        result=result,
+        version=STRING,
+    )
+
+
+def components() -> dict[str, dict[str, Any]]:
+    """Every component schema of the document."""
+    out = {**bundled(), **results()}
+    out["Error"] = envelope(
+        {
+            **ref("JsonValue"),
+            "description": "what went wrong, for a program: error (the class), path "
+            "(the failing field or parameter), allowed values...; for a synchronous "
+            "message, the failed execution",
+        },
+        "error",
+    )
+    return out
