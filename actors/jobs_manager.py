@@ -17,6 +17,7 @@ that compute is stopped — cancel is ``fail`` with a ``reason``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from common import lifecycle, schemas
@@ -42,6 +43,8 @@ AGAVE_PROGRESS = frozenset({
     "ARCHIVING_FINISHED", "STAGING", "ACCEPTED",
 })  # fmt: skip
 
+STATUS_FORM = re.compile(r"[A-Z_]{1,64}", re.ASCII)
+
 #: Events after which a job's own compute, if still running, is stopped.
 STOPPING_EVENTS = frozenset({Event.FAIL, Event.RESET})
 #: Backends whose compute PipelineJobs runs (and so can stop).
@@ -63,8 +66,19 @@ LATE_FOR_RUN = frozenset(
 
 
 def event_for_status(status: str) -> str:
-    """The lifecycle event an Agave job status maps to."""
+    """The lifecycle event an Agave job status maps to.
+
+    A status is an ASCII word (Agave's are ``[A-Z_]``): an unknown one is kept as an
+    ``update``, but one that is not even a word — ``FINISHЕD`` with a Cyrillic Е — is
+    refused, so a backend that mistyped its final status hears so instead of having
+    it recorded as a remark."""
     status = status.strip().upper()
+    if not STATUS_FORM.fullmatch(status):
+        raise ValidationError(
+            f"status {status[:64]!r} is not an Agave job status (ASCII letters and _); "
+            f"known: {', '.join(sorted([*STATUS_EVENTS, *AGAVE_PROGRESS]))}",
+            path="status",
+        )
     if status in STATUS_EVENTS:
         return STATUS_EVENTS[status]
     return Event.RESOURCE if status in AGAVE_PROGRESS else Event.UPDATE

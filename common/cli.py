@@ -4,7 +4,8 @@ Two kinds of subcommands:
 
 * **local** ones act on this machine's configuration, store and broker and need no
   server: ``serve`` (the embedded system), ``gateway`` and ``worker`` (production
-  processes), ``init``, ``admin-token``, ``keys``, ``config``, ``send``;
+  processes), ``init``, ``admin-token``, ``keys``, ``config``, ``send``,
+  ``quarantine`` (records set aside as corrupt);
 * **HTTP** ones talk to a gateway (:mod:`common.client`): ``run``, ``executions``,
   ``logs``, ``nonces``, ``jobs``, ``pipelines``.
 
@@ -22,12 +23,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from common import __version__, client
+from common import __version__, boundary, client
 from common.config import Config, load_config
 from common.errors import ConfigError, PipelineJobsError, ValidationError
 from common.keys import ROLES, Keys
 from common.server_secrets import resolve_secrets, token_authority
 from common.store import COLLECTIONS, open_store
+from common.store.base import QUARANTINE
 from common.system import System, parse_actors
 
 Command = Callable[[argparse.Namespace, Config], int]
@@ -54,9 +56,8 @@ def _needs_shared_broker(config: Config, what: str) -> None:
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """Run everything in one process: gateway, actors on worker threads, SQLite."""
-    import waitress
-
     from common.gateway import create_app
+    from common.gateway.servers import serve_waitress
 
     with System(config).start_embedded() as system:
         keys = Keys(system.runtime.store)
@@ -67,13 +68,12 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         host, port = config.gateway.host, config.gateway.port
         print(f"data: {config.data_dir.resolve()}")
         print(f"PipelineJobs serving on http://{host}:{port}", flush=True)
-        waitress.serve(
+        serve_waitress(
             create_app(system.runtime),
             host=host,
             port=port,
             threads=config.gateway.threads,
-            ident="pipelinejobs",
-            _quiet=not args.verbose,
+            quiet=not args.verbose,
         )
     return 0
 
@@ -93,6 +93,9 @@ def cmd_gateway(args: argparse.Namespace, config: Config) -> int:
         str(config.gateway.threads),
         "--access-logfile",
         "-",
+        # Answers requests it cannot parse (a URL over the limit...) in JSON too.
+        "--worker-class",
+        "common.gateway.servers.JsonErrorWorker",
         "common.wsgi:create()",
     ]
     os.execvp(sys.executable, [sys.executable, "-m", *argv])
@@ -113,10 +116,7 @@ def cmd_worker(args: argparse.Namespace, config: Config) -> int:
 def cmd_send(args: argparse.Namespace, config: Config) -> int:
     """Send a message straight into the configured store and broker (no gateway)."""
     _needs_shared_broker(config, "`send`")
-    try:
-        message = json.loads(args.message) if args.message else {}
-    except ValueError as exc:
-        raise ValidationError(f"-m is not valid JSON: {exc}", path="-m") from exc
+    message = boundary.decode(args.message, where="-m") if args.message else {}
     with System(config) as system:
         execution = system.send(args.actor, message, client.key_values(args.query))
         if args.wait:
@@ -177,6 +177,22 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
     print(f"store: {config.store.backend}{where}")
     print("documents: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
     print(str(config.data_dir.resolve()))
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace, config: Config) -> int:
+    """List the records set aside as corrupt (newest first): when, which, and why."""
+    store = open_store(resolve_secrets(config))
+    try:
+        where = {"collection": args.collection} if args.collection else None
+        entries = store.find(QUARANTINE, where, order="date", descending=True, limit=10_000)
+        for entry in entries.items:
+            print(f"{entry['date']}  {entry['collection']} {entry['key']}  {entry['reason']}")
+            if args.raw:
+                print(f"    {entry['raw']}")
+        print(f"{len(entries.items)} record(s) in the quarantine")
+    finally:
+        store.close()
     return 0
 
 
@@ -251,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--description", default="")
     keys.add_argument("--actors", help="comma-separated actors the key may post to (default all)")
     add("init", cmd_init)
+    quarantine = add("quarantine", cmd_quarantine)
+    quarantine.add_argument("--collection", help="only records of this collection (e.g. jobs)")
+    quarantine.add_argument("--raw", action="store_true", help="print each stored content too")
     add("config", cmd_config)
     client.add_commands(sub)
     return parser

@@ -10,6 +10,7 @@ only the standard library, so the CLI needs nothing beyond the package.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -17,8 +18,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from typing import Any
 
+from common import boundary
 from common.errors import PipelineJobsError, ValidationError
 
 
@@ -27,12 +30,30 @@ class ClientError(PipelineJobsError):
 
 
 class Client:
-    """Calls the gateway; returns the envelope's ``result``."""
+    """Calls the gateway; returns the envelope's ``result``.
 
-    def __init__(self, url: str, key: str | None = None, timeout: float = 60.0) -> None:
+    Every message POST carries a fresh ``Idempotency-Key`` (one per logical request,
+    kept across its retries), so a request whose answer was lost can be sent again
+    without applying it twice. Requests that are safe to repeat — reads, deletes and
+    those keyed POSTs — are retried on connection errors and 5xx answers, with
+    exponential back-off (a ``Retry-After`` the gateway sends is honoured); any other
+    request is retried only when it never reached the server (connection refused).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str | None = None,
+        timeout: float = 60.0,
+        *,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ) -> None:
         self.url = url.rstrip("/")
         self.key = key
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
         #: Do not echo every answer to stderr (commands that print their own summary).
         self.quiet = False
 
@@ -54,27 +75,47 @@ class Client:
     ) -> tuple[bytes, Any]:
         query = urllib.parse.urlencode(params or {}, doseq=True)
         target = f"{self.url}{path}" + (f"?{query}" if query else "")
-        data = json.dumps(body).encode() if body is not None else None
+        data = json.dumps(body, allow_nan=False).encode() if body is not None else None
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        req = urllib.request.Request(target, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                return resp.read(), resp.headers
-        except urllib.error.HTTPError as exc:
+        if method == "POST" and path.endswith("/messages"):
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        safe = method in ("GET", "HEAD", "DELETE") or "Idempotency-Key" in headers
+        for attempt in itertools.count(1):
+            req = urllib.request.Request(target, data=data, method=method, headers=headers)
             try:
-                answer = json.loads(exc.read() or b"null")
-                message = answer.get("message") or exc.reason
-            except (ValueError, AttributeError):
-                answer, message = None, exc.reason
-            raise ClientError(
-                f"{exc.code}: {message}", status=exc.code, result=(answer or {}).get("result")
-            ) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ClientError(f"cannot reach {self.url}: {exc}") from exc
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                    return resp.read(), resp.headers
+            except urllib.error.HTTPError as exc:
+                try:
+                    answer = json.loads(exc.read() or b"null")
+                    message = answer.get("message") or exc.reason
+                except (ValueError, AttributeError):
+                    answer, message = None, exc.reason
+                error = ClientError(
+                    f"{exc.code}: {message}", status=exc.code, result=(answer or {}).get("result")
+                )
+                if not (safe and exc.code >= 500 and attempt <= self.retries):
+                    raise error from exc
+                self._pause(attempt, exc.headers.get("Retry-After"))
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                unsent = isinstance(reason, ConnectionRefusedError)
+                if not ((safe or unsent) and attempt <= self.retries):
+                    raise ClientError(f"cannot reach {self.url}: {exc}") from exc
+                self._pause(attempt, None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * 2 ** (attempt - 1)
+        try:
+            delay = max(delay, min(float(retry_after or 0), 30.0))
+        except ValueError:
+            pass
+        time.sleep(delay)
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -94,10 +135,7 @@ def key_values(pairs: list[str] | None) -> dict[str, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Send a message to an actor (like `abaco run`)."""
-    try:
-        body = json.loads(args.message) if args.message else None
-    except ValueError as exc:
-        raise ValidationError(f"-m is not valid JSON: {exc}", path="-m") from exc
+    body = boundary.decode(args.message, where="-m") if args.message else None
     params = key_values(args.query)
     if args.sync:
         params["_abaco_synchronous"] = "true"
@@ -215,10 +253,11 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 DEMO_APP = "pipelinejobs-demo-0.1.0"
-#: What the demo job runs: a few files, in the archive directory it is started in.
+#: What the demo job runs: a few files, in the archive directory it is started in, under
+#: the directory its launch names (the SAMPLE variable, passed as its one argument).
 DEMO_SCRIPT = """
-import json, pathlib, time
-out = pathlib.Path("sample.demo.1")
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
 out.mkdir(exist_ok=True)
 (out / "counts.csv").write_text("gene,count\\nabc1,12\\nxyz9,7\\n")
 (out / "summary.json").write_text(json.dumps({"genes": 2, "reads": 19}))
@@ -227,8 +266,18 @@ print("demo job wrote 3 files")
 """
 
 
+#: The demo's pipeline: what its jobs run is declared here, by an admin, once. A launch
+#: only sets SAMPLE, which reaches the script as one argv element (no shell).
+DEMO_COMPONENT = {
+    "id": DEMO_APP,
+    "command": ["python3", "-c", DEMO_SCRIPT, "${SAMPLE}"],
+    "variables": {"SAMPLE": {"pattern": "^[A-Za-z0-9_.-]+$", "default": "sample.demo.1"}},
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Register a small pipeline, run a local job that writes files, watch it walk."""
+    """Register a small pipeline (an admin key's right: it runs a local command), run
+    a job of it that writes files, watch it walk."""
     from common.lifecycle import next_state
 
     client = _client(args)
@@ -240,7 +289,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         {
             "name": "PipelineJobs demo",
             "description": "writes 3 files",
-            "components": [{"id": DEMO_APP, "inputs": {}, "parameters": {}}],
+            "components": [DEMO_COMPONENT],
         },
     )["result"]
     print(f"pipeline {pipeline['uuid']} ({'registered' if pipeline['created'] else 'known'})")
@@ -249,11 +298,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "/actors/v2/launcher-proxy/messages",
         {"_abaco_synchronous": "true"},
         {
+            "pipeline_uuid": pipeline["uuid"],
             "parameters": {"sample_id": "sample.demo.1"},
             "job_definition": {
                 "appId": DEMO_APP,
                 "maxRunTime": "00:05:00",
-                "command": [sys.executable, "-c", DEMO_SCRIPT],
+                "parameters": {"SAMPLE": "sample.demo.1"},
             },
             "data": {"demo_run": time.time()},
             "index_patterns": ["\\.csv$", "\\.json$"],

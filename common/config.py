@@ -28,6 +28,9 @@ import yaml
 from common.errors import ConfigError
 
 ENV_PREFIX = "PIPELINEJOBS_"
+#: Every launcher backend (common/launchers), and those production allows by default.
+LAUNCHER_BACKENDS = ("inline", "local", "docker", "callback")
+PRODUCTION_BACKENDS = ("inline", "docker", "callback")
 #: The words a boolean setting or flag may be written as; anything else is refused.
 BOOLEAN_WORDS: dict[str, bool] = {
     **dict.fromkeys(("1", "true", "yes", "on"), True),
@@ -150,6 +153,15 @@ class LauncherSettings:
     #: moves and deletes it); ``image``: the image's own USER (root for many images:
     #: root-owned files); anything else is passed to Docker (``1000:1000``, a name).
     docker_user: str = ""
+    #: The backends this deployment runs jobs on, comma-separated. Empty: all four in
+    #: the embedded mode; ``inline, docker, callback`` in production (``local`` runs
+    #: jobs on the worker's own machine, as its user: it is for the embedded mode).
+    backends: str = ""
+    #: Who the local launcher runs jobs as. Empty: the worker's own user, but never
+    #: root (a root worker refuses local jobs) — in the embedded mode, whoever started
+    #: it, root included. A user name or uid (``nobody``): a root worker drops to that
+    #: user for each job. ``root``: root is allowed.
+    run_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,11 @@ class GatewaySettings:
     max_page_size: int = 500
     #: Worker threads of the embedded server (``pipelinejobs serve``).
     threads: int = 8
+    #: Deepest nesting of a JSON body (``{}`` is 1); deeper: 400 naming the path.
+    max_depth: int = 64
+    #: How long (s) an ``Idempotency-Key`` names the execution it first created: a POST
+    #: repeated with the same key within this time returns that execution.
+    idempotency_ttl: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +218,22 @@ class Config:
         return (
             "memory://localhost/" if self.system.mode == "embedded" else "redis://127.0.0.1:6379/0"
         )
+
+    @property
+    def allowed_backends(self) -> tuple[str, ...]:
+        """The launcher backends this deployment runs jobs on (``launcher.backends``)."""
+        listed = [name.strip() for name in self.launcher.backends.split(",") if name.strip()]
+        if listed:
+            return tuple(dict.fromkeys(listed))
+        return LAUNCHER_BACKENDS if self.system.mode == "embedded" else PRODUCTION_BACKENDS
+
+    @property
+    def run_as(self) -> str:
+        """``launcher.run_as`` as the local launcher reads it: empty in the embedded
+        mode means whoever started it, root included — which is what ``root`` says."""
+        if self.launcher.run_as.strip() or self.system.mode != "embedded":
+            return self.launcher.run_as.strip()
+        return "root"
 
     @property
     def public_url(self) -> str:
@@ -355,7 +388,7 @@ def load_config(
 _CHOICES = {
     ("system", "mode"): ("embedded", "production"),
     ("store", "backend"): ("sqlite", "mongodb", "memory"),
-    ("launcher", "backend"): ("auto", "inline", "local", "docker", "callback"),
+    ("launcher", "backend"): ("auto", *LAUNCHER_BACKENDS),
 }
 
 
@@ -368,6 +401,21 @@ def _check(config: Config) -> None:
                 setting=f"{section}.{key}",
                 allowed=list(allowed),
             )
+    unknown = [name for name in config.allowed_backends if name not in LAUNCHER_BACKENDS]
+    if unknown:
+        raise ConfigError(
+            f"setting launcher.backends names {', '.join(unknown)}; backends: "
+            f"{', '.join(LAUNCHER_BACKENDS)}",
+            setting="launcher.backends",
+            allowed=list(LAUNCHER_BACKENDS),
+        )
+    if config.launcher.backend not in ("auto", *config.allowed_backends):
+        raise ConfigError(
+            f"setting launcher.backend is {config.launcher.backend!r}, which launcher.backends "
+            f"does not allow ({', '.join(config.allowed_backends)})",
+            setting="launcher.backend",
+            allowed=["auto", *config.allowed_backends],
+        )
     for key in ("max_filters", "batch_size"):
         if getattr(config.indexer, key) <= 0:
             raise ConfigError(

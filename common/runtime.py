@@ -12,6 +12,11 @@ a caller).
 Transient failures (store unavailable, a compare-and-set that kept losing) are
 retried with exponential back-off by re-publishing the same execution; the actor's
 effects are idempotent, so running it again is safe.
+
+A poisoned record costs only itself: recovery, reaping and delivery handle records
+one at a time, and one that cannot be read or handled goes to
+:class:`~common.quarantine.Quarantine` (set aside, or its execution closed as ERROR,
+logged once) while the others go on.
 """
 
 from __future__ import annotations
@@ -21,15 +26,25 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from common import boundary
 from common.actor import Actor, Context, ExecutionLog, actor_id
 from common.bus.base import Bus
 from common.clock import Clock, iso, system_clock
 from common.config import Config
-from common.errors import PipelineJobsError, StoreUnavailable, TooManyConflicts, UnknownActor
+from common.errors import (
+    CorruptDocument,
+    PipelineJobsError,
+    StoreUnavailable,
+    TooManyConflicts,
+    UnknownActor,
+    ValidationError,
+)
 from common.executions import FINISHED_STATUSES, RUNNING, SUBMITTED, Executions, derived_id
 from common.identifiers import Identifiers
 from common.jobs import Jobs
+from common.keys import ROLES, USER
 from common.pipelines import Pipelines
+from common.quarantine import OUTAGES, RECORD_ERRORS, Quarantine
 from common.server_secrets import resolve_secrets
 from common.storage import LocalStorage
 from common.store import Store, open_store
@@ -73,6 +88,7 @@ class Runtime:
         self.jobs = Jobs(self.store, self.ids, clock=clock, retries=self.config.store.cas_retries)
         self.pipelines = Pipelines(self.store, self.ids, clock=clock)
         self.executions = Executions(self.store, clock=clock)
+        self.quarantine = Quarantine(self.store, self.executions)
         self.storage = LocalStorage(self.config.storage_root, self.config.storage.system)
         self.actors: dict[str, Actor] = {}
         for alias, module in ACTOR_MODULES.items():
@@ -104,6 +120,7 @@ class Runtime:
         parent: str | None = None,
         sender: str | None = None,
         owner: str | None = None,
+        role: str = USER,
     ) -> Document:
         """Validate, store and publish a message for actor ``name``; the execution.
 
@@ -111,10 +128,19 @@ class Runtime:
         exists is not sent twice (it is re-published only while still SUBMITTED).
         ``owner`` is the id of the HTTP credential that sent it: the gateway shows
         the execution's result (which may hold a new document's token) only to it.
+        ``role`` is the sender's (``admin`` or ``user``; least privilege unless the
+        caller says otherwise): the actor's ``admit`` checks it now, and it is stored
+        on the execution so that the worker's ``handle`` checks it again.
         """
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}", path="role")
         actor = self.actor(name)
         params = {str(k): v for k, v in (params or {}).items()}
-        actor.admit(self, actor.parse(message, params))
+        # Whoever builds it (gateway, CLI, another actor), nothing non-JSON is stored.
+        depth = self.config.gateway.max_depth
+        boundary.check(message, max_depth=depth)
+        boundary.check(params, max_depth=depth)
+        actor.admit(self, actor.parse(message, params), role)
         execution, created = self.executions.submit(
             actor.alias,
             message,
@@ -123,6 +149,7 @@ class Runtime:
             parent=parent,
             sender=sender,
             owner=owner,
+            role=role,
         )
         if created or execution["status"] == SUBMITTED:
             self.publish(actor.alias, execution["id"])
@@ -136,27 +163,48 @@ class Runtime:
     # -- running a delivery -----------------------------------------------------------------
 
     def deliver(self, alias: str, execution_id: str, worker: str | None = None) -> Document | None:
-        """Run one delivered execution to its end; returns the execution record."""
+        """Run one delivered execution to its end; returns the execution record (None
+        when it is unknown, or was quarantined because it cannot be read)."""
         actor = self.actor(alias)
-        execution = self.store.get(self.executions.collection, execution_id)
-        if execution is None:
-            log.error("delivery of unknown execution %s to %s dropped", execution_id, alias)
-            return None
-        if execution["status"] in FINISHED_STATUSES:
-            log.info(
-                "execution %s already %s; redelivery ignored", execution_id, execution["status"]
-            )
-            return execution
-        execution = self.executions.start(execution_id, worker, current=execution)
+        try:
+            execution = self.store.get(self.executions.collection, execution_id)
+            if execution is None:
+                log.error("delivery of unknown execution %s to %s dropped", execution_id, alias)
+                return None
+            if execution["status"] in FINISHED_STATUSES:
+                log.info(
+                    "execution %s already %s; redelivery ignored",
+                    execution_id,
+                    execution["status"],
+                )
+                return execution
+            if not isinstance(execution["message"], dict):  # stored_message makes objects
+                kind = type(execution["message"]).__name__
+                raise TypeError(f"its message is a {kind}, not an object")
+            execution = self.executions.start(execution_id, worker, current=execution)
+            attempts = int(execution["attempts"])
+        except OUTAGES:
+            raise
+        except RECORD_ERRORS as exc:  # a poisoned execution: closed or set aside, not run
+            return self.quarantine.execution(execution_id, exc)
         elog = ExecutionLog(execution_id, actor.alias, self.clock)
-        if execution["attempts"] > 1:
-            elog.info(f"Attempt {execution['attempts']} (an earlier delivery did not finish)")
+        if attempts > 1:
+            elog.info(f"Attempt {attempts} (an earlier delivery did not finish)")
         ctx = Context(self, actor.alias, execution, elog)
         try:
             message = actor.parse(execution["message"], execution.get("params") or {})
             result = actor.handle(ctx, message)
         except TRANSIENT as exc:
             return self._retry_or_fail(execution, exc, elog)
+        except CorruptDocument as exc:
+            # A record the actor read (the event's job, its pipeline...) is corrupt: set
+            # it aside, so the next message for it is told why instead of failing alike.
+            self.quarantine.corrupt(exc)
+            if (exc.collection, exc.key) == (self.executions.collection, execution_id):
+                return None
+            # At WARNING: the store already reported it at ERROR, once.
+            elog.warning(f"{exc.collection} record {exc.key} moved to the quarantine: {exc.reason}")
+            return self.executions.finish(execution_id, error=exc.to_dict(), logs=elog.lines)
         except PipelineJobsError as exc:
             elog.error(exc.message)
             return self.executions.finish(execution_id, error=exc.to_dict(), logs=elog.lines)
@@ -214,6 +262,10 @@ class Runtime:
         back-off is left alone until it is due. Each is claimed with a compare-and-set
         before it is published, so workers sweeping at once publish it once, and it is
         not re-published again before another ``older_than`` s pass.
+
+        Each is handled on its own: one that cannot be read is quarantined, one that
+        is readable but cannot be claimed (a field missing or of the wrong type) is
+        closed as ERROR, and the others are recovered all the same.
         """
         age = self.config.bus.recover_after if older_than is None else older_than
         statuses = (SUBMITTED, RUNNING) if include_running else (SUBMITTED,)
@@ -224,19 +276,39 @@ class Runtime:
             return []
         due = iso(self.clock() - age)
         recovered = []
-        for execution in self.executions.stale(older_than=age, statuses=statuses, actors=wanted):
-            if str(execution.get("retry_at") or "") > due:
-                continue  # a retry waiting for its back-off: its message is in a worker
-            if self.executions.claim_recovery(execution) is None:
+        stale = self.executions.stale(older_than=age, statuses=statuses, actors=wanted)
+        for corrupt in stale.skipped:
+            self.quarantine.corrupt(corrupt)
+        for execution in stale.items:
+            try:
+                if str(execution.get("retry_at") or "") > due:
+                    continue  # a retry waiting for its back-off: its message is in a worker
+                if self.executions.claim_recovery(execution) is None:
+                    continue
+                log.warning(
+                    "re-publishing orphaned execution %s (%s, %s)",
+                    execution["id"],
+                    execution["actor"],
+                    execution["status"],
+                )
+                self.publish(execution["actor"], execution["id"])
+            except OUTAGES:
+                raise
+            except RECORD_ERRORS as exc:
+                self.quarantine.execution(execution["id"], exc)
                 continue
-            log.warning(
-                "re-publishing orphaned execution %s (%s, %s)",
-                execution["id"],
-                execution["actor"],
-                execution["status"],
-            )
-            self.publish(execution["actor"], execution["id"])
             recovered.append(execution["id"])
+        return recovered
+
+    def start_up(self, aliases: Iterable[str], **recovery: Any) -> list[str]:
+        """What a worker does before it consumes ``aliases``' queues: re-publish the
+        executions a crash orphaned (``recovery``: :meth:`recover`'s options) and fail
+        the jobs whose supervisor was lost on this host. Returns the re-published ids.
+        A poisoned record is set aside on the way, so it never stops a worker starting."""
+        recovered = self.recover(aliases, **recovery)
+        if recovered:
+            log.warning("re-published %d orphaned execution(s)", len(recovered))
+        self.reap_lost_launches()
         return recovered
 
     def reap_lost_launches(self) -> list[str]:
@@ -254,10 +326,16 @@ class Runtime:
         for uuid, marker, record in lost_launches(self.config.log_dir):
             if not claim_lost(marker, record, reason):
                 continue
-            job = self.store.get("jobs", uuid)
-            if job is None or job["state"] not in ("CREATED", "RUNNING"):
-                continue  # it ended (or was failed) some other way
-            token = self.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
+            try:
+                job = self.store.get("jobs", uuid)
+                if job is None or job["state"] not in ("CREATED", "RUNNING"):
+                    continue  # it ended (or was failed) some other way
+                token = self.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
+            except OUTAGES:
+                raise
+            except RECORD_ERRORS as exc:  # a poisoned job: set aside, the others reaped
+                self.quarantine.record("jobs", uuid, exc)
+                continue
             event = {"uuid": uuid, "name": "fail", "token": token, "data": {"reason": reason}}
             log.warning("job %s: %s; failing it", uuid, reason)
             self.submit("jobs-manager", event, execution_id=derived_id(str(marker), "lost"))

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
+from common.boundary import check_params
 from common.config import Config
 from common.errors import PipelineJobsError
 from common.gateway import actors_api, files_api, read_api
 from common.gateway.http import envelope, error_response, failure
 from common.gateway.openapi import document as openapi_document
+from common.gateway.parameters import check_request
 from common.keys import Keys
 from common.nonces import Nonces
 from common.runtime import Runtime
@@ -46,6 +48,17 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(read_api.bp)
     app.register_blueprint(files_api.bp)
     app.register_error_handler(Exception, error_response)
+    # Every route's URL parameters are checked against the same declarations the
+    # OpenAPI document is made from, before authentication and before the route.
+    app.before_request(check_request)
+    spec: dict[str, Any] = {}
+
+    @app.before_request
+    def strict_parameters() -> None:
+        """No URL parameter of any route may hold NUL or invalid text (before
+        authentication: a malformed nonce is a 400 naming ``x-nonce``, not a lookup).
+        Which may repeat is each route's business."""
+        check_params(request.args, multi=None)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -69,6 +82,8 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/openapi.json")
     def openapi() -> Any:
-        return openapi_document(runtime)
+        if not spec:  # made once: it depends only on the settings and the actors
+            spec.update(openapi_document(runtime))
+        return spec
 
     return app

@@ -10,12 +10,15 @@ refusal mapped to the HTTP code of its error.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from common.errors import NotFound, ValidationError, http_status_named
+from common import idempotency, schemas
+from common.boundary import check_params
+from common.errors import NotFound, StoreError, ValidationError, http_status_named
 from common.executions import FINISHED_STATUSES
 from common.gateway.auth import requires
 from common.gateway.http import (
@@ -28,12 +31,15 @@ from common.gateway.http import (
     truthy,
 )
 from common.nonces import public as public_nonce
-from common.store.base import Document
+from common.store.base import Document, not_found
 
 bp = Blueprint("actors", __name__)
+log = logging.getLogger("pipelinejobs.gateway")
 
 #: URL parameters that steer the gateway and are not part of the message.
 RESERVED = frozenset({"x-nonce", "_abaco_synchronous", "sync"})
+#: The fields of a nonce request (schemas/nonce_request.json).
+NONCE_FIELDS = ("level", "maxUses", "description", "expiresIn")
 
 
 def _gateway() -> Any:
@@ -77,24 +83,48 @@ def _view(execution: Document) -> dict[str, Any]:
 def post_message(actor: str) -> Any:
     gateway = _gateway()
     message = read_json_body()
-    params = {k: v for k, v in request.args.items() if k not in RESERVED}
+    params = {k: v for k, v in check_params(request.args).items() if k not in RESERVED}
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+    wait = truthy(request.args.get("_abaco_synchronous")) or truthy(request.args.get("sync"))
+    echo = redact(message)  # made before anything is stored: nothing after may fail
+    execution_id = None
+    if key is not None:
+        execution_id = idempotency.execution_id(
+            gateway.store,
+            caller=f"{g.principal.kind}:{g.principal.id}",
+            actor=g.actor.alias,
+            key=key,
+            ttl=gateway.config.gateway.idempotency_ttl,
+            now=gateway.runtime.clock(),
+        )
     execution = gateway.runtime.submit(
         g.actor.alias,
         message,
         params,
+        execution_id=execution_id,
         sender=f"key:{g.principal.owner[:12]}",
         owner=g.principal.owner,
+        role=g.principal.sends_as,
     )
+    if key is not None:
+        # Refused before anything new was stored: the existing execution is untouched.
+        idempotency.require_same(execution, message, params)
     links = _links(g.actor.alias, execution["id"])
-    if not (truthy(request.args.get("_abaco_synchronous")) or truthy(request.args.get("sync"))):
+    if not wait:
         return envelope(
-            {"executionId": execution["id"], "msg": redact(message), "_links": links},
+            {"executionId": execution["id"], "msg": echo, "_links": links},
             "The request was successful",
         )
     deadline = time.monotonic() + gateway.config.gateway.sync_timeout
     while execution["status"] not in FINISHED_STATUSES and time.monotonic() < deadline:
         time.sleep(0.01)
-        execution = gateway.runtime.executions.get(execution["id"])
+        try:
+            execution = gateway.runtime.executions.get(execution["id"])
+        except StoreError:
+            # The message is accepted: a store hiccup while waiting must not turn that
+            # into an error the client would retry. It gets the 202 "still running".
+            log.warning("waiting on execution %s: the store failed", execution["id"])
+            break
     view = {
         **_view(execution),
         "executionId": execution["id"],
@@ -119,9 +149,15 @@ def post_message(actor: str) -> Any:
 
 
 def _execution(alias: str, execution_id: str) -> Document:
-    execution = _gateway().store.get("executions", execution_id)
-    if execution is None or execution["actor"] != alias:
-        raise NotFound(f"no execution {execution_id} of actor {alias}", execution=execution_id)
+    """The execution, if it is ``alias``'s: a quarantined one answers 404 with the
+    reason, a corrupt one 500 naming it (see :func:`common.gateway.read_api.one`)."""
+    store = _gateway().store
+    execution = store.get("executions", execution_id)
+    message = f"no execution {execution_id} of actor {alias}"
+    if execution is None:
+        raise not_found(store, "executions", execution_id, message, execution=execution_id)
+    if execution.get("actor") != alias:
+        raise NotFound(message, execution=execution_id)
     return execution
 
 
@@ -135,8 +171,8 @@ def list_executions(actor: str) -> Any:
     summaries = [
         {
             "id": e["id"],
-            "status": e["status"],
-            "createTime": e["created"],
+            "status": e.get("status"),
+            "createTime": e.get("created"),
             "finishTime": e.get("finished"),
         }
         for e in page.items
@@ -165,20 +201,26 @@ def get_logs(actor: str, execution_id: str) -> Any:
 @bp.post("/actors/v2/<actor>/nonces")
 @requires("EXECUTE", keys_only=True)
 def create_nonce(actor: str) -> Any:
+    """A nonce made from a ``nonce_request`` body (schemas/nonce_request.json): the
+    schema bounds every field, so a use count or a lifetime no clock can hold is a
+    400 naming the field, not an overflow."""
     body = read_json_body()
     if not isinstance(body, dict):
         raise ValidationError("the nonce request must be a JSON object", path="")
-    unknown = sorted(set(body) - {"level", "maxUses", "description", "expiresIn"})
+    unknown = sorted(set(body) - set(NONCE_FIELDS))
     if unknown:
         raise ValidationError(
-            f"unknown nonce fields {unknown}; allowed: level, maxUses, description, expiresIn",
+            f"unknown nonce fields {unknown}; allowed: {', '.join(NONCE_FIELDS)}",
             path=unknown[0],
         )
+    schemas.validate("nonce_request", body)
+    max_uses = body.get("maxUses", -1)
     secret, doc = _gateway().nonces.create(
         g.actor.alias,
         g.principal,
         level=body.get("level", "EXECUTE"),
-        max_uses=body.get("maxUses", -1),
+        # JSON Schema's integer is a number's value, not its spelling: 5.0 is 5.
+        max_uses=int(max_uses),
         description=body.get("description", ""),
         expires_in=body.get("expiresIn"),
     )

@@ -9,7 +9,6 @@ and no traceback ever reaches a caller.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from common import __version__
+from common import __version__, boundary
 from common.errors import (
     MalformedMessage,
     PipelineJobsError,
@@ -76,7 +75,8 @@ def failure(message: str, result: Any, status: int) -> tuple[Response, int]:
 
 
 def read_json_body(*, allow_empty: bool = True) -> Any:
-    """The request body as JSON, refusing other content types (415) and bad JSON (400)."""
+    """The request body as strict JSON (:mod:`common.boundary`), refusing other content
+    types (415) and anything that is not strict JSON (400, naming the path)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         if allow_empty:
@@ -88,10 +88,9 @@ def read_json_body(*, allow_empty: bool = True) -> Any:
             f"content type {mimetype!r} is not accepted here; send JSON (application/json)",
             allowed=list(MESSAGE_TYPES),
         )
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedMessage(f"the body is not valid JSON: {exc}", path="") from exc
+    return boundary.decode(
+        raw, max_depth=current_app.config["PIPELINEJOBS"].config.gateway.max_depth
+    )
 
 
 def page_args() -> tuple[int, str | None]:

@@ -231,7 +231,7 @@ def test_stale_finds_old_executions_in_the_given_statuses(any_store, clock):
     fresh, _ = executions.submit("jobs-manager", {})
 
     def ids(**kwargs) -> list[str]:
-        return [d["id"] for d in executions.stale(**kwargs)]
+        return [d["id"] for d in executions.stale(**kwargs).items]
 
     assert ids(older_than=60) == [old_submitted["id"]]
     assert sorted(ids(older_than=60, statuses=("SUBMITTED", "RUNNING"))) == sorted(
@@ -243,7 +243,7 @@ def test_stale_finds_old_executions_in_the_given_statuses(any_store, clock):
     assert ids(older_than=101) == []
     clock.advance(1)
     assert ids(older_than=0.5) == [old_submitted["id"], fresh["id"]]  # oldest first
-    assert len(executions.stale(older_than=0.5, limit=1)) == 1
+    assert len(executions.stale(older_than=0.5, limit=1).items) == 1
 
 
 def test_stale_looks_at_the_last_change_not_the_creation(any_store, clock):
@@ -252,6 +252,6 @@ def test_stale_looks_at_the_last_change_not_the_creation(any_store, clock):
     clock.advance(100)
     executions.start(doc["id"])
     executions.requeue(doc["id"], "retry")  # touched just now
-    assert executions.stale(older_than=60) == []
+    assert executions.stale(older_than=60).items == []
     clock.advance(61)
-    assert [d["id"] for d in executions.stale(older_than=60)] == [doc["id"]]
+    assert [d["id"] for d in executions.stale(older_than=60).items] == [doc["id"]]

@@ -29,7 +29,13 @@ from tests.support import FakeClock as FakeClock
 from tests.support import runtime_config as runtime_config
 from tests.support import stub as stub
 
+#: A container pipeline: only an admin key may register it over HTTP.
 PIPELINE = {"name": "Tacobot 9001", "components": [{"repo": "sd2e/tacobot:0.1.0"}]}
+#: A pipeline whose jobs run elsewhere (an Agave app): any key or nonce may register it.
+APP_PIPELINE = {
+    "name": "Tacobot 9000",
+    "components": [{"id": "tacobot9000-0.1.0u1", "inputs": {}, "parameters": {}}],
+}
 LINKAGE = "sample.uw_biofab.141715"
 ARCHIVE = "/products/v2/1064aaf1459c5e42820db822aa4b3990/linkhash/datahash"
 MESSAGES = "/actors/v2/{}/messages"

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from common.runtime import Runtime
 from tests.gateway.conftest import (
+    APP_PIPELINE,
     MESSAGES,
     PIPELINE,
     SYNC,
@@ -168,7 +169,10 @@ def test_the_result_with_a_token_is_shown_only_to_its_sender_and_admins(
     sync: list[tuple[str, str]],
 ) -> None:
     response = client.post(
-        MESSAGES.format("pipelines-manager"), json=PIPELINE, query_string=SYNC, headers=other_user
+        MESSAGES.format("pipelines-manager"),
+        json=APP_PIPELINE,
+        query_string=SYNC,
+        headers=other_user,
     )
     created = result_of(response)
     token = created["result"]["token"]

@@ -24,7 +24,9 @@ from common.config import load_config
 from common.executions import FINISHED_STATUSES
 from common.system import System
 
-REDIS_DB = 11  # a database of its own, flushed by every test that uses it
+#: A database of its own, flushed by every test that uses it; two suites running at once
+#: on one machine (developers working side by side) each set their own.
+REDIS_DB = int(os.environ.get("PIPELINEJOBS_TEST_REDIS_DB", "11"))
 ROOT = Path(__file__).resolve().parents[2]
 
 

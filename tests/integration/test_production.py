@@ -70,6 +70,15 @@ def test_gunicorn_gateway_in_front_of_a_worker(tmp_path: Path, redis_url, worker
         assert answer.status_code == 200, answer.text + workers.logs()
         assert answer.json()["result"]["result"]["created"] is True
         assert "gunicorn" in (tmp_path / "gateway.log").read_text().lower()
+        # What gunicorn refuses before the app sees it is answered in the envelope too.
+        for params, headers, status in (
+            ({"pipeline": "p" * 10_000}, {}, 414),
+            ({}, {"X-Big": "h" * 10_000}, 431),
+        ):
+            refused = requests.get(f"{url}/jobs", params=params, headers=headers, timeout=10)
+            assert refused.status_code == status, refused.text
+            assert refused.headers["Content-Type"] == "application/json"
+            assert refused.json()["status"] == "error" and refused.json()["message"]
     finally:
         os.killpg(gateway.pid, signal.SIGTERM)
         gateway.wait(20)
