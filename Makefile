@@ -24,7 +24,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	VENV=$(VENV) .ci/typecheck
 
 test: lint
 	$(BIN)/pytest

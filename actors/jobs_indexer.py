@@ -30,15 +30,15 @@ from urllib.parse import unquote
 
 import re2
 
-from common.actor import Actor, Context, Message, Params
-from common.clock import iso, now
-from common.config import BOOLEAN_WORDS
-from common.errors import ValidationError
-from common.storage import sha256_of
-from common.store.base import Document, In
+from pipelinejobs.adapters.storage import sha256_of
+from pipelinejobs.adapters.store.base import Document, In
+from pipelinejobs.config import BOOLEAN_WORDS
+from pipelinejobs.domain.clock import iso, now
+from pipelinejobs.errors import ValidationError
+from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 if TYPE_CHECKING:  # pragma: no cover
-    from common.runtime import Runtime
+    from pipelinejobs.runtime.dispatch import Runtime
 
 DEFAULT_LEVEL = "1"
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from common import lifecycle, schemas
-from common.actor import Actor, Context, Message, Params
-from common.errors import TransitionRefused, ValidationError
-from common.launchers.supervisor import request_stop
-from common.lifecycle import Event, State
+from pipelinejobs.adapters.launchers.supervisor import request_stop
+from pipelinejobs.domain import lifecycle, validation
+from pipelinejobs.domain.lifecycle import Event, State
+from pipelinejobs.errors import TransitionRefused, ValidationError
+from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
 #: progress (``resource``); an unknown one is recorded as an ``update``.
@@ -221,7 +221,7 @@ class JobsManager(Actor):
         if config.get("fixity"):
             request["fixity"] = True
         try:
-            schemas.validate("pipelinejob_index", request)
+            validation.validate("pipelinejob_index", request)
         except ValidationError as exc:  # a stored configuration that no longer validates
             ctx.log.error(f"not indexing {job['uuid']}: {exc.message}")
             return None

@@ -30,16 +30,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import archive, components
-from common.actor import Actor, Context, Message, Params
-from common.config import Config
-from common.errors import Conflict, NotFound, PipelineJobsError, ValidationError
-from common.keys import SYSTEM_OWNER, Principal
-from common.launchers import Launch, choose, make_launcher, needs_callback
-from common.lifecycle import State
-from common.nonces import Nonces
-from common.storage import LocalStorage
-from common.store.base import Document
+from pipelinejobs.access.keys import SYSTEM_OWNER, Principal
+from pipelinejobs.access.nonces import Nonces
+from pipelinejobs.adapters.launchers import Launch, choose, make_launcher, needs_callback
+from pipelinejobs.adapters.storage import LocalStorage
+from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.config import Config
+from pipelinejobs.domain import archive_paths, components
+from pipelinejobs.domain.lifecycle import State
+from pipelinejobs.errors import Conflict, NotFound, PipelineJobsError, ValidationError
+from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Least specific first: the archive path hashes the first level present, the job is
 #: linked to the last.
@@ -124,7 +124,7 @@ class LauncherProxy(Actor):
                     path="archive_path",
                 )
         else:
-            path = archive.archive_path(
+            path = archive_paths.archive_path(
                 pipeline_uuid=pipeline["uuid"],
                 linkage=path_ids,
                 data=data,

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import components, schemas
-from common.actor import Actor, Context, Message, Params
-from common.errors import NotFound, PermissionDenied, SchemaValidationError
-from common.keys import ADMIN
-from common.pipelines import PipelineResult
-from common.store.base import Document
+from pipelinejobs.access.keys import ADMIN
+from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.domain import components, validation
+from pipelinejobs.domain.pipelines import PipelineResult
+from pipelinejobs.errors import NotFound, PermissionDenied, SchemaValidationError
+from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 
 class PipelinesManager(Actor):
@@ -62,9 +62,9 @@ class PipelinesManager(Actor):
             # The stored form needs at least one; and every empty pipeline would share
             # one UUID. Refused here, before an execution is stored for it.
             raise SchemaValidationError(
-                f"{schemas.title('pipeline_manager_create')}: components: a pipeline needs "
+                f"{validation.title('pipeline_manager_create')}: components: a pipeline needs "
                 f"at least one component",
-                schema=schemas.title("pipeline_manager_create"),
+                schema=validation.title("pipeline_manager_create"),
                 path="components",
             )
         components.check_components(body["components"])
@@ -186,11 +186,11 @@ def require_pipeline_uuid(value: Any, schema: str) -> None:
     schemas type the body's ``uuid``); without this a job's or a garbage uuid would be
     stored and only fail in the worker.
     """
-    if not schemas.is_valid("pipeline_uuid", value):
+    if not validation.is_valid("pipeline_uuid", value):
         raise SchemaValidationError(
-            f"{schemas.title(schema)}: uuid: {value!r} is not a pipeline UUID "
+            f"{validation.title(schema)}: uuid: {value!r} is not a pipeline UUID "
             f"(a typed UUID with prefix 106)",
-            schema=schemas.title(schema),
+            schema=validation.title(schema),
             path="uuid",
         )
 

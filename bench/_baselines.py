@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from _procs import vmhwm_mib  # noqa: E402
 
-from common.config import BusSettings  # noqa: E402
+from pipelinejobs.config import BusSettings  # noqa: E402
 
 QUEUE = "bench.noop"
 COUNT: Callable[[str, int], None] = lambda counter, total: None  # noqa: E731

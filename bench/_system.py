@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from _procs import Deadline, Procs, free_port
 
-from common.clock import parse
+from pipelinejobs.domain.clock import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -40,7 +40,7 @@ def start_system(args: argparse.Namespace, procs: Procs, tmp: Path, dl: Deadline
     """The system under test; its URL and an admin key's header."""
     port = free_port()
     url, env = f"http://127.0.0.1:{port}", base_env(args)
-    cli = [PY, "-m", "common.cli"]
+    cli = [PY, "-m", "pipelinejobs.cli"]
     if args.mode == "embedded":
         argv = [*cli, "serve", "--data-dir", str(tmp / "data"), "--port", str(port)]
         procs.start("serve", argv, env, tmp, signal.SIGINT)

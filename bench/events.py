@@ -67,7 +67,7 @@ from _system import (  # noqa: E402
     workers,  # noqa: E402
 )
 
-from common.config import BusSettings  # noqa: E402
+from pipelinejobs.config import BusSettings  # noqa: E402
 
 PY = sys.executable
 

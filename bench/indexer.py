@@ -42,11 +42,11 @@ import re2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.bus.stub import StubBus  # noqa: E402
-from common.clock import iso  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.runtime import Runtime  # noqa: E402
-from common.store.sqlite import SQLiteStore  # noqa: E402
+from pipelinejobs.adapters.bus.stub import StubBus  # noqa: E402
+from pipelinejobs.adapters.store.sqlite import SQLiteStore  # noqa: E402
+from pipelinejobs.config import load_config  # noqa: E402
+from pipelinejobs.domain.clock import iso  # noqa: E402
+from pipelinejobs.runtime.dispatch import Runtime  # noqa: E402
 
 ARCHIVE = "/products/v2/bench/indexer/tree"
 PER_DIR = 500

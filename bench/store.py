@@ -1,7 +1,7 @@
 """Benchmark: lifecycle transitions per second on each store backend.
 
 Creates N jobs, then applies a walk of events to each (run, update x K, finish)
-through ``common.jobs.Jobs.apply`` — the real path: read, lifecycle decision,
+through ``pipelinejobs.domain.jobs.Jobs.apply`` — the real path: read, lifecycle decision,
 compare-and-set with a history push. In the same run it measures a **baseline**:
 a bare SQLite loop doing the same number of single-row ``UPDATE ... WHERE version=?``
 statements on a table of JSON documents of the same size, with the same pragmas
@@ -38,11 +38,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.identifiers import Identifiers  # noqa: E402
-from common.jobs import Jobs  # noqa: E402
-from common.store.base import Store  # noqa: E402
-from common.store.memory import MemoryStore  # noqa: E402
-from common.store.sqlite import SQLiteStore  # noqa: E402
+from pipelinejobs.adapters.store.base import Store  # noqa: E402
+from pipelinejobs.adapters.store.memory import MemoryStore  # noqa: E402
+from pipelinejobs.adapters.store.sqlite import SQLiteStore  # noqa: E402
+from pipelinejobs.domain.identifiers import Identifiers  # noqa: E402
+from pipelinejobs.domain.jobs import Jobs  # noqa: E402
 
 IDS = Identifiers("bench.pipelinejobs")
 PIPELINE = IDS.pipeline([{"id": "bench-app-0.1.0", "inputs": {}, "parameters": {}}])
@@ -260,7 +260,7 @@ def scale_sqlite(tmp: Path, size: int, probes: int) -> dict[str, Any]:
 def scale_mongodb(uri: str, size: int, probes: int) -> dict[str, Any]:
     """The same on a MongoDB server, in a database of its own dropped afterwards; the
     baseline is pymongo's ``find_one`` by the indexed ``uuid``."""
-    from common.store.mongo import MongoStore
+    from pipelinejobs.adapters.store.mongo import MongoStore
 
     store = MongoStore(uri, f"pipelinejobs_bench_scale_{os.getpid()}_{size}")
     db = store._db()
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite": SQLiteStore(Path(tmp) / "store.sqlite3"),
         }
         if os.environ.get("MONGODB_URI"):
-            from common.store.mongo import MongoStore
+            from pipelinejobs.adapters.store.mongo import MongoStore
 
             backends["mongodb"] = MongoStore(
                 os.environ["MONGODB_URI"], f"pipelinejobs_bench_{os.getpid()}"

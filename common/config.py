@@ -10,7 +10,7 @@ Precedence, lowest to highest:
 4. explicit overrides (command-line flags), passed as ``{"section": {"key": value}}``.
 
 Unknown sections or keys and values of the wrong type are refused with a
-:class:`~common.errors.ConfigError` that names the setting and where it came from:
+:class:`~pipelinejobs.errors.ConfigError` that names the setting and where it came from:
 a typo in a config file should stop start-up, not be silently ignored.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from common.errors import ConfigError
+from pipelinejobs.errors import ConfigError
 
 ENV_PREFIX = "PIPELINEJOBS_"
 #: Every launcher backend (common/launchers), and those production allows by default.

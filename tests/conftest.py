@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from common.runtime import Runtime
-from tests.support import make_runtime, runtime_config
+from pipelinejobs.adapters.store.memory import MemoryStore
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.runtime.dispatch import Runtime
+from tests.support import FakeClock, make_runtime, runtime_config
 
 __all__ = ["runtime_config"]
 
@@ -19,3 +21,19 @@ def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]
     rt = make_runtime(tmp_path, request.param)
     yield rt
     rt.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """A fresh store of each thread-safe kind (MongoDB is covered by the store contract)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    store = SQLiteStore(tmp_path / "jobs.sqlite3")
+    yield store
+    store.close()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common.bus.stub import StubBus
-from common.clock import Clock, system_clock
-from common.config import Config, load_config
-from common.runtime import Runtime
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
+from pipelinejobs.adapters.bus.stub import StubBus
+from pipelinejobs.adapters.store.memory import MemoryStore
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.config import Config, load_config
+from pipelinejobs.domain.clock import Clock, system_clock
+from pipelinejobs.runtime.dispatch import Runtime
 
 
 class FakeClock:

@@ -1,6 +1,6 @@
 """The HTTP gateway (Flask): Abaco's actors API, the read API, health and OpenAPI.
 
-:func:`create_app` builds the app around a :class:`~common.runtime.Runtime` that
+:func:`create_app` builds the app around a :class:`~pipelinejobs.runtime.dispatch.Runtime` that
 already has a bus — the embedded server's, or a production client's whose workers
 run elsewhere. Nothing connects at import time.
 """
@@ -12,17 +12,17 @@ from typing import Any
 
 from flask import Flask, request
 
-from common.boundary import check_params
-from common.config import Config
-from common.errors import PipelineJobsError
-from common.gateway import actors_api, files_api, read_api
-from common.gateway.http import envelope, error_response, failure
-from common.gateway.openapi import document as openapi_document
-from common.gateway.parameters import check_request
-from common.keys import Keys
-from common.nonces import Nonces
-from common.runtime import Runtime
-from common.store import Store
+from pipelinejobs.access.boundary import check_params
+from pipelinejobs.access.keys import Keys
+from pipelinejobs.access.nonces import Nonces
+from pipelinejobs.adapters.store import Store
+from pipelinejobs.config import Config
+from pipelinejobs.errors import PipelineJobsError
+from pipelinejobs.gateway import actors_api, files_api, read_api
+from pipelinejobs.gateway.http import envelope, error_response, failure
+from pipelinejobs.gateway.openapi import document as openapi_document
+from pipelinejobs.gateway.parameters import check_request
+from pipelinejobs.runtime.dispatch import Runtime
 
 
 @dataclass

@@ -16,12 +16,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request, url_for
 
-from common import idempotency, schemas
-from common.boundary import check_params
-from common.errors import NotFound, StoreError, ValidationError, http_status_named
-from common.executions import FINISHED_STATUSES
-from common.gateway.auth import requires
-from common.gateway.http import (
+from pipelinejobs.access.boundary import check_params
+from pipelinejobs.access.nonces import public as public_nonce
+from pipelinejobs.adapters.store.base import Document, not_found
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import NotFound, StoreError, ValidationError, http_status_named
+from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.http import (
     REDACTED,
     envelope,
     failure,
@@ -30,8 +31,8 @@ from common.gateway.http import (
     redact,
     truthy,
 )
-from common.nonces import public as public_nonce
-from common.store.base import Document, not_found
+from pipelinejobs.runtime import idempotency
+from pipelinejobs.runtime.executions import FINISHED_STATUSES
 
 bp = Blueprint("actors", __name__)
 log = logging.getLogger("pipelinejobs.gateway")
@@ -150,7 +151,7 @@ def post_message(actor: str) -> Any:
 
 def _execution(alias: str, execution_id: str) -> Document:
     """The execution, if it is ``alias``'s: a quarantined one answers 404 with the
-    reason, a corrupt one 500 naming it (see :func:`common.gateway.read_api.one`)."""
+    reason, a corrupt one 500 naming it (see :func:`pipelinejobs.gateway.read_api.one`)."""
     store = _gateway().store
     execution = store.get("executions", execution_id)
     message = f"no execution {execution_id} of actor {alias}"
@@ -213,7 +214,7 @@ def create_nonce(actor: str) -> Any:
             f"unknown nonce fields {unknown}; allowed: {', '.join(NONCE_FIELDS)}",
             path=unknown[0],
         )
-    schemas.validate("nonce_request", body)
+    validation.validate("nonce_request", body)
     max_uses = body.get("maxUses", -1)
     secret, doc = _gateway().nonces.create(
         g.actor.alias,

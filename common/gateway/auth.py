@@ -18,9 +18,14 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from common.errors import InvalidCredential, MissingCredential, PermissionDenied, ValidationError
-from common.keys import Principal
-from common.nonces import level_rank
+from pipelinejobs.access.keys import Principal
+from pipelinejobs.access.nonces import level_rank
+from pipelinejobs.errors import (
+    InvalidCredential,
+    MissingCredential,
+    PermissionDenied,
+    ValidationError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from common.gateway.auth import requires
-from common.gateway.http import envelope, page_args
-from common.gateway.read_api import one, public
-from common.identifiers import require_type
+from pipelinejobs.domain.identifiers import require_type
+from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.http import envelope, page_args
+from pipelinejobs.gateway.read_api import one, public
 
 bp = Blueprint("files", __name__)
 
@@ -29,7 +29,7 @@ def _store() -> Any:
 
 def _files_filter() -> dict[str, Any]:
     """The store filter of a ``/files`` request. ``job`` is required and every value
-    was checked against its declaration (common.gateway.parameters) before the
+    was checked against its declaration (pipelinejobs.gateway.parameters) before the
     route ran: nothing here can select nothing by mistake."""
     args = request.args
     where: dict[str, Any] = {"job_uuid": require_type(args["job"], "pipelinejob")}

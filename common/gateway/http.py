@@ -3,7 +3,7 @@
 Every response is ``{"status": "success"|"error", "message": ..., "result": ...,
 "version": ...}`` — what Abaco answers, so existing clients read it. Errors come from
 one place (:func:`error_response`), which looks the exception's class up in
-:data:`common.errors.HTTP_STATUS`; nothing else chooses a status code for an error,
+:data:`pipelinejobs.errors.HTTP_STATUS`; nothing else chooses a status code for an error,
 and no traceback ever reaches a caller.
 """
 
@@ -16,8 +16,10 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from common import __version__, boundary
-from common.errors import (
+from pipelinejobs import __version__
+from pipelinejobs.access import boundary
+from pipelinejobs.adapters.store.base import decode_cursor
+from pipelinejobs.errors import (
     MalformedMessage,
     PipelineJobsError,
     StoreError,
@@ -25,7 +27,6 @@ from common.errors import (
     ValidationError,
     http_status,
 )
-from common.store.base import decode_cursor
 
 log = logging.getLogger("pipelinejobs.gateway")
 
@@ -75,7 +76,7 @@ def failure(message: str, result: Any, status: int) -> tuple[Response, int]:
 
 
 def read_json_body(*, allow_empty: bool = True) -> Any:
-    """The request body as strict JSON (:mod:`common.boundary`), refusing other content
+    """The request body as strict JSON (:mod:`pipelinejobs.access.boundary`), refusing other content
     types (415) and anything that is not strict JSON (400, naming the path)."""
     raw = request.get_data(cache=True)
     if not raw.strip():

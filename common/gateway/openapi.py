@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 description of every gateway route, generated, never hand-kept.
 
 Request bodies come from the JSON Schemas in ``schemas/`` (bundled by
-:mod:`common.gateway.openapi_schemas`): each actor's messages are the union of the
+:mod:`pipelinejobs.gateway.openapi_schemas`): each actor's messages are the union of the
 schemas it accepts (``Actor.accepts``), and nonce requests are
-``nonce_request.json``. URL parameters come from :mod:`common.gateway.parameters`,
+``nonce_request.json``. URL parameters come from :mod:`pipelinejobs.gateway.parameters`,
 the same declarations the gateway enforces on every request. So the document cannot
 promise what the server refuses, or the reverse; a test checks it against the app's
 URL map and a schemathesis run against the server.
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import __version__
-from common.gateway import openapi_schemas as oas
-from common.gateway.openapi_paths import Operations
+from pipelinejobs import __version__
+from pipelinejobs.gateway import openapi_schemas as oas
+from pipelinejobs.gateway.openapi_paths import Operations
 
 
 def document(runtime: Any) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The operations of the OpenAPI document: one per route, and one per actor for messages.
 
 :class:`Operations` writes each route's parameters (from
-:mod:`common.gateway.parameters`, the declarations the gateway enforces), its request
-body (from the bundled schemas of :mod:`common.gateway.openapi_schemas`) and the
+:mod:`pipelinejobs.gateway.parameters`, the declarations the gateway enforces), its request
+body (from the bundled schemas of :mod:`pipelinejobs.gateway.openapi_schemas`) and the
 answers it really gives: its success envelope with the result's shape, and the error
-statuses its code can raise. Kept apart from :mod:`common.gateway.openapi`, which
+statuses its code can raise. Kept apart from :mod:`pipelinejobs.gateway.openapi`, which
 assembles the document, so each module stays one concept and a readable length.
 """
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from common.gateway import openapi_schemas as oas
-from common.gateway.parameters import ABACO_ID, Param, route_params
-from common.idempotency import HEADER as IDEMPOTENCY_HEADER
-from common.nonces import ID_FORM
+from pipelinejobs.access.nonces import ID_FORM
+from pipelinejobs.gateway import openapi_schemas as oas
+from pipelinejobs.gateway.parameters import ABACO_ID, Param, route_params
+from pipelinejobs.runtime.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 JSON = "application/json"
 #: Security of an actor's routes (a bearer key or a nonce of the actor), and of the

@@ -9,7 +9,7 @@ Bundling rewrites three things and nothing else:
 * ``$id``/``$schema`` are dropped (OpenAPI 3.1's dialect is JSON Schema 2020-12, of
   which the draft-07 keywords used here are a subset);
 * free-form JSON (a message's ``data``, a job definition, ``{}``) is spelled out as
-  :data:`JSON_VALUE`/``JsonObject``: what :mod:`common.boundary` lets through. That
+  :data:`JSON_VALUE`/``JsonObject``: what :mod:`pipelinejobs.access.boundary` lets through. That
   is written down so generated requests stay inside it — integers in the signed
   64-bit range, object keys of at most 1024 characters without NUL. What a schema
   cannot say (nesting depth, duplicate keys, lone surrogates, NaN) the boundary
@@ -22,8 +22,8 @@ import copy
 from functools import cache
 from typing import Any
 
-from common import schemas
-from common.boundary import INT_MAX, INT_MIN, MAX_KEY
+from pipelinejobs.access.boundary import INT_MAX, INT_MIN, MAX_KEY
+from pipelinejobs.domain import validation
 
 PREFIX = "#/components/schemas/"
 #: Keywords whose value is a schema, a list of schemas, or a map of name → schema —
@@ -127,7 +127,7 @@ def harden(node: Any) -> Any:
 def bundled() -> dict[str, dict[str, Any]]:
     """Every schema file as components: ``<file>`` and ``<file>.<definition>``."""
     out: dict[str, dict[str, Any]] = {}
-    for name, doc in sorted(schemas.schema_documents().items()):
+    for name, doc in sorted(validation.schema_documents().items()):
         body = {k: v for k, v in doc.items() if k not in ("$id", "$schema", "definitions")}
         for sub, schema in (doc.get("definitions") or {}).items():
             out[f"{name}.{sub}"] = harden(_rewrite(schema, name))
@@ -253,7 +253,7 @@ def results() -> dict[str, dict[str, Any]]:
 
 
 def envelope(result: dict[str, Any], status: str = "success") -> dict[str, Any]:
-    """Abaco's envelope (:func:`common.gateway.http.envelope`) around ``result``."""
+    """Abaco's envelope (:func:`pipelinejobs.gateway.http.envelope`) around ``result``."""
     return _object(
         ["status", "message", "result", "version"],
         status={"type": "string", "enum": [status]},

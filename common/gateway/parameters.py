@@ -3,14 +3,14 @@
 Each route's query parameters are :class:`Param` declarations here, with a JSON
 Schema holding their pattern, enum and range. :func:`check_request` runs before every
 route (a ``before_request`` hook) and refuses, with a 400 naming the parameter, any
-value its declaration does not allow; :mod:`common.gateway.openapi` writes the same
+value its declaration does not allow; :mod:`pipelinejobs.gateway.openapi` writes the same
 declarations into the OpenAPI document. One table for both is what keeps the server
 accepting exactly what the document allows — a schemathesis run checks that they do.
 
 Values arrive as text and are read by their schema's type before they are checked:
 a boolean is ``true`` or ``false`` and nothing else, an integer is decimal digits
 with an optional sign. Every parameter (declared or not) goes through
-:func:`common.boundary.check_params`: no NUL, no lone surrogate, no over-long value,
+:func:`pipelinejobs.access.boundary.check_params`: no NUL, no lone surrogate, no over-long value,
 and a parameter not declared multi-valued may be given only once. A route the table
 does not know (a newer blueprint's) is left to check its own parameters.
 """
@@ -27,11 +27,11 @@ from flask import current_app, request
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
-from common import schemas
-from common.boundary import MAX_PARAM, check_params
-from common.errors import InvalidCredential, PipelineJobsError, ValidationError
-from common.executions import ALPHABET, COMPLETE, ERROR, ID_LENGTH, RUNNING, SUBMITTED
-from common.nonces import PREFIX as NONCE_PREFIX
+from pipelinejobs.access.boundary import MAX_PARAM, check_params
+from pipelinejobs.access.nonces import PREFIX as NONCE_PREFIX
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import InvalidCredential, PipelineJobsError, ValidationError
+from pipelinejobs.runtime.executions import ALPHABET, COMPLETE, ERROR, ID_LENGTH, RUNNING, SUBMITTED
 
 #: A plain-text parameter value: anything printable enough for a URL, never NUL.
 TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_PARAM, "pattern": "^[^\\x00]*$"}
@@ -235,15 +235,15 @@ def route_params(
 
 @cache
 def _validator(schema_json: str) -> Draft202012Validator:
-    schema = schemas.inline_leaves(json.loads(schema_json), schemas.schema_documents())
-    made: Draft202012Validator = schemas.Draft202012(schema, format_checker=FormatChecker())
+    schema = validation.inline_leaves(json.loads(schema_json), validation.schema_documents())
+    made: Draft202012Validator = validation.Draft202012(schema, format_checker=FormatChecker())
     return made
 
 
 def _json_type(schema: dict[str, Any]) -> Any:
     if "type" in schema:
         return schema["type"]
-    return schemas.inline_leaves(schema, schemas.schema_documents()).get("type", "string")
+    return validation.inline_leaves(schema, validation.schema_documents()).get("type", "string")
 
 
 def _typed(text: str, kind: Any, name: str) -> Any:

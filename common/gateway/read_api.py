@@ -13,12 +13,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from common.errors import NotFound, ValidationError
-from common.gateway.auth import requires
-from common.gateway.http import envelope, page_args
-from common.identifiers import require_type
-from common.lifecycle import State
-from common.store.base import Document, In, Range, not_found
+from pipelinejobs.adapters.store.base import Document, In, Range, not_found
+from pipelinejobs.domain.identifiers import require_type
+from pipelinejobs.domain.lifecycle import State
+from pipelinejobs.errors import NotFound, ValidationError
+from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.http import envelope, page_args
 
 bp = Blueprint("read", __name__)
 INTERNAL = frozenset({"token_rotation", "version"})
@@ -58,7 +58,7 @@ def get_pipeline(uuid: str) -> Any:
 
 def _job_filter() -> dict[str, Any]:
     """The store filter of a ``/jobs`` request. The values were checked against their
-    declarations (common.gateway.parameters) before the route ran."""
+    declarations (pipelinejobs.gateway.parameters) before the route ran."""
     args = request.args
     where: dict[str, Any] = {}
     if "state" in args:

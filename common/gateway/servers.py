@@ -24,7 +24,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-from common import __version__
+from pipelinejobs import __version__
 
 log = logging.getLogger("pipelinejobs.gateway")
 

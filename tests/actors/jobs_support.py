@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.runtime import Runtime
-from common.store.base import Document
+from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.support import stub as bus
 
 ARCHIVE = "/products/v2/1064aaf1459c5e42820db822aa4b3990/linkhash/datahash"

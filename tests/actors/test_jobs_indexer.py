@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from common import schemas
-from common.errors import ValidationError
-from common.executions import Executions
-from common.identifiers import uuid_type
-from common.runtime import Runtime
+from pipelinejobs.domain import validation
+from pipelinejobs.domain.identifiers import uuid_type
+from pipelinejobs.errors import ValidationError
+from pipelinejobs.runtime.dispatch import Runtime
+from pipelinejobs.runtime.executions import Executions
 from tests.actors.jobs_support import (
     ARCHIVE,
     SEED_FILTERS,
@@ -177,7 +177,7 @@ def test_file_records(runtime: Runtime):
     assert plot["present"] is True
     assert plot["version"] == 0
     for record in files.values():
-        schemas.validate("file", record)
+        validation.validate("file", record)
     assert files["table.csv"]["uuid"] != plot["uuid"]
 
 
@@ -236,7 +236,7 @@ def test_a_file_deleted_between_runs_is_marked_absent(runtime: Runtime):
     assert execution["result"]["seen"] == len(FILES) - 1
     files = indexed_files(runtime, job)
     assert files["other/unrelated.png"]["present"] is False
-    schemas.validate("file", files["other/unrelated.png"])
+    validation.validate("file", files["other/unrelated.png"])
     assert {n for n, f in files.items() if f["present"]} == set(FILES) - {"other/unrelated.png"}
     assert runtime.store.count("files", {"present": False}) == 1
     # Counted once: a third run does not report it again.

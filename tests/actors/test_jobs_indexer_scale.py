@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import re2
 
-import actors.jobs_indexer as jobs_indexer
-from common import schemas
-from common.config import load_config
-from common.errors import ValidationError
-from common.executions import Executions
-from common.gateway import create_app
-from common.runtime import Runtime
-from common.storage import CHUNK
+import pipelinejobs.actors.jobs_indexer as jobs_indexer
+from pipelinejobs.adapters.storage import CHUNK
+from pipelinejobs.config import load_config
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import ValidationError
+from pipelinejobs.gateway import create_app
+from pipelinejobs.runtime.dispatch import Runtime
+from pipelinejobs.runtime.executions import Executions
 from tests.actors.jobs_support import ARCHIVE, make_job, run, token, write_files
 from tests.actors.test_launcher_proxy import LAUNCH, launched, register
 from tests.support import FakeClock, make_runtime
@@ -153,7 +153,7 @@ def test_fixity_records_the_sha256_of_each_file(runtime: Runtime):
     assert set(found) == set(CONTENTS)
     for relative, content in CONTENTS.items():
         assert found[relative]["checksum"] == hashlib.sha256(content).hexdigest()
-        schemas.validate("file", found[relative])
+        validation.validate("file", found[relative])
     assert runtime.jobs.get(job["uuid"])["history"][-2]["data"]["fixity"] is True
 
 
@@ -201,7 +201,7 @@ def test_a_launch_with_index_fixity_is_indexed_with_checksums(runtime: Runtime):
     job = runtime.jobs.get(result["uuid"])
     assert job["index"] == {"patterns": [], "level": "1", "fixity": True}
     assert job["state"] == "FINISHED" and job["last_event"] == "indexed"
-    schemas.validate("pipelinejob", job)
+    validation.validate("pipelinejob", job)
     found = records(runtime, job)
     assert found["a.txt"]["checksum"] == hashlib.sha256(b"text").hexdigest()
     assert found["sub/b.csv"]["checksum"] == hashlib.sha256(b"1,2\n").hexdigest()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from actors.jobs_manager import event_for_status
-from common.errors import MalformedMessage, NotFound, SchemaValidationError
-from common.runtime import Runtime
+from pipelinejobs.actors.jobs_manager import event_for_status
+from pipelinejobs.errors import MalformedMessage, NotFound, SchemaValidationError
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.actors.jobs_support import (
     SEED_FILTERS,
     executions_of,

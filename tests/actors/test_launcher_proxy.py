@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from common import archive
-from common.bus.stub import StubBus
-from common.errors import SchemaValidationError, ValidationError
-from common.runtime import Runtime
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
+from pipelinejobs.adapters.bus.stub import StubBus
+from pipelinejobs.adapters.store.memory import MemoryStore
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.domain import archive_paths
+from pipelinejobs.errors import SchemaValidationError, ValidationError
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.support import FakeClock as Clock
 from tests.support import runtime_config, stub
 
@@ -99,8 +99,8 @@ def history(rt: Runtime, uuid: str) -> list[str]:
 
 def segments(path: str) -> list[str]:
     """``/products/v2/a/b/c/d`` -> ``['a', 'b', 'c', 'd']``."""
-    assert path.startswith(archive.PREFIX + "/")
-    return path[len(archive.PREFIX) + 1 :].split("/")
+    assert path.startswith(archive_paths.PREFIX + "/")
+    return path[len(archive_paths.PREFIX) + 1 :].split("/")
 
 
 def files(rt: Runtime) -> dict[str, dict[str, Any]]:
@@ -146,8 +146,8 @@ def test_seed_worked_example_creates_runs_and_finishes_a_job(runtime: Runtime):
     assert re.fullmatch(r"[0-9a-f]{32}", link_hash)
     assert re.fullmatch(r"[0-9a-f]{32}", data_hash)
     assert re.fullmatch(SESSION_RE, session)
-    assert link_hash == archive.digest([SAMPLE], runtime.ids.domain)
-    assert data_hash == archive.digest(LAUNCH["job_definition"], runtime.ids.domain)
+    assert link_hash == archive_paths.digest([SAMPLE], runtime.ids.domain)
+    assert data_hash == archive_paths.digest(LAUNCH["job_definition"], runtime.ids.domain)
     assert (runtime.config.storage_root / path.lstrip("/")).is_dir()
 
     job = runtime.jobs.get(uuid)
@@ -296,7 +296,7 @@ def test_instanced_false_has_no_session_directory(runtime: Runtime):
     path = launched(runtime, {**LAUNCH, "instanced": False})["archive_path"]
 
     assert len(segments(path)) == 3
-    assert path == archive.archive_path(
+    assert path == archive_paths.archive_path(
         pipeline_uuid=pipeline,
         linkage=[SAMPLE],
         data=LAUNCH["job_definition"],
@@ -515,7 +515,7 @@ def test_different_data_is_a_different_job(runtime: Runtime):
 
     assert first["uuid"] != second["uuid"]
     assert runtime.store.count("jobs") == 2
-    assert segments(first["archive_path"])[2] == archive.digest({"run": 1}, "sd2e.org")
+    assert segments(first["archive_path"])[2] == archive_paths.digest({"run": 1}, "sd2e.org")
     assert runtime.jobs.get(second["uuid"])["data"] == {"run": 2}
 
 
@@ -553,7 +553,7 @@ def test_linkage_rules(
 
     job = runtime.jobs.get(result["uuid"])
     assert job["child_of"] == child_of
-    assert segments(result["archive_path"])[1] == archive.digest(path_ids, runtime.ids.domain)
+    assert segments(result["archive_path"])[1] == archive_paths.digest(path_ids, runtime.ids.domain)
     assert result["uuid"] == runtime.ids.job(pipeline, child_of, LAUNCH["job_definition"])
 
 
@@ -696,9 +696,9 @@ def test_malformed_launches_are_refused_at_submit(
 def test_a_redelivered_local_launch_starts_one_compute_and_keeps_one_nonce(tmp_path: Path):
     import sys
 
-    from common.launchers.watched import WatchedLauncher
-    from common.nonces import Nonces
-    from tests.common.launchers.callbacks import Capture
+    from pipelinejobs.access.nonces import Nonces
+    from pipelinejobs.adapters.launchers.watched import WatchedLauncher
+    from tests.adapters.launchers.callbacks import Capture
     from tests.support import make_runtime
 
     capture = Capture()  # where the supervisor's status callbacks go

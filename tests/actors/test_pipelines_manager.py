@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from common.bus.stub import StubBus
-from common.errors import MalformedMessage, SchemaValidationError
-from common.keys import ADMIN
-from common.runtime import Runtime
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
+from pipelinejobs.access.keys import ADMIN
+from pipelinejobs.adapters.bus.stub import StubBus
+from pipelinejobs.adapters.store.memory import MemoryStore
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.errors import MalformedMessage, SchemaValidationError
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.support import FakeClock as Clock
 from tests.support import runtime_config, stub
 

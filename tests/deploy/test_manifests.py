@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.cli import build_parser
-from common.config import Config, env_name
+from pipelinejobs.cli import build_parser
+from pipelinejobs.config import Config, env_name
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS = {

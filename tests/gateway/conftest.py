@@ -18,13 +18,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.bus.stub import StubBus
-from common.clock import Clock, system_clock
-from common.gateway import Gateway, create_app
-from common.runtime import Runtime
-from common.store.base import Document
-from common.store.memory import MemoryStore
-from common.store.sqlite import SQLiteStore
+from pipelinejobs.adapters.bus.stub import StubBus
+from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.adapters.store.memory import MemoryStore
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.domain.clock import Clock, system_clock
+from pipelinejobs.gateway import Gateway, create_app
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.support import FakeClock as FakeClock
 from tests.support import runtime_config as runtime_config
 from tests.support import stub as stub

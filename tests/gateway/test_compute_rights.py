@@ -19,10 +19,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.launchers.watched import WatchedLauncher
-from common.runtime import Runtime
-from tests.common.launchers.callbacks import Capture
-from tests.common.launchers.fake_docker import FakeEngine
+from pipelinejobs.adapters.launchers.watched import WatchedLauncher
+from pipelinejobs.runtime.dispatch import Runtime
+from tests.adapters.launchers.callbacks import Capture
+from tests.adapters.launchers.fake_docker import FakeEngine
 from tests.gateway.conftest import (
     MESSAGES,
     SYNC,

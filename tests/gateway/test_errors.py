@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from common.gateway import Gateway
-from common.runtime import Runtime
+from pipelinejobs.gateway import Gateway
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import (
     MESSAGES,
     PIPELINE,

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.runtime import Runtime
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import (
     APP_PIPELINE,
     MESSAGES,

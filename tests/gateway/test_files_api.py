@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from common.runtime import Runtime
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import ARCHIVE, error_of, make_job, result_of, stub, token_of
 
 CONTENTS = {"a/1.txt": b"one", "a/2.txt": b"two", "b/3.csv": b"3,3\n", "b/4.csv": b"4,4\n"}

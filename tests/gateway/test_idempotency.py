@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from common.runtime import Runtime
+from pipelinejobs.runtime.dispatch import Runtime
 
 from .conftest import MESSAGES, FakeClock, bearer, error_of, make_job, result_of, stub, token_of
 

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.runtime import Runtime
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import (
     MESSAGES,
     PIPELINE,
@@ -136,7 +136,7 @@ def test_a_body_sent_as_form_data_is_read_as_json(
 def test_the_execution_records_who_sent_it(
     runtime: Runtime, client: FlaskClient, admin: dict[str, str], admin_key: str
 ) -> None:
-    from common.keys import digest
+    from pipelinejobs.access.keys import digest
 
     response = client.post(MESSAGES.format("pipelines-manager"), json=PIPELINE, headers=admin)
 

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.gateway import Gateway
-from common.keys import digest
-from common.runtime import Runtime
+from pipelinejobs.access.keys import digest
+from pipelinejobs.gateway import Gateway
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import (
     APP_PIPELINE,
     MESSAGES,
@@ -79,7 +79,7 @@ def test_create_with_every_field(clocked: tuple[Runtime, Flask, FakeClock]) -> N
     assert (created["level"], created["maxUses"], created["remainingUses"]) == ("READ", 3, 3)
     assert created["description"] == "cb"
     assert created["actorId"] == "jobs-indexer"
-    from common.clock import iso
+    from pipelinejobs.domain.clock import iso
 
     assert created["expires"] == iso(clock() + 60)
 
@@ -137,7 +137,7 @@ def test_a_nonce_may_live_ten_years(clocked: tuple[Runtime, Flask, FakeClock]) -
 
     created = create_nonce(app.test_client(), admin, expiresIn=315_576_000)
 
-    from common.clock import iso
+    from pipelinejobs.domain.clock import iso
 
     assert created["expires"] == iso(clock() + 315_576_000)
 

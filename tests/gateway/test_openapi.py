@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.errors import BusUnavailable, StoreUnavailable
-from common.runtime import Runtime
+from pipelinejobs.errors import BusUnavailable, StoreUnavailable
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import body_of, error_of, result_of
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -224,7 +224,7 @@ def test_every_parameter_carries_its_pattern_enum_or_range(client: FlaskClient) 
 def test_the_documents_parameters_are_the_ones_the_gateway_enforces(
     runtime: Runtime, client: FlaskClient
 ) -> None:
-    from common.gateway.parameters import route_params
+    from pipelinejobs.gateway.parameters import route_params
 
     for path, operations in spec(client)["paths"].items():
         for operation in operations.values():

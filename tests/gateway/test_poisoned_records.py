@@ -16,11 +16,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from common.errors import CorruptDocument
-from common.keys import digest
-from common.runtime import Runtime
-from common.store import codec
-from common.store.sqlite import SQLiteStore
+from pipelinejobs.access.keys import digest
+from pipelinejobs.adapters.store import codec
+from pipelinejobs.adapters.store.sqlite import SQLiteStore
+from pipelinejobs.errors import CorruptDocument
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import bearer, error_of, make_job, result_of
 
 MANAGER = "jobs-manager"

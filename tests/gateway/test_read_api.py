@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from common.clock import iso
-from common.lifecycle import State
-from common.runtime import Runtime
+from pipelinejobs.domain.clock import iso
+from pipelinejobs.domain.lifecycle import State
+from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import (
     MESSAGES,
     PIPELINE,

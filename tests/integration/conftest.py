@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from common.config import load_config
-from common.executions import FINISHED_STATUSES
-from common.system import System
+from pipelinejobs.config import load_config
+from pipelinejobs.runtime.executions import FINISHED_STATUSES
+from pipelinejobs.runtime.system import System
 
 #: A database of its own, flushed by every test that uses it; two suites running at once
 #: on one machine (developers working side by side) each set their own.
@@ -129,7 +129,7 @@ class Workers:
             [
                 sys.executable,
                 "-m",
-                "common.cli",
+                "pipelinejobs.cli",
                 "worker",
                 "--actors",
                 actors,

@@ -52,7 +52,7 @@ def start_server(
             [
                 sys.executable,
                 "-m",
-                "common.cli",
+                "pipelinejobs.cli",
                 "serve",
                 "--data-dir",
                 str(data_dir),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.bus.celery import CeleryBus
-from common.config import BusSettings
+from pipelinejobs.adapters.bus.celery import CeleryBus
+from pipelinejobs.config import BusSettings
 
 
 @pytest.fixture(params=["memory", "redis", "rabbitmq"])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import load_config
-from common.system import System
+from pipelinejobs.config import load_config
+from pipelinejobs.runtime.system import System
 
 from .conftest import finished, system_env, wait_for
 

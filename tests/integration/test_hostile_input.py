@@ -480,7 +480,7 @@ def cli_run(target: Target, *args: str) -> str:
         [
             sys.executable,
             "-m",
-            "common.cli",
+            "pipelinejobs.cli",
             "run",
             "--url",
             target.server.url,

@@ -202,7 +202,7 @@ def test_the_demo_walks_a_job_through_its_lifecycle(server: Server) -> None:
         "PIPELINEJOBS_KEY": server.admin_key,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", "demo"],
+        [sys.executable, "-m", "pipelinejobs.cli", "demo"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from common.keys import Principal
-from common.nonces import Nonces
-from common.store.base import QUARANTINE
+from pipelinejobs.access.keys import Principal
+from pipelinejobs.access.nonces import Nonces
+from pipelinejobs.adapters.store.base import QUARANTINE
 
 from .conftest import finished, system_env, wait_for
 

@@ -18,7 +18,7 @@ from .server import ROOT
 
 def cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", *args],
+        [sys.executable, "-m", "pipelinejobs.cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -36,7 +36,7 @@ def test_gunicorn_gateway_in_front_of_a_worker(tmp_path: Path, redis_url, worker
     workers.start(env, concurrency=1)
     log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "gateway", "--workers", "2"],
+        [sys.executable, "-m", "pipelinejobs.cli", "gateway", "--workers", "2"],
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -88,7 +88,7 @@ def test_gateway_refuses_the_in_process_broker(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
     env.update({"PIPELINEJOBS_SYSTEM_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", "gateway"],
+        [sys.executable, "-m", "pipelinejobs.cli", "gateway"],
         env=env,
         cwd=ROOT,
         capture_output=True,

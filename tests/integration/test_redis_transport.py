@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from kombu import Exchange, Queue
 
-from common.bus import redis_transport
-from common.bus.celery import make_app
-from common.config import BusSettings
+from pipelinejobs.adapters.bus import redis_transport
+from pipelinejobs.adapters.bus.celery import make_app
+from pipelinejobs.config import BusSettings
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import requests
 
-from common.keys import digest
-from common.store.base import encode_cursor
+from pipelinejobs.access.keys import digest
+from pipelinejobs.adapters.store.base import encode_cursor
 
 from .conftest import _free_port
 from .server import Server, start_server

@@ -19,7 +19,7 @@ APP = "serve-test-app"
 
 def cli(*args: str, data_dir: Path) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "pipelinejobs.cli", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -191,7 +191,7 @@ def test_the_cli_speaks_to_the_server(tmp_path: Path) -> None:
 
     def run(*args: str, ok: bool | None = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "common.cli", *args],
+            [sys.executable, "-m", "pipelinejobs.cli", *args],
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator, FormatChecker
 
-from common import schemas
-from common.errors import SchemaValidationError
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import SchemaValidationError
 
-SCHEMA_DIR = Path(schemas.__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(str(resources.files("pipelinejobs.schemas")))
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.json"))
 
 JOB_UUID = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
@@ -78,7 +79,7 @@ def test_schema_is_draft7_with_id_title_description(path: Path):
     doc = _load(path)
     Draft7Validator.check_schema(doc)
     assert doc["$schema"] == "http://json-schema.org/draft-07/schema#"
-    assert doc["$id"] == schemas.BASE_URI + path.name
+    assert doc["$id"] == validation.BASE_URI + path.name
     assert doc["$id"] == "https://schema.catalog.sd2e.org/schemas/" + path.name
     assert isinstance(doc.get("title"), str) and doc["title"]
     assert isinstance(doc.get("description"), str) and doc["description"]
@@ -87,7 +88,7 @@ def test_schema_is_draft7_with_id_title_description(path: Path):
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
 def test_every_ref_is_relative_and_resolves(path: Path):
     doc = _load(path)
-    resolver = schemas.registry().resolver(base_uri=doc["$id"])
+    resolver = validation.registry().resolver(base_uri=doc["$id"])
     for ref in _refs(doc):
         assert "://" not in ref, f"{path.name}: $ref {ref!r} is not relative"
         resolved = resolver.lookup(ref)
@@ -95,15 +96,15 @@ def test_every_ref_is_relative_and_resolves(path: Path):
 
 
 def test_registry_knows_every_file_by_id():
-    registry = schemas.registry()
+    registry = validation.registry()
     for path in SCHEMA_FILES:
-        assert registry.contents(schemas.BASE_URI + path.name) == _load(path)
+        assert registry.contents(validation.BASE_URI + path.name) == _load(path)
 
 
 def test_titles_are_exposed():
-    assert schemas.title("pipeline_manager_create") == "PipelinesDefinition"
-    assert schemas.title("pipelinejob_manager_event") == "PipelineJobManagerEvent"
-    assert schemas.title("agave_pipelinejob") == "AgavePipelineJob"
+    assert validation.title("pipeline_manager_create") == "PipelinesDefinition"
+    assert validation.title("pipelinejob_manager_event") == "PipelineJobManagerEvent"
+    assert validation.title("agave_pipelinejob") == "AgavePipelineJob"
 
 
 @pytest.fixture
@@ -115,13 +116,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    schemas.registry.cache_clear()
-    schemas.validator.cache_clear()
-    schemas.schema_documents.cache_clear()
+    validation.registry.cache_clear()
+    validation.validator.cache_clear()
+    validation.schema_documents.cache_clear()
     yield
-    schemas.registry.cache_clear()
-    schemas.validator.cache_clear()
-    schemas.schema_documents.cache_clear()
+    validation.registry.cache_clear()
+    validation.validator.cache_clear()
+    validation.schema_documents.cache_clear()
 
 
 def test_no_network_fixture_really_blocks(no_network):
@@ -132,9 +133,9 @@ def test_no_network_fixture_really_blocks(no_network):
 
 
 def test_cross_file_refs_validate_offline(no_network):
-    schemas.validate("pipelinejob_manager_event", {"uuid": JOB_UUID, "name": "finish"})
+    validation.validate("pipelinejob_manager_event", {"uuid": JOB_UUID, "name": "finish"})
     with pytest.raises(SchemaValidationError) as err:
-        schemas.validate("pipelinejob_manager_event", {"uuid": PIPELINE_UUID, "name": "finish"})
+        validation.validate("pipelinejob_manager_event", {"uuid": PIPELINE_UUID, "name": "finish"})
     assert err.value.path == "uuid"
 
     launch = {
@@ -143,18 +144,18 @@ def test_cross_file_refs_validate_offline(no_network):
         "archive_path": "agave://data-sd2e-community/products/v2/x",
         "processing_level": "2",
     }
-    schemas.validate("agave_pipelinejob", launch)
+    validation.validate("agave_pipelinejob", launch)
     with pytest.raises(SchemaValidationError) as err:
-        schemas.validate("agave_pipelinejob", {**launch, "archive_path": "/products/v2/x"})
+        validation.validate("agave_pipelinejob", {**launch, "archive_path": "/products/v2/x"})
     assert err.value.path == "archive_path"
     with pytest.raises(SchemaValidationError) as err:
-        schemas.validate("agave_pipelinejob", {**launch, "processing_level": "4"})
+        validation.validate("agave_pipelinejob", {**launch, "processing_level": "4"})
     assert err.value.path == "processing_level"
 
 
 def test_unknown_schema_name_is_a_key_error():
     with pytest.raises(KeyError):
-        schemas.validator("no_such_schema")
+        validation.validator("no_such_schema")
 
 
 TYPED_UUIDS = [
@@ -171,15 +172,15 @@ TYPED_UUIDS = [
 @pytest.mark.parametrize(("name", "prefix"), TYPED_UUIDS)
 def test_typed_uuid_prefixes(name: str, prefix: str):
     good = f"{prefix}3f4ff-c2b9-5190-bd9a-e6a406d9796a"
-    assert schemas.is_valid(name, good)
-    assert schemas.is_valid(name, "uri:urn:" + good)
+    assert validation.is_valid(name, good)
+    assert validation.is_valid(name, "uri:urn:" + good)
     for other, other_prefix in TYPED_UUIDS:
         if other != name:
-            assert not schemas.is_valid(name, f"{other_prefix}3f4ff-c2b9-5190-bd9a-e6a406d9796a")
-    assert not schemas.is_valid(name, good.upper())
-    assert not schemas.is_valid(name, good[:-1])
-    assert not schemas.is_valid(name, good + "0")
-    assert not schemas.is_valid(name, 1073)
+            assert not validation.is_valid(name, f"{other_prefix}3f4ff-c2b9-5190-bd9a-e6a406d9796a")
+    assert not validation.is_valid(name, good.upper())
+    assert not validation.is_valid(name, good[:-1])
+    assert not validation.is_valid(name, good + "0")
+    assert not validation.is_valid(name, 1073)
 
 
 def test_event_and_state_names():
@@ -213,13 +214,13 @@ def test_event_and_state_names():
         "RETIRED",
         "RESET",
     ]
-    assert sorted(schemas.schema_documents()["pipelinejob_eventname"]["enum"]) == sorted(events)
-    assert sorted(schemas.schema_documents()["pipelinejob_statename"]["enum"]) == sorted(states)
-    assert all(schemas.is_valid("pipelinejob_eventname", e) for e in events)
-    assert all(schemas.is_valid("pipelinejob_statename", s) for s in states)
-    assert not schemas.is_valid("pipelinejob_eventname", "explode")
-    assert not schemas.is_valid("pipelinejob_eventname", "FINISH")
-    assert not schemas.is_valid("pipelinejob_statename", "finished")
+    assert sorted(validation.schema_documents()["pipelinejob_eventname"]["enum"]) == sorted(events)
+    assert sorted(validation.schema_documents()["pipelinejob_statename"]["enum"]) == sorted(states)
+    assert all(validation.is_valid("pipelinejob_eventname", e) for e in events)
+    assert all(validation.is_valid("pipelinejob_statename", s) for s in states)
+    assert not validation.is_valid("pipelinejob_eventname", "explode")
+    assert not validation.is_valid("pipelinejob_eventname", "FINISH")
+    assert not validation.is_valid("pipelinejob_statename", "finished")
 
 
 @pytest.mark.parametrize(
@@ -262,9 +263,9 @@ def test_event_and_state_names():
 )
 def test_small_types(name: str, good: list[Any], bad: list[Any]):
     for value in good:
-        assert schemas.is_valid(name, value), value
+        assert validation.is_valid(name, value), value
     for value in bad:
-        assert not schemas.is_valid(name, value), value
+        assert not validation.is_valid(name, value), value
 
 
 # -- leaf schemas are inlined once; verdicts must not change ------------------------------
@@ -294,21 +295,21 @@ _SAMPLES = [
 ]
 
 
-@pytest.mark.parametrize("name", sorted(schemas.schema_documents()))
+@pytest.mark.parametrize("name", sorted(validation.schema_documents()))
 def test_inlining_leaf_schemas_changes_no_verdict(name: str) -> None:
     raw = Draft7Validator(
-        schemas.schema_documents()[name],
-        registry=schemas.registry(),
+        validation.schema_documents()[name],
+        registry=validation.registry(),
         format_checker=FormatChecker(),
     )
-    fast = schemas.validator(name)
+    fast = validation.validator(name)
     for instance in _SAMPLES:
         assert raw.is_valid(instance) == fast.is_valid(instance), instance
 
 
 def test_inlined_leaves_keep_their_names_in_errors() -> None:
-    fast = schemas.validator("pipelinejob_manager_event").schema
-    assert fast["properties"]["uuid"][schemas.INLINED] == "pipelinejob_uuid"
+    fast = validation.validator("pipelinejob_manager_event").schema
+    assert fast["properties"]["uuid"][validation.INLINED] == "pipelinejob_uuid"
     assert "$ref" not in fast["properties"]["uuid"]
 
 
@@ -317,8 +318,8 @@ def test_readable_ids_mean_the_same_to_python_and_to_ecma_262(kind: str) -> None
     """``\\S`` differs between the two (Python counts U+001C as a space, ECMA-262
     does not), so the patterns spell the spaces out; and ``$`` is the end of the text
     in both, not "before a final newline" as in Python's own ``re``."""
-    ref = {"$ref": f"{schemas.BASE_URI}agave_pipelinejob.json#/definitions/{kind}_ref"}
-    validator = schemas.Draft7(ref, registry=schemas.registry())
+    ref = {"$ref": f"{validation.BASE_URI}agave_pipelinejob.json#/definitions/{kind}_ref"}
+    validator = validation.Draft7(ref, registry=validation.registry())
 
     assert validator.is_valid(f"{kind}.tacc.abc-1")
     for bad in (f"{kind}.tacc.a\x1cb", f"{kind}.tacc.a b", f"{kind}.tacc.abc\n"):

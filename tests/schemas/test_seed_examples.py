@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 
-from common import schemas
-from common.errors import SchemaValidationError
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import SchemaValidationError
 
 
 def refusal(name: str, instance: Any) -> SchemaValidationError:
     """The error ``validate`` raises; fails the test if the instance is accepted."""
     with pytest.raises(SchemaValidationError) as err:
-        schemas.validate(name, instance)
-    assert not schemas.is_valid(name, instance)
+        validation.validate(name, instance)
+    assert not validation.is_valid(name, instance)
     return err.value
 
 
 def accepted(name: str, instance: Any) -> None:
-    schemas.validate(name, instance)
-    assert schemas.is_valid(name, instance)
+    validation.validate(name, instance)
+    assert validation.is_valid(name, instance)
 
 
 # -- Pipelines Manager ----------------------------------------------------------------

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from common import schemas
-from common.errors import SchemaValidationError
+from pipelinejobs.domain import validation
+from pipelinejobs.errors import SchemaValidationError
 
 NOW = "2024-05-01T12:00:00Z"
 SHA = "a" * 64
@@ -74,28 +74,28 @@ MINIMAL: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))
 def test_minimal_record_is_accepted(name: str):
-    schemas.validate(name, MINIMAL[name])
+    validation.validate(name, MINIMAL[name])
 
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))
 def test_each_required_field_is_required(name: str):
-    required = schemas.schema_documents()[name]["required"]
+    required = validation.schema_documents()[name]["required"]
     assert required
     for field in required:
         record = {k: v for k, v in MINIMAL[name].items() if k != field}
         with pytest.raises(SchemaValidationError) as err:
-            schemas.validate(name, record)
+            validation.validate(name, record)
         assert err.value.path == ""
         assert f"'{field}' is a required property" in str(err.value)
 
 
 @pytest.mark.parametrize("name", sorted(MINIMAL))
 def test_unknown_field_is_refused(name: str):
-    assert not schemas.is_valid(name, {**MINIMAL[name], "surprise": 1})
+    assert not validation.is_valid(name, {**MINIMAL[name], "surprise": 1})
 
 
 def test_required_fields_are_as_designed():
-    docs = schemas.schema_documents()
+    docs = validation.schema_documents()
     assert set(docs["pipelinejob_event"]["required"]) == {"uuid", "name", "date", "data"}
     assert set(docs["pipeline"]["required"]) == {
         "uuid",
@@ -254,8 +254,8 @@ def test_field_constraints(
 ):
     instance = {**record, **change}
     if path is None:
-        schemas.validate(name, instance)
+        validation.validate(name, instance)
     else:
         with pytest.raises(SchemaValidationError) as err:
-            schemas.validate(name, instance)
+            validation.validate(name, instance)
         assert err.value.path == path

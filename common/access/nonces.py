@@ -1,0 +1,247 @@
+"""Nonces (Abaco semantics): single-purpose credentials in a URL.
+
+A nonce lets a compute backend call back without holding a user's key: it is
+created on one actor, with a level (READ < EXECUTE < UPDATE), a number of uses
+(``maxUses``, -1 for unlimited) and optionally an expiry, and is presented as
+``?x-nonce=<id>``. The id is shown once; only its SHA-256 is stored. Each use is one
+compare-and-set that decrements the remaining uses, so two concurrent last uses
+cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from pipelinejobs.access.keys import Principal, digest
+from pipelinejobs.adapters.store.base import QUARANTINE, Document, Store, not_found
+from pipelinejobs.adapters.store.codec import set_aside
+from pipelinejobs.domain.clock import Clock, iso, now, parse, system_clock
+from pipelinejobs.errors import (
+    CorruptDocument,
+    InvalidCredential,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+
+LEVELS = ("READ", "EXECUTE", "UPDATE")
+PREFIX = "PJ_"
+#: Most uses a nonce may have (beyond: -1, unlimited).
+MAX_USES = 1_000_000_000
+#: Longest lifetime of a nonce, in seconds: ten years of 365.25 days.
+MAX_LIFETIME = 315_576_000
+MAX_DESCRIPTION = 1024
+#: How a nonce is named in a URL: the listed id (a prefix of its hash, 12 hex
+#: characters or more) or the id itself (``PJ_`` and 24 URL-safe characters).
+ID_FORM = re.compile(r"[0-9a-f]{12,64}|" + PREFIX + r"[A-Za-z0-9_-]{24}")
+
+
+def check_request(level: Any, max_uses: Any, description: Any, expires_in: Any) -> None:
+    """Refuse (400, naming the field) what no nonce can be: the bounds of
+    schemas/nonce_request.json, checked again here for callers that are not the
+    gateway. A lifetime is bounded so the expiry stays a date the clock can write."""
+    if level not in LEVELS:
+        raise ValidationError(
+            f"level must be one of {', '.join(LEVELS)}, not {level!r}",
+            path="level",
+            allowed=list(LEVELS),
+        )
+    if (
+        isinstance(max_uses, bool)
+        or not isinstance(max_uses, int)
+        or not (max_uses == -1 or 1 <= max_uses <= MAX_USES)
+    ):
+        raise ValidationError(
+            f"maxUses must be -1 (unlimited) or an integer from 1 to {MAX_USES}, not {max_uses!r}",
+            path="maxUses",
+        )
+    if expires_in is not None and (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not 0 < expires_in <= MAX_LIFETIME
+    ):
+        raise ValidationError(
+            f"expiresIn must be a number of seconds above 0 and at most {MAX_LIFETIME} "
+            f"(ten years), not {expires_in!r}",
+            path="expiresIn",
+        )
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise ValidationError(
+            f"description must be a string of at most {MAX_DESCRIPTION} characters",
+            path="description",
+        )
+
+
+def level_rank(level: str) -> int:
+    return LEVELS.index(level)
+
+
+def public(doc: Document) -> dict[str, Any]:
+    """A nonce as the API lists it: no secret (the id hash stays internal too)."""
+    return {
+        "id": doc["id"][:12],
+        "actorId": doc["actor"],
+        "level": doc["level"],
+        "maxUses": doc["max_uses"],
+        "remainingUses": doc["remaining_uses"],
+        "description": doc.get("description", ""),
+        "owner": doc["owner"][:12],
+        "createTime": doc["created"],
+        "expires": doc.get("expires"),
+    }
+
+
+class Nonces:
+    """Create, redeem, list and delete nonces."""
+
+    collection = "nonces"
+
+    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def create(
+        self,
+        actor: str,
+        owner: Principal,
+        *,
+        level: str = "EXECUTE",
+        max_uses: Any = -1,
+        description: str = "",
+        expires_in: Any = None,
+    ) -> tuple[str, Document]:
+        """A new nonce on ``actor``: (the id, shown only now; the stored record)."""
+        check_request(level, max_uses, description, expires_in)
+        expires = None if expires_in is None else iso(self.clock() + float(expires_in))
+        secret = PREFIX + secrets.token_urlsafe(18)
+        doc = {
+            "id": digest(secret),
+            "actor": actor,
+            "level": level,
+            "max_uses": max_uses,
+            "remaining_uses": max_uses,
+            "description": description,
+            "owner": owner.owner,
+            "role": owner.role,
+            "created": now(self.clock),
+            "expires": expires,
+        }
+        return secret, self.store.insert(self.collection, doc)
+
+    def redeem(
+        self,
+        secret: str,
+        actor: str,
+        needed: str,
+        *,
+        check_owner: Callable[[str], None] | None = None,
+    ) -> Principal:
+        """Use a nonce once for a request to ``actor`` needing level ``needed``.
+
+        InvalidCredential (401) when it does not exist, is used up or expired;
+        PermissionDenied (403) when it is for another actor or too low a level.
+        ``check_owner`` is called with the owner's key id before a use is spent and
+        raises if the owner may no longer act (a revoked key).
+        """
+        nonce_id = digest(secret)
+        for _ in range(1000):
+            doc = self._stored(nonce_id)
+            if doc["actor"] != actor:
+                raise PermissionDenied(f"the nonce is for actor {doc['actor']}, not {actor}")
+            if level_rank(doc["level"]) < level_rank(needed):
+                raise PermissionDenied(
+                    f"the nonce's level {doc['level']} does not allow this ({needed} needed)"
+                )
+            if doc.get("expires") and parse(doc["expires"]) <= self.clock():
+                raise InvalidCredential(f"the nonce expired at {doc['expires']}")
+            remaining = doc["remaining_uses"]
+            if remaining == 0:
+                raise InvalidCredential("the nonce has no uses left")
+            if check_owner is not None:
+                check_owner(doc["owner"])
+            principal = Principal(
+                "nonce", doc["id"], doc.get("role", "user"), doc["owner"], (actor,), doc["level"]
+            )
+            if remaining == -1:
+                return principal
+            if (
+                self.store.update(
+                    self.collection,
+                    nonce_id,
+                    version=doc["version"],
+                    set={"remaining_uses": remaining - 1},
+                )
+                is not None
+            ):
+                return principal
+        raise InvalidCredential("the nonce is too contended to use; try again")
+
+    def _stored(self, nonce_id: str) -> Document:
+        """The nonce to redeem; InvalidCredential (401) saying why when there is none.
+
+        A corrupt one can never be used: it is set aside here, where it is first met
+        on a write path, so the credential fails with a reason instead of a 500 on every
+        request presenting it; one set aside earlier is named as quarantined."""
+        try:
+            doc = self.store.get(self.collection, nonce_id)
+        except CorruptDocument as exc:
+            set_aside(self.store, exc)
+            raise InvalidCredential(
+                f"the nonce cannot be used: its record was corrupt ({exc.reason}) and was "
+                f"moved to the quarantine"
+            ) from exc
+        if doc is None:
+            message = "the nonce is not known (wrong, or deleted)"
+            missing = not_found(self.store, self.collection, nonce_id, message)
+            raise InvalidCredential(missing.message)
+        return doc
+
+    def refund(self, nonce_id: str) -> None:
+        """Give back the use a request spent, when the request was then refused as
+        malformed (bad input changes nothing, so it should cost nothing either). A
+        compare-and-set like the spend; an unlimited or deleted nonce is left alone."""
+        for _ in range(1000):
+            doc = self.store.get(self.collection, nonce_id)
+            if doc is None or doc["remaining_uses"] == -1:
+                return
+            uses = int(doc["remaining_uses"]) + 1
+            if self.store.update(
+                self.collection, nonce_id, version=doc["version"], set={"remaining_uses": uses}
+            ):
+                return
+
+    def list(self, actor: str) -> list[Document]:
+        return self.store.find(
+            self.collection, {"actor": actor}, order="created", limit=10_000
+        ).items
+
+    def find(self, actor: str, prefix: str) -> Document:
+        """A nonce of ``actor`` by the id prefix the API shows (12 or more hex
+        characters of its hash) or by the id itself; NotFound for anything else."""
+        if not ID_FORM.fullmatch(prefix):
+            raise NotFound(
+                f"no nonce {prefix!r} on actor {actor}: a nonce is named by the id listed "
+                f"(12 to 64 hex characters) or the id it was created with",
+                nonce=prefix,
+            )
+        wanted = digest(prefix) if prefix.startswith(PREFIX) else prefix
+        page = self.store.find(self.collection, {"actor": actor}, order="created", limit=10_000)
+        matches = [n for n in page.items if n["id"].startswith(wanted)]
+        if len(matches) == 1:
+            return matches[0]
+        message = f"no nonce {prefix!r} on actor {actor}"
+        corrupt = [c for c in page.skipped if str(c.key).startswith(wanted)]
+        if not matches and len(corrupt) == 1:
+            raise corrupt[0]  # 500 naming the record: it is there, but cannot be read
+        if not matches:
+            gone = self.store.find(QUARANTINE, {"collection": self.collection}, limit=10_000)
+            named = [e for e in gone.items if str(e.get("key")).startswith(wanted)]
+            if len(named) == 1:
+                raise not_found(self.store, self.collection, named[0]["key"], message, nonce=prefix)
+        raise NotFound(message, nonce=prefix)
+
+    def delete(self, actor: str, prefix: str) -> None:
+        self.store.delete(self.collection, self.find(actor, prefix)["id"])

@@ -1,0 +1,338 @@
+"""The document store interface every backend implements.
+
+Six collections of JSON documents (pipelines, jobs, files, executions, nonces, keys),
+each keyed by one field, and a seventh, ``quarantine``, for records set aside. The
+interface is deliberately small — the operations the system needs, not a query
+language:
+
+* ``insert`` a new document (refused if its key exists),
+* ``get`` one by key,
+* ``update`` one by **compare-and-set** on its ``version``: top-level fields are set,
+  items are appended to arrays, and the version goes up by one, all or nothing;
+  a stale version returns ``None`` and the caller re-reads and retries,
+* ``put_many`` upserts in batches (the indexer's file records),
+* ``find`` a page filtered on the collection's indexed fields, with a keyset cursor,
+* ``count`` (optionally grouped by an indexed field), ``delete``,
+* ``quarantine`` a record that cannot be read or handled: its raw content moves to the
+  ``quarantine`` collection, so one poisoned record never blocks the others.
+
+Backends write strict JSON only and read defensively (:mod:`pipelinejobs.adapters.store.codec`): a
+stored record that cannot be decoded is a ``CorruptDocument`` from ``get`` and
+``update``, and ``find`` skips it (listing it in ``Page.skipped``) instead of failing
+the whole page.
+
+Every stored document carries ``version`` (0 when inserted). Backends return
+copies: mutating a returned document never changes the store.
+
+All backends agree on the edge cases (tests/common/store checks them): a filter
+value ``None`` matches a missing or null field (on an array field: one with no
+members), alone or inside ``In``; missing and null sort first ascending and last
+descending, ties broken by the key in the same direction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelinejobs.domain.clock import now
+from pipelinejobs.errors import CorruptDocument, NotFound, Quarantined, StoreError
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection is keyed and filtered by."""
+
+    name: str
+    key: str
+    #: Scalar top-level fields that ``find``/``count`` may filter, sort or group on.
+    indexed: tuple[str, ...] = ()
+    #: Array fields whose members ``find`` may filter on ("jobs whose child_of has X").
+    multi: tuple[str, ...] = ()
+    #: Compound indexes (each followed by the key) for the filters + orders the API
+    #: uses most: with them a filtered, sorted page is an index range scan at any size
+    #: instead of a sort of every matching document.
+    compound: tuple[tuple[str, ...], ...] = ()
+    #: Indexed fields only ever filtered together with a leading compound field
+    #: (files' level within a job): they get a column but no index of their own.
+    unindexed: tuple[str, ...] = ()
+
+    def filterable(self) -> tuple[str, ...]:
+        return (self.key, *self.indexed, *self.multi)
+
+    def single_indexes(self) -> tuple[str, ...]:
+        """Indexed fields that need an index of their own: a field that leads a
+        compound index is already served by it, and every extra index is paid for on
+        every write (the indexer writes one record per file)."""
+        leading = {fields[0] for fields in self.compound}
+        return tuple(f for f in self.indexed if f not in leading and f not in self.unindexed)
+
+
+COLLECTIONS: dict[str, CollectionSpec] = {
+    spec.name: spec
+    for spec in (
+        CollectionSpec(
+            "pipelines", "uuid", ("status", "name", "created", "updated"), ("component_ids",)
+        ),
+        CollectionSpec(
+            "jobs",
+            "uuid",
+            ("state", "pipeline_uuid", "created", "updated"),
+            ("child_of",),
+            (
+                ("state", "created"),
+                ("pipeline_uuid", "created"),
+                ("state", "pipeline_uuid", "created"),
+                ("state", "updated"),
+            ),
+        ),
+        CollectionSpec(
+            "files",
+            "uuid",
+            ("job_uuid", "level", "path", "present", "updated"),
+            ("child_of", "generated_by"),
+            (("job_uuid", "path"), ("job_uuid", "present"), ("job_uuid", "level", "path")),
+            ("level", "path", "present", "updated"),
+        ),
+        CollectionSpec(
+            "executions",
+            "id",
+            ("actor", "status", "created", "updated"),
+            (),
+            (("actor", "created"), ("actor", "status", "created"), ("status", "updated")),
+        ),
+        CollectionSpec("nonces", "id", ("actor", "owner", "created")),
+        CollectionSpec("keys", "id", ("role", "created")),
+        CollectionSpec("quarantine", "id", ("collection", "date")),
+    )
+}
+
+#: Where ``Store.quarantine`` puts records set aside: ``{id: "<collection>/<key>",
+#: collection, key, reason, date, raw}``, ``raw`` being the stored content as text.
+QUARANTINE = "quarantine"
+
+
+def quarantine_id(collection: str, key: Any) -> str:
+    """The quarantine entry of record ``key`` of ``collection``."""
+    return f"{collection}/{key}"
+
+
+def not_found(store: Store, collection: str, key: Any, message: str, **detail: Any) -> NotFound:
+    """The error for record ``key`` of ``collection`` being absent: Quarantined (still
+    404) with the reason when it was set aside, so a caller learns why it is gone
+    instead of being told it never existed; NotFound with ``message`` otherwise. Only
+    asked after a miss, so it costs nothing when the record is there."""
+    entry = store.get(QUARANTINE, quarantine_id(collection, key))
+    if entry is None:
+        return NotFound(message, **detail)
+    return Quarantined(
+        f"{message}: quarantined: {entry.get('reason')} (set aside {entry.get('date')}; "
+        f"an operator sees it with `pipelinejobs quarantine`)",
+        **detail,
+    )
+
+
+@dataclass(frozen=True)
+class In:
+    """Filter: the field equals one of ``values``."""
+
+    values: tuple[Any, ...]
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        object.__setattr__(self, "values", tuple(values))
+
+
+@dataclass(frozen=True)
+class Range:
+    """Filter: ``gte <= field < lt`` (either bound optional). Compares as stored
+    (ISO-8601 date strings compare correctly as text)."""
+
+    gte: Any = None
+    lt: Any = None
+
+
+Filter = Mapping[str, Any]  # field -> scalar (equality / membership), In or Range
+
+
+@dataclass
+class Page:
+    """One page of ``find``: the documents and the cursor for the next page (or None)."""
+
+    items: list[Document] = field(default_factory=list)
+    next: str | None = None
+    #: Records that matched but could not be read, left out of ``items``: the caller
+    #: may quarantine them (``next`` still moves past them).
+    skipped: list[CorruptDocument] = field(default_factory=list)
+
+
+def encode_cursor(order_value: Any, key: Any) -> str:
+    raw = json.dumps([order_value, key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, Any]:
+    """The (sort value, key) a cursor points after; StoreError names a bad one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        # Only the [value, key] pair encode_cursor makes: a tampered "ab" would
+        # otherwise unpack into ("a", "b") and page from a made-up position.
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError("not a [value, key] pair")
+        order_value, key = decoded
+    except (ValueError, TypeError) as exc:
+        raise StoreError(
+            f"cursor {cursor!r} is not one this service issued", path="cursor"
+        ) from exc
+    return order_value, key
+
+
+class Store(ABC):
+    """A document store. See the module docstring for the contract."""
+
+    def spec(self, collection: str) -> CollectionSpec:
+        try:
+            return COLLECTIONS[collection]
+        except KeyError:
+            raise StoreError(
+                f"unknown collection {collection!r}; known: {', '.join(COLLECTIONS)}"
+            ) from None
+
+    def check_filter(self, collection: str, where: Filter | None, *names: str | None) -> None:
+        """Refuse filters, sorts and groupings on fields the collection does not index.
+
+        ``names`` are sort or group fields: those must be scalar, so an array (multi)
+        field is refused there, and a Range on one is refused too — every backend
+        would otherwise do something different with it (compare lists, crash, match
+        any member).
+        """
+        spec = self.spec(collection)
+        allowed = spec.filterable()
+        for name in [*(where or {}), *[n for n in names if n]]:
+            if name not in allowed:
+                raise StoreError(
+                    f"{collection} cannot be filtered or sorted on {name!r}; "
+                    f"indexed fields: {', '.join(allowed)}",
+                    path=name,
+                )
+        for name in spec.multi:
+            if name in names or isinstance((where or {}).get(name), Range):
+                raise StoreError(
+                    f"{collection} can only filter the array field {name!r} by member",
+                    path=name,
+                )
+
+    def check_change(
+        self, collection: str, set: Mapping[str, Any] | None, push: Mapping[str, Any] | None
+    ) -> None:
+        """Refuse an update that touches the key or ``version``: the backends would
+        disagree (SQLite would fork the row under a new key, MongoDB reject ``version``
+        in ``$set`` next to ``$inc``), and both are the store's to manage."""
+        key = self.spec(collection).key
+        for name in (key, "version"):
+            if name in (set or {}) or name in (push or {}):
+                raise StoreError(f"an update cannot change {collection} {name!r}", path=name)
+
+    def key_of(self, collection: str, doc: Mapping[str, Any]) -> Any:
+        key = self.spec(collection).key
+        if doc.get(key) in (None, ""):
+            raise StoreError(f"a {collection} document needs its key field {key!r}", path=key)
+        return doc[key]
+
+    @abstractmethod
+    def insert(self, collection: str, doc: Document) -> Document:
+        """Store a new document at version 0; DuplicateDocument if the key exists."""
+
+    @abstractmethod
+    def get(self, collection: str, key: Any) -> Document | None:
+        """The document with this key, or None."""
+
+    @abstractmethod
+    def update(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        push: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Document | None:
+        """Compare-and-set. If the stored version is ``version``: set the top-level
+        fields in ``set``, append the items of each ``push`` list to that array field,
+        increment the version, and return the new document — atomically. If the version
+        differs return None and change nothing. NotFound if there is no such document."""
+
+    @abstractmethod
+    def put_many(self, collection: str, docs: Sequence[Document]) -> int:
+        """Upsert documents by key (a replaced document's version goes up by one).
+        Returns how many were written. Used for batches, not for contended updates."""
+
+    @abstractmethod
+    def delete(self, collection: str, key: Any) -> bool:
+        """Remove a document; True if it existed."""
+
+    @abstractmethod
+    def find(
+        self,
+        collection: str,
+        where: Filter | None = None,
+        *,
+        order: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        """A page of documents matching ``where``, ordered by ``order`` (default the key)
+        then the key; ``after`` is the previous page's ``next`` cursor."""
+
+    @abstractmethod
+    def count(
+        self, collection: str, where: Filter | None = None, *, group_by: str | None = None
+    ) -> int | dict[Any, int]:
+        """How many documents match; with ``group_by``, a dict of value -> count."""
+
+    def quarantine(self, collection: str, key: Any, reason: str) -> bool:
+        """Set record ``key`` of ``collection`` aside: its raw content (whatever is
+        stored, even text that does not decode) goes to the ``quarantine`` collection
+        with the collection, key, reason and date, and the record (with its side-table
+        rows) leaves its collection — in one step. False if it was already gone.
+
+        A record quarantined again (its key stored and damaged anew) replaces its
+        earlier entry: the entry says what was last set aside and why.
+        """
+        if collection == QUARANTINE:
+            raise StoreError("a quarantine entry cannot itself be quarantined")
+        spec = self.spec(collection)
+        date = now()
+
+        def entry(raw: str) -> Document:
+            return {
+                "id": quarantine_id(collection, key),
+                "collection": collection,
+                "key": key,
+                "reason": reason,
+                "date": date,
+                "raw": raw,
+                "version": 0,
+            }
+
+        return self._quarantine(spec, key, entry)
+
+    @abstractmethod
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        """The backend's primitive under :meth:`quarantine`: atomically read record
+        ``key``'s raw content, store ``entry(raw as text)`` in the quarantine (replacing
+        an entry with its id), and delete the record and its side-table rows. False,
+        changing nothing, if there is no such record."""
+
+    def ping(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Raise StoreUnavailable if the backend cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release connections."""

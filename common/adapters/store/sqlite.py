@@ -1,0 +1,349 @@
+"""SQLite store: the embedded default, one file under the data directory.
+
+Each collection is a table holding the JSON document, its version, and one indexed
+column per filterable field; array fields that can be filtered on by member
+(``child_of``) get a side table. The file runs in WAL mode, so readers never block
+the writer, and every write is a ``BEGIN IMMEDIATE`` transaction: the version
+check, the new document and its index rows commit together or not at all. That
+makes ``update`` a real compare-and-set across threads *and* processes sharing the
+file; ``busy_timeout`` makes a writer wait for another process's lock instead of
+failing. Connections (per thread and process) are
+:mod:`pipelinejobs.adapters.store.sqlite_connections`'s;
+tables are created on first use, not at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pipelinejobs.adapters.store.base import (
+    COLLECTIONS,
+    QUARANTINE,
+    CollectionSpec,
+    Document,
+    Filter,
+    Page,
+    Store,
+    decode_cursor,
+    encode_cursor,
+)
+from pipelinejobs.adapters.store.codec import loads, raw_text, report_corrupt
+from pipelinejobs.adapters.store.sqlite_connections import SQLiteConnections
+from pipelinejobs.adapters.store.sqlite_query import (
+    after_clause,
+    column,
+    dumps,
+    scalar,
+    schema_statements,
+    side_table,
+    update_statement,
+    where_clauses,
+)
+from pipelinejobs.errors import CorruptDocument, DuplicateDocument, NotFound
+
+#: The document column as bytes, decoded by
+#: :func:`pipelinejobs.adapters.store.codec.loads`: text that
+#: is not UTF-8 is then a CorruptDocument, not an error inside sqlite3 naming no record.
+DOC = "CAST(doc AS BLOB)"
+
+
+class SQLiteStore(SQLiteConnections, Store):
+    """Documents in one SQLite file; safe for many threads and several processes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        # The connections keep a lock of their own: _create holds _ready_lock while it
+        # opens a connection.
+        super().__init__(path, busy_timeout=busy_timeout)
+        self._ready: set[str] = set()
+        self._ready_lock = threading.Lock()
+
+    def _table(self, collection: str) -> CollectionSpec:
+        spec = self.spec(collection)
+        if collection in self._ready:
+            return spec
+        with self._ready_lock:
+            if collection not in self._ready:
+                self._create(spec)
+                self._ready.add(collection)
+        return spec
+
+    def _create(self, spec: CollectionSpec) -> None:
+        with self._write() as conn:
+            for sql in schema_statements(spec):
+                conn.execute(sql)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _write_row(
+        self,
+        conn: sqlite3.Connection,
+        spec: CollectionSpec,
+        doc: Document,
+        *,
+        replace: bool,
+        multi_changed: Sequence[str] | None = None,
+    ) -> None:
+        key = doc[spec.key]
+        values = [
+            key,
+            doc["version"],
+            dumps(doc, spec.name, key),
+            *(scalar(doc.get(f)) for f in spec.indexed),
+        ]
+        cols = ", ".join(["k", "version", "doc", *(column(f) for f in spec.indexed)])
+        marks = ", ".join("?" * len(values))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        conn.execute(f'{verb} INTO "{spec.name}" ({cols}) VALUES ({marks})', values)
+        for f in spec.multi if multi_changed is None else multi_changed:
+            conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
+            members = {scalar(v) for v in (doc.get(f) or []) if v is not None}
+            conn.executemany(
+                f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
+                [(v, key) for v in members],
+            )
+
+    def insert(self, collection: str, doc: Document) -> Document:
+        spec = self._table(collection)
+        self.key_of(collection, doc)
+        stored = {**doc, "version": 0}
+        try:
+            with self._write() as conn:
+                self._write_row(conn, spec, stored, replace=False)
+        except sqlite3.IntegrityError as exc:
+            key = doc[spec.key]
+            raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
+        return json.loads(dumps(stored, collection, doc[spec.key]))
+
+    def get(self, collection: str, key: Any) -> Document | None:
+        """The record, or None; CorruptDocument if what is stored cannot be read."""
+        spec = self._table(collection)
+        row = (
+            self._conn().execute(f'SELECT {DOC} FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+        )
+        return loads(row[0], spec, key) if row else None
+
+    def update(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        push: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Document | None:
+        """The compare-and-set as one ``UPDATE ... WHERE version = ? RETURNING doc``.
+
+        The new document is made by SQLite's JSON functions (``json_set`` for the set
+        fields, ``json_insert`` at ``[#]`` for the pushed items), so the stored document
+        is never decoded and re-encoded in Python, and only the indexes of columns that
+        change are touched. A single statement is atomic; no transaction is needed.
+        A stored document those functions refuse ("malformed JSON") is a
+        CorruptDocument.
+        """
+        self.check_change(collection, set, push)
+        spec = self._table(collection)
+        fields = dict(set or {})
+        items = {name: list(values) for name, values in (push or {}).items()}
+        if any(f in spec.multi for f in (*fields, *items)):
+            return self._update_rewriting(spec, key, version, fields, items)
+        sql, args = update_statement(spec, key, version, fields, items)
+        with self._process_write_lock():
+            try:
+                row = self._conn().execute(sql, args).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "malformed JSON" not in str(exc):
+                    raise
+                reason = "SQLite's JSON functions cannot apply an update to it (malformed JSON)"
+                raise CorruptDocument(collection, key, reason) from exc
+            if row is None:
+                exists = (
+                    self._conn()
+                    .execute(f'SELECT 1 FROM "{spec.name}" WHERE k = ?', (key,))
+                    .fetchone()
+                )
+                if exists is None:
+                    raise NotFound(f"no {collection} document {key}", key=key)
+                return None
+        return loads(row[0], spec, key)
+
+    def _update_rewriting(
+        self,
+        spec: CollectionSpec,
+        key: Any,
+        version: int,
+        set: dict[str, Any],
+        push: dict[str, list[Any]],
+    ) -> Document | None:
+        """The compare-and-set for changes to array fields with side tables: read,
+        change and rewrite the row and its side-table rows in one transaction."""
+        with self._write() as conn:
+            row = conn.execute(
+                f'SELECT version, {DOC} FROM "{spec.name}" WHERE k = ?', (key,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no {spec.name} document {key}", key=key)
+            if row[0] != version:
+                return None
+            doc = loads(row[1], spec, key)
+            doc.update(json.loads(dumps(set, spec.name, key)))
+            for name, items in push.items():
+                doc[name] = list(doc.get(name) or []) + json.loads(dumps(items, spec.name, key))
+            doc["version"] = version + 1
+            touched = [f for f in spec.multi if f in set or f in push]
+            self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
+        return doc
+
+    def put_many(self, collection: str, docs: Sequence[Document]) -> int:
+        """Upsert a batch in one transaction with one statement per table, not one per
+        document: the indexer writes a record per file, so per-row calls dominate."""
+        spec = self._table(collection)
+        if not docs:
+            return 0
+        keys = [self.key_of(collection, d) for d in docs]
+        with self._write() as conn:
+            versions: dict[Any, int] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                versions.update(
+                    conn.execute(
+                        f'SELECT k, version FROM "{spec.name}" WHERE k IN ({marks})', chunk
+                    )
+                )
+            latest: dict[Any, Document] = {}
+            for key, doc in zip(keys, docs, strict=True):
+                versions[key] = versions[key] + 1 if key in versions else 0
+                latest[key] = {**doc, "version": versions[key]}
+            cols = ", ".join(["k", "version", "doc", *(column(f) for f in spec.indexed)])
+            marks = ", ".join("?" * (3 + len(spec.indexed)))
+            conn.executemany(
+                f'INSERT OR REPLACE INTO "{spec.name}" ({cols}) VALUES ({marks})',
+                [
+                    [
+                        key,
+                        doc["version"],
+                        dumps(doc, spec.name, key),
+                        *(scalar(doc.get(f)) for f in spec.indexed),
+                    ]
+                    for key, doc in latest.items()
+                ],
+            )
+            written = list(latest)
+            for f in spec.multi:
+                for start in range(0, len(written), 500):
+                    chunk = written[start : start + 500]
+                    conn.execute(
+                        f"DELETE FROM {side_table(spec, f)} WHERE k IN "
+                        f"({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                conn.executemany(
+                    f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
+                    [
+                        (v, key)
+                        for key, doc in latest.items()
+                        for v in {scalar(m) for m in (doc.get(f) or []) if m is not None}
+                    ],
+                )
+        return len(docs)
+
+    def delete(self, collection: str, key: Any) -> bool:
+        spec = self._table(collection)
+        with self._write() as conn:
+            gone = conn.execute(f'DELETE FROM "{spec.name}" WHERE k = ?', (key,)).rowcount
+            for f in spec.multi:
+                conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
+        return gone > 0
+
+    def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
+        """Read the raw text, write the entry and delete the row and its side-table
+        rows in one IMMEDIATE transaction: no reader sees the record in both places
+        or in neither."""
+        target = self._table(QUARANTINE)
+        self._table(spec.name)
+        with self._write() as conn:
+            row = conn.execute(f'SELECT {DOC} FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+            if row is None:
+                return False
+            self._write_row(conn, target, entry(raw_text(row[0])), replace=True)
+            conn.execute(f'DELETE FROM "{spec.name}" WHERE k = ?', (key,))
+            for f in spec.multi:
+                conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
+        return True
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def find(
+        self,
+        collection: str,
+        where: Filter | None = None,
+        *,
+        order: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page:
+        spec = self._table(collection)
+        self.check_filter(collection, where, order)
+        order = order or spec.key
+        limit = max(limit, 0)
+        clauses, args = where_clauses(spec, where)
+        col = "k" if order == spec.key else column(order)
+        direction = "DESC" if descending else "ASC"
+        if after is not None:
+            value, key = decode_cursor(after)
+            clause, extra = after_clause(col, value, key, descending)
+            clauses.append(clause)
+            args.extend(extra)
+        sql = f'SELECT k, {col}, {DOC} FROM "{spec.name}"'
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {col} {direction}, k {direction} LIMIT ?"
+        rows = self._conn().execute(sql, [*args, limit + 1]).fetchall()
+        page = Page()
+        for key, _, raw in rows[:limit]:
+            try:
+                page.items.append(loads(raw, spec, key))
+            except CorruptDocument as exc:  # one bad row must not fail the page
+                report_corrupt(exc)
+                page.skipped.append(exc)
+        if len(rows) > limit and limit:
+            # From the row, not the document: the last row may be one skipped.
+            page.next = encode_cursor(rows[limit - 1][1], rows[limit - 1][0])
+        return page
+
+    def count(
+        self, collection: str, where: Filter | None = None, *, group_by: str | None = None
+    ) -> int | dict[Any, int]:
+        spec = self._table(collection)
+        self.check_filter(collection, where, group_by)
+        clauses, args = where_clauses(spec, where)
+        cond = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        conn = self._conn()
+        if group_by is None:
+            return int(
+                conn.execute(f'SELECT COUNT(*) FROM "{spec.name}"{cond}', args).fetchone()[0]
+            )
+        # The column holds true/false as 1/0; the document's JSON type tells them
+        # apart, so the groups come back as the booleans MongoDB would return. Only
+        # those rows are parsed, and only valid JSON: a corrupt row is counted by its
+        # column rather than failing the count ("malformed JSON").
+        col = "k" if group_by == spec.key else column(group_by)
+        kind = f"CASE WHEN {col} IN (0, 1) AND json_valid(doc) THEN json_type(doc, ?) END"
+        rows = conn.execute(
+            f'SELECT {col}, {kind}, COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
+            [f'$."{group_by}"', *args],
+        ).fetchall()
+        counts: dict[Any, int] = {}
+        for value, kind, n in rows:
+            value = value == 1 if kind in ("true", "false") else value
+            counts[value] = counts.get(value, 0) + n
+        return counts
+
+
+__all__ = ["SQLiteStore", "COLLECTIONS"]

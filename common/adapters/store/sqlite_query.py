@@ -1,0 +1,163 @@
+"""SQL for the SQLite store: filters, keyset paging and the JSON compare-and-set.
+
+Kept apart from :mod:`pipelinejobs.adapters.store.sqlite` (connections, transactions, schema) so
+each reads as one concern. Column and table names come only from the collection
+specs in :mod:`pipelinejobs.adapters.store.base`, never from callers, and every value is a bound
+parameter. Every JSON text bound here is made by the strict :func:`dumps` of
+:mod:`pipelinejobs.adapters.store.codec`, so SQLite's JSON functions never meet NaN or a lone
+surrogate from us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipelinejobs.adapters.store.base import CollectionSpec, Filter, In, Range
+from pipelinejobs.adapters.store.codec import dumps
+
+
+def column(field: str) -> str:
+    return f'"f_{field}"'
+
+
+def side_table(spec: CollectionSpec, field: str) -> str:
+    return f'"{spec.name}__{field}"'
+
+
+def scalar(value: Any) -> Any:
+    """What an indexed column holds: scalars as they are, anything else as JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return dumps(value)
+
+
+def schema_statements(spec: CollectionSpec) -> list[str]:
+    """The tables and indexes of one collection (all ``IF NOT EXISTS``): the document
+    table with a column per indexed field, its compound and single indexes, and a
+    side table per array field for membership filters."""
+    cols = "".join(f", {column(f)}" for f in spec.indexed)
+    statements = [
+        f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
+        f"version INTEGER NOT NULL, doc TEXT NOT NULL{cols})"
+    ]
+    for fields in spec.compound:
+        columns = ", ".join(column(f) for f in fields)
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
+            f"({columns}, k)"
+        )
+    for f in spec.single_indexes():
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}_{f}" ON "{spec.name}" ({column(f)}, k)'
+        )
+    for f in spec.multi:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {side_table(spec, f)} (v TEXT NOT NULL, "
+            f"k TEXT NOT NULL, PRIMARY KEY (v, k)) WITHOUT ROWID"
+        )
+        statements.append(
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}__{f}_k" ON {side_table(spec, f)} (k)'
+        )
+    return statements
+
+
+def _path(field: str) -> str:
+    """A JSON path to a top-level field (field names are plain identifiers)."""
+    return f'$."{field}"'
+
+
+def update_statement(
+    spec: CollectionSpec,
+    key: Any,
+    version: int,
+    set: Mapping[str, Any],
+    push: Mapping[str, list[Any]],
+) -> tuple[str, list[Any]]:
+    """``UPDATE ... RETURNING doc`` applying ``set`` and ``push`` if the version matches.
+
+    Pushed fields are first made arrays when missing or null (as the other backends
+    treat them), then every item is appended at ``[#]``; set fields are replaced; the
+    document's own ``version`` and the indexed columns of set fields follow.
+    """
+    args: list[Any] = []
+    expr = "doc"
+    if push:
+        pairs = []
+        for name in push:
+            pairs.append(
+                f"'{_path(name)}', json(CASE WHEN json_type(doc, '{_path(name)}') "
+                f"= 'array' THEN json_extract(doc, '{_path(name)}') ELSE '[]' END)"
+            )
+        expr = f"json_set({expr}, {', '.join(pairs)})"
+    sets = [f"'{_path(name)}', json(?)" for name in set] + [f"'{_path('version')}', ?"]
+    args.extend(dumps(value, spec.name, key) for value in set.values())
+    args.append(version + 1)
+    expr = f"json_set({expr}, {', '.join(sets)})"
+    if push:
+        items = []
+        for name, values in push.items():
+            for value in values:
+                items.append(f"'{_path(name)}[#]', json(?)")
+                args.append(dumps(value, spec.name, key))
+        if items:
+            expr = f"json_insert({expr}, {', '.join(items)})"
+    columns = [f"{column(name)} = ?" for name in set if name in spec.indexed]
+    args.extend(scalar(set[name]) for name in set if name in spec.indexed)
+    assignments = ", ".join([f"doc = {expr}", "version = version + 1", *columns])
+    sql = f'UPDATE "{spec.name}" SET {assignments} WHERE k = ? AND version = ? RETURNING doc'
+    return sql, [*args, key, version]
+
+
+def where_clauses(spec: CollectionSpec, where: Filter | None) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for name, cond in (where or {}).items():
+        # SQL's NULL never equals anything, so a None asked for (alone or in In)
+        # becomes IS NULL / "no members", which is what MongoDB's null matches.
+        if name in spec.multi:
+            wanted = cond.values if isinstance(cond, In) else (cond,)
+            values = [scalar(w) for w in wanted if w is not None]
+            side = f"k IN (SELECT k FROM {side_table(spec, name)} WHERE v IN "
+            either = [f"{side}({', '.join('?' * len(values))}))"] if values else []
+            if None in wanted:
+                either.append(f"k NOT IN (SELECT k FROM {side_table(spec, name)})")
+            clauses.append(f"({' OR '.join(either or ['0'])})")
+            args.extend(values)
+            continue
+        col = "k" if name == spec.key else column(name)
+        if isinstance(cond, In):
+            values = [scalar(v) for v in cond.values if v is not None]
+            either = [f"{col} IN ({', '.join('?' * len(values))})"] if values else []
+            if None in cond.values:
+                either.append(f"{col} IS NULL")
+            clauses.append(f"({' OR '.join(either or ['0'])})")
+            args.extend(values)
+        elif isinstance(cond, Range):
+            if cond.gte is not None:
+                clauses.append(f"{col} >= ?")
+                args.append(scalar(cond.gte))
+            if cond.lt is not None:
+                clauses.append(f"{col} < ?")
+                args.append(scalar(cond.lt))
+            clauses.append(f"{col} IS NOT NULL")
+        elif cond is None:
+            clauses.append(f"{col} IS NULL")
+        else:
+            clauses.append(f"{col} = ?")
+            args.append(scalar(cond))
+    return clauses, args
+
+
+def after_clause(col: str, value: Any, key: Any, descending: bool) -> tuple[str, list[Any]]:
+    """Keyset condition for "after (value, key)" with SQLite's NULLs-first ordering."""
+    if col == "k":
+        return ("k < ?" if descending else "k > ?"), [key]
+    value = scalar(value)
+    if value is None:
+        if descending:
+            return f"({col} IS NULL AND k < ?)", [key]
+        return f"({col} IS NOT NULL OR k > ?)", [key]
+    if descending:
+        return (f"({col} < ? OR ({col} = ? AND k < ?) OR {col} IS NULL)", [value, value, key])
+    return f"({col} > ? OR ({col} = ? AND k > ?))", [value, value, key]

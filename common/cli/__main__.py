@@ -1,0 +1,7 @@
+"""``python -m pipelinejobs.cli``: the same command as ``pipelinejobs``."""
+
+import sys
+
+from pipelinejobs.cli import main
+
+sys.exit(main())

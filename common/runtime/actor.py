@@ -1,0 +1,176 @@
+"""What an actor is, and what it is handed when a message arrives.
+
+An actor is a class with an ``alias``, the schemas it accepts, a :meth:`Actor.parse`
+that turns a raw message (JSON body and URL parameters, as Abaco delivers them) into
+a validated :class:`Message`, and a :meth:`Actor.handle` that acts on it. ``parse``
+runs at every boundary — in the gateway before anything is queued, and in the
+worker before anything is done — so handlers never see unvalidated input.
+
+Handlers receive a :class:`Context`: the stores and services they may use, a log
+that becomes the execution's log lines, and :meth:`Context.send`, the only way to
+reach another actor. Actors never import each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipelinejobs.domain import validation
+from pipelinejobs.domain.clock import now
+from pipelinejobs.errors import MalformedMessage
+from pipelinejobs.runtime.executions import derived_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipelinejobs.runtime.dispatch import Runtime
+
+Params = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A validated message: which of the actor's message kinds it is, and its body."""
+
+    kind: str
+    body: dict[str, Any]
+    token: str | None = None
+    #: The extra payload a URL-parameter message carries (its POST body).
+    data: dict[str, Any] | None = None
+
+
+def actor_id(alias: str, domain: str = "sd2e.org") -> str:
+    """The Abaco-style id of an actor: stable for a deployment's domain."""
+    return derived_id("actor", domain, alias)
+
+
+class Actor:
+    """Base class of the four actors."""
+
+    alias: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: Names of the schemas (in ``schemas/``) this actor's messages are checked against.
+    accepts: ClassVar[tuple[str, ...]] = ()
+
+    def parse(self, message: Any, params: Params) -> Message:  # pragma: no cover - abstract
+        """Classify and validate; raise a ValidationError naming what is wrong."""
+        raise NotImplementedError
+
+    def admit(self, runtime: Runtime, msg: Message, role: str) -> None:  # noqa: B027
+        """Checks that need the runtime (the disk, the store) or the sender's ``role``
+        (``admin`` or ``user``) but must still refuse a message before it is queued.
+        Nothing by default. What it checks of the role, ``handle`` checks again with
+        ``ctx.role``: the worker trusts the stored execution, not the gateway alone."""
+
+    def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:  # pragma: no cover
+        """Act on a validated message; return the execution's result."""
+        raise NotImplementedError
+
+    # -- helpers shared by the actors' parse methods ----------------------------------
+
+    @staticmethod
+    def body_of(message: Any) -> dict[str, Any]:
+        """The JSON object body of a message ({} when there is none)."""
+        if message is None or message == "":
+            return {}
+        if not isinstance(message, dict):
+            raise MalformedMessage(
+                f"the message must be a JSON object, not {type(message).__name__}", path=""
+            )
+        return message
+
+    @staticmethod
+    def validated(schema: str, body: dict[str, Any]) -> dict[str, Any]:
+        validation.validate(schema, body)
+        return body
+
+
+class ExecutionLog:
+    """Log lines of one execution, in Abaco's ``<id> LEVEL message`` form.
+
+    Lines go to the execution record (readable over HTTP) and to the process log.
+    """
+
+    def __init__(self, execution_id: str, actor: str, clock: Callable[[], float]) -> None:
+        self.execution_id = execution_id
+        self.lines: list[str] = []
+        self._clock = clock
+        self._logger = logging.getLogger(f"pipelinejobs.actor.{actor}")
+
+    def _add(self, level: int, text: str) -> None:
+        name = logging.getLevelName(level)
+        self.lines.append(f"{now(self._clock)} {self.execution_id} {name} {text}")
+        self._logger.log(level, "%s %s", self.execution_id, text)
+
+    def debug(self, text: str) -> None:
+        self._add(logging.DEBUG, text)
+
+    def info(self, text: str) -> None:
+        self._add(logging.INFO, text)
+
+    def warning(self, text: str) -> None:
+        self._add(logging.WARNING, text)
+
+    def error(self, text: str) -> None:
+        self._add(logging.ERROR, text)
+
+    def exception(self, text: str, exc: BaseException) -> None:
+        """An unexpected error: the traceback goes to the process log only."""
+        self.lines.append(f"{now(self._clock)} {self.execution_id} ERROR {text}")
+        self._logger.error(
+            "%s %s\n%s", self.execution_id, text, "".join(traceback.format_exception(exc))
+        )
+
+
+@dataclass
+class Context:
+    """What a handler may use while it handles one execution."""
+
+    runtime: Runtime
+    actor: str
+    execution: dict[str, Any]
+    log: ExecutionLog
+    _sent: int = field(default=0, init=False)
+
+    @property
+    def execution_id(self) -> str:
+        return str(self.execution["id"])
+
+    @property
+    def role(self) -> str:
+        """The sender's role, as stored on the execution (``user`` when it says none:
+        least privilege)."""
+        return str(self.execution.get("role") or "user")
+
+    def send(
+        self, alias: str, message: dict[str, Any], params: Mapping[str, Any] | None = None
+    ) -> str:
+        """Send ``message`` to actor ``alias``; returns the new execution's id.
+
+        The child's id is derived from this execution's id and the send's position,
+        so if this execution is delivered again after a crash, the same child is
+        found rather than a second one made.
+        """
+        self._sent += 1
+        child = derived_id(self.execution_id, str(self._sent))
+        execution = self.runtime.submit(
+            alias,
+            message,
+            params,
+            execution_id=child,
+            parent=self.execution_id,
+            sender=self.actor,
+            role=self.role,  # an actor acts for its sender, never above it
+        )
+        self.log.info(
+            f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"
+        )
+        return str(execution["id"])
+
+    def progress(self, **values: Any) -> None:
+        """Make progress visible on the execution while it runs."""
+        self.execution = self.runtime.executions.progress(
+            self.execution_id, values, logs=self.log.lines, current=self.execution
+        )

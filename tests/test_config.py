@@ -1,0 +1,83 @@
+"""Settings: config.yml documents the defaults; env beats file; flags beat env."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelinejobs.config import Config, env_name, load_config
+from pipelinejobs.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_yml_documents_every_default():
+    documented = yaml.safe_load((ROOT / "config.yml").read_text())
+    defaults = Config()
+    expected = {
+        section.name: dataclasses.asdict(getattr(defaults, section.name))
+        for section in dataclasses.fields(defaults)
+    }
+    assert documented == expected
+
+
+def test_defaults_without_any_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env={})
+    assert config == Config()
+    assert config.sqlite_path == Path("data/pipelinejobs.sqlite3")
+
+
+def test_precedence_file_then_env_then_flags(tmp_path):
+    file = tmp_path / "c.yml"
+    file.write_text("store:\n  backend: memory\n  cas_retries: 5\nsystem:\n  data_dir: /x\n")
+    env = {"PIPELINEJOBS_STORE_CAS_RETRIES": "7", "PIPELINEJOBS_SYSTEM_DATA_DIR": "/y"}
+    config = load_config(file, env=env, overrides={"system": {"data_dir": "/z"}})
+    assert config.store.backend == "memory"  # file
+    assert config.store.cas_retries == 7  # env beats file
+    assert config.system.data_dir == "/z"  # flag beats env
+    assert config.sqlite_path == Path("/z/pipelinejobs.sqlite3")
+
+
+def test_config_file_from_environment_variable(tmp_path):
+    file = tmp_path / "c.yml"
+    file.write_text("identifiers:\n  namespace_domain: example.org\n")
+    config = load_config(env={"PIPELINEJOBS_CONFIG": str(file)})
+    assert config.identifiers.namespace_domain == "example.org"
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("stor:\n  backend: sqlite\n", "unknown section 'stor'"),
+    ("store:\n  backend: postgres\n", "store.backend"),
+    ("store:\n  backedn: sqlite\n", "unknown setting 'store.backedn'"),
+    ("store:\n  cas_retries: many\n", "store.cas_retries"),
+    ("tokens:\n  admin_token_ttl: 0\n", "tokens.admin_token_ttl"),
+    ("store: [1, 2]\n", "section 'store' must be a mapping"),
+    ("store: {backend: [\n", "not valid YAML"),
+])  # fmt: skip
+def test_bad_files_are_refused_naming_the_setting(tmp_path, text, needle):
+    file = tmp_path / "c.yml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+        load_config(file, env={})
+
+
+def test_bad_environment_value_names_the_variable_source():
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"PIPELINEJOBS_TOKENS_ADMIN_TOKEN_TTL": "soon"})
+    assert info.value.detail["setting"] == "tokens.admin_token_ttl"
+    assert info.value.detail["source"] == "environment"
+
+
+def test_env_names_and_types():
+    assert env_name("store", "backend") == "PIPELINEJOBS_STORE_BACKEND"
+    config = load_config(env={"PIPELINEJOBS_STORE_SQLITE_BUSY_TIMEOUT": "2.5"})
+    assert config.store.sqlite_busy_timeout == 2.5
+
+
+def test_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yml", env={})
