@@ -26,7 +26,6 @@ The rules (RFC 8259 plus what storage needs):
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -45,13 +44,14 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 BOM = b"\xef\xbb\xbf"
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-#: JSON strings, to leave them out when counting brackets. RE2, not ``re``: on text
-#: such as ``"\"\"\"…`` with no closing quote ``re`` retries from every quote and
-#: takes quadratic time (33 s for 100 kB); RE2 is linear.
-_STRING = re2.compile(r'(?s)"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
-#: Beyond this depth the parser itself is not asked (its C recursion would be).
-_PARSE_LIMIT = 400
+#: What a text must hold for a scalar or a key in it to break a rule: a ``\\u``
+#: escape of a surrogate or of NUL, 19 digits in a row (past 64 bits, or a float
+#: that overflows), a three-digit exponent, or NaN/Infinity. Short fixed patterns
+#: with no repetition of repetition, so the search is linear. (Keys over MAX_KEY and
+#: repeated keys are marked by the parser's object hook instead.)
+#: RE2: Python's ``re`` tries every alternative at every position (14 ms for 100 kB);
+#: RE2 runs them as one automaton (0.4 ms).
+_SCALAR_MARKS = re2.compile(r"\\u[dD][89a-fA-F]|\\u0000|[0-9]{19}|[eE][-+]?[0-9]{3}|NaN|Infinity")
 
 
 class _Constant:
@@ -100,18 +100,19 @@ def _at(node: tuple[Any, ...] | None, where: str) -> str:
     return where or path
 
 
-def nesting(text: str) -> int:
-    """How many containers deep ``text`` nests, counted on the text (strings left
-    out) in one pass, so no input can make this recurse."""
-    if text.count("{") + text.count("[") <= 1:
-        return text.count("{") + text.count("[")
-    brackets = _BRACKET.findall(_STRING.sub("", text))
-    steps = (1 if b in "{[" else -1 for b in brackets)
-    return max(itertools.accumulate(steps), default=0)
-
-
 def decode(raw: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "") -> Any:
-    """Parse a JSON text under the module's rules; raise a 400 error naming the path."""
+    """Parse a JSON text under the module's rules; raise a 400 error naming the path.
+
+    The C parser does the parsing; the rules are then checked by :func:`check`'s
+    walk, but only where the text could break one. What breaking a rule needs leaves
+    a mark: on the raw text, found by ``re`` at C speed in one linear pass (a lone
+    surrogate or a NUL key needs a ``\\u`` escape, a number out of range 19 digits or a
+    three-digit exponent, too deep a body more brackets than the limit), or on an
+    object as the parser builds it (a repeated or overlong key). So a typical message
+    skips the walk, and a large one walks its containers only. A body nested deeper
+    than the parser's own recursion limit is refused from its ``RecursionError``: the
+    parser stops cleanly there, and nothing of ours recurses.
+    """
     if isinstance(raw, bytes):
         if raw.startswith(BOM):
             raise MalformedMessage(
@@ -127,34 +128,44 @@ def decode(raw: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str =
             ) from None
     else:
         text = raw
-    if text.count("{") + text.count("[") > max_depth:
-        depth = nesting(text)
-        if depth > _PARSE_LIMIT:
-            raise MalformedMessage(
-                f"the JSON nests {depth} levels deep; at most {max_depth} are allowed",
-                path=where,
-                max_depth=max_depth,
-            )
+    marked: list[dict[str, Any]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = _pairs(items)
+        if type(obj) is _Repeated or (obj and max(map(len, obj)) > MAX_KEY):
+            marked.append(obj)
+        return obj
+
     try:
-        value = json.loads(text, parse_constant=_Constant, object_pairs_hook=_pairs)
-    except RecursionError:  # pragma: no cover - nesting() keeps the parser shallow
+        value = json.loads(text, parse_constant=_Constant, object_pairs_hook=pairs)
+    except RecursionError:
         raise MalformedMessage(
-            f"the JSON nests too deep; at most {max_depth} levels are allowed", path=where
+            f"the JSON nests deeper than the parser goes; at most {max_depth} levels are allowed",
+            path=where,
+            max_depth=max_depth,
         ) from None
     except ValueError as exc:  # JSONDecodeError, or an integer of thousands of digits
         raise MalformedMessage(f"the body is not valid JSON: {exc}", path=where) from None
-    check(value, max_depth=max_depth, where=where)
+    scalars = bool(marked) or bool(_SCALAR_MARKS.search(text))
+    containers = scalars or text.count("{") + text.count("[") > max_depth
+    if containers:
+        check(value, max_depth=max_depth, where=where, scalars=scalars)
     return value
 
 
-def check(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "") -> None:
+def check(
+    value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "", scalars: bool = True
+) -> None:
     """Refuse a value that could not be stored or sent as strict JSON (see the module
     docstring); ``where`` prefixes the paths named in errors. Walks with its own
-    stack, so depth is checked before it could cost anything."""
+    stack, so depth is checked before it could cost anything. ``scalars=False`` (a
+    decoded text with no mark of a bad scalar or key) walks the containers only."""
     stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(value, 0, None)]
     while stack:
         item, depth, node = stack.pop()
         kind = type(item)
+        if not scalars and kind is not dict and kind is not list:
+            continue
         if kind is str:
             if _SURROGATE.search(item):
                 raise ValidationError(
@@ -185,13 +196,24 @@ def check(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, where: str = "") ->
                     f"than once in one object",
                     path=_at((node, item.repeated), where),
                 )
-            for key, sub in item.items():
-                _key(key, node, where)
-                stack.append((sub, depth, (node, key)))
+            if scalars:
+                for key, sub in item.items():
+                    _key(key, node, where)
+                    stack.append((sub, depth, (node, key)))
+            else:
+                stack.extend(
+                    (sub, depth, (node, key))
+                    for key, sub in item.items()
+                    if type(sub) is dict or type(sub) is list
+                )
         elif kind is list:
             depth += 1
             _container(item, depth, node, max_depth, where)
-            stack.extend((sub, depth, (node, i)) for i, sub in enumerate(item))
+            stack.extend(
+                (sub, depth, (node, i))
+                for i, sub in enumerate(item)
+                if scalars or type(sub) is dict or type(sub) is list
+            )
         elif kind is _Constant:
             raise MalformedMessage(
                 f"{_at(node, where) or 'the value'}: {item.text} is not JSON (RFC 8259 has "

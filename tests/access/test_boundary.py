@@ -30,8 +30,8 @@ REFUSED = [
     (b'{"a":1', "", "not valid JSON"),
     (b"{'a':1}", "", "not valid JSON"),
     (b"[" * 65 + b"]" * 65, "0" + "/0" * 63, "65 levels"),
-    (b"[" * 100_000 + b"]" * 100_000, "", "100000 levels"),
-    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "", "5000 levels"),
+    (b"[" * 100_000 + b"]" * 100_000, "", "deeper than the parser goes"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "", "deeper than the parser goes"),
 ]
 
 
@@ -65,7 +65,7 @@ def test_depth_is_measured_without_recursion() -> None:
     """Far past the interpreter's recursion limit: a body of 1 MB."""
     raw = b"[" * 500_000 + b"]" * 500_000
     limit = sys.getrecursionlimit()
-    with pytest.raises(ValidationError, match="500000 levels"):
+    with pytest.raises(ValidationError, match="at most 64 levels"):
         boundary.decode(raw)
     assert sys.getrecursionlimit() == limit
 
