@@ -122,7 +122,12 @@ class JobsIndexer(Actor):
 
         if msg.kind == "indexed":
             result = ctx.runtime.jobs.apply(
-                uuid, "indexed", {}, delivery_id=ctx.execution_id, check=authorize
+                uuid,
+                "indexed",
+                {},
+                delivery_id=ctx.execution_id,
+                sender=ctx.sender,
+                check=authorize,
             )
             ctx.log.info(f"Job {uuid} marked indexed; state {result.job['state']}")
             return {"uuid": uuid, "state": result.job["state"], "applied": result.applied}
@@ -140,7 +145,7 @@ class JobsIndexer(Actor):
         if fixity:
             data["fixity"] = True
         started = ctx.runtime.jobs.apply(
-            uuid, "index", data, delivery_id=ctx.execution_id, check=indexable
+            uuid, "index", data, delivery_id=ctx.execution_id, sender=ctx.sender, check=indexable
         )
         job = started.job
         ctx.log.info(

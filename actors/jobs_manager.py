@@ -140,7 +140,12 @@ class JobsManager(Actor):
 
         try:
             result = ctx.runtime.jobs.apply(
-                uuid, name, msg.data, delivery_id=ctx.execution_id, check=authorize
+                uuid,
+                name,
+                msg.data,
+                delivery_id=ctx.execution_id,
+                sender=ctx.sender,
+                check=authorize,
             )
         except TransitionRefused as refused:
             if msg.kind == "callback" and name == Event.RUN and refused.state in LATE_FOR_RUN:

@@ -148,7 +148,11 @@ class LauncherProxy(Actor):
             if body.get("index_fixity"):
                 fields["index"]["fixity"] = True
         created = rt.jobs.create(
-            pipeline_uuid=pipeline["uuid"], linkage=linked, data=data, fields=fields
+            pipeline_uuid=pipeline["uuid"],
+            linkage=linked,
+            data=data,
+            fields=fields,
+            sender=ctx.sender,
         )
         job = created.job
         ours = created.created or job.get("task") == fields["task"]
@@ -223,6 +227,7 @@ class LauncherProxy(Actor):
                 else None,
             },
             delivery_id=ctx.execution_id,
+            sender=ctx.sender,
         )
 
         def report(status: str, callback: Any) -> str:
@@ -254,6 +259,7 @@ class LauncherProxy(Actor):
                 "fail",
                 {"reason": exc.message},
                 delivery_id=f"{ctx.execution_id}:launch-failed",
+                sender=ctx.sender,
             )
             raise
         if started.get("already_started"):

@@ -39,11 +39,12 @@ class Deadline:
             raise TimeoutError(f"gave up after the {self.seconds:.0f} s deadline: {what}")
 
 
-def vmhwm_mib(pid: int) -> float | None:
-    """Peak resident set size of ``pid`` (VmHWM), in MiB; None when it is gone."""
+def vmhwm_mib(pid: int, field: str = "VmHWM") -> float | None:
+    """Peak resident set size of ``pid`` (VmHWM), in MiB; None when it is gone.
+    ``field="VmRSS"``: the resident set now (what a soak watches grow)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None

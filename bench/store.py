@@ -2,11 +2,11 @@
 
 Creates N jobs, then applies a walk of events to each (run, update x K, finish)
 through ``pipelinejobs.domain.jobs.Jobs.apply`` — the real path: read, lifecycle decision,
-compare-and-set with a history push. In the same run it measures a **baseline**:
-a bare SQLite loop doing the same number of single-row ``UPDATE ... WHERE version=?``
-statements on a table of JSON documents of the same size, with the same pragmas
-(WAL, synchronous=NORMAL), one transaction per update. The ratio says how much the
-lifecycle machinery costs over the engine underneath.
+compare-and-set of the job with its event appended to the history log. In the same
+run it measures a **baseline**: a bare SQLite loop doing the same number of
+single-row ``UPDATE ... WHERE version=?`` statements on a table of JSON documents of
+the same size, with the same pragmas (WAL, synchronous=NORMAL), one transaction per
+update. The ratio says how much the lifecycle machinery costs over the engine underneath.
 
     python bench/store.py                 # full run
     python bench/store.py --smoke         # seconds; run by the test suite
@@ -18,6 +18,11 @@ With ``--sizes``, a second table: for stores seeded with that many jobs, the lat
 50 per page) through the Store interface, and transitions/s at that size — next to a
 bare SQLite ``SELECT`` by primary key on a table of the same rows (for MongoDB, when
 MONGODB_URI is set: pymongo's ``find_one`` by the indexed uuid).
+
+A third table: the cost of one event on a job whose history already holds 10, 1,000
+or 10,000 entries (``--history``), on SQLite (and MongoDB), next to the bare engine
+doing the same step (read the job, version-checked UPDATE, INSERT into a log table of
+that many rows) — the history is a log beside the job, so the cost stays flat.
 
 MongoDB is measured when MONGODB_URI is set; mongomock is not a benchmark target
 (it is an in-process fake) and is left out.
@@ -106,41 +111,139 @@ def bench_bare_sqlite(path: Path, jobs_n: int, updates: int) -> dict[str, Any]:
     }
 
 
-def bench_history(path: Path, depth: int, events: int) -> dict[str, Any]:
-    """Per-event cost on one job whose history already holds ``depth`` entries (the
-    whole document is read, and rewritten by SQLite's JSON functions, per event),
-    next to the bare read + ``json_insert`` append on a document of the same size."""
-    jobs = Jobs(SQLiteStore(path), IDS)
-    uuid = jobs.create(pipeline_uuid=PIPELINE, linkage=["sample.deep"], data={}).job["uuid"]
+def history_job(store: Store, depth: int) -> tuple[Jobs, str]:
+    """A job whose history holds ``depth`` entries (create, then updates)."""
+    jobs = Jobs(store, IDS)
+    uuid = jobs.create(pipeline_uuid=PIPELINE, linkage=[f"sample.deep.{depth}"], data={}).job[
+        "uuid"
+    ]
     for n in range(depth - 1):
         jobs.apply(uuid, "update", {"status": "UPDATE", "n": n})
-    start = time.perf_counter()
-    for n in range(events):
-        jobs.apply(uuid, "update", {"status": "UPDATE", "n": depth + n})
-    ours = (time.perf_counter() - start) / events
-    jobs.store.close()
+    return jobs, str(uuid)
 
-    conn = sqlite3.connect(path.with_suffix(".bare"), isolation_level=None)
+
+def time_events(jobs: Jobs, uuid: str, events: int) -> tuple[float, float]:
+    """Wall and CPU seconds per event for ``events`` more events on job ``uuid``: read
+    the job, decide, advance (its compare-and-set and the event's record in the log)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for n in range(events):
+        jobs.apply(uuid, "update", {"status": "UPDATE", "n": n})
+    return (time.perf_counter() - wall) / events, (time.process_time() - cpu) / events
+
+
+def bare_history_sqlite(path: Path, depth: int, events: int) -> float:
+    """The baseline, in ms per event: what the same step costs SQLite alone — in one
+    IMMEDIATE transaction, read the job row, a version-checked UPDATE of it and an
+    INSERT into a log table (unique on (job, seq)) already holding ``depth`` rows."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE docs (k TEXT PRIMARY KEY, version INTEGER, doc TEXT)")
-    entry = jobs.get(uuid)["history"][-1]
-    doc = {"uuid": uuid, "state": "RUNNING", "history": [entry] * depth}
+    conn.execute("CREATE TABLE log (k TEXT PRIMARY KEY, job TEXT, seq INTEGER, doc TEXT)")
+    conn.execute("CREATE UNIQUE INDEX log_job_seq ON log (job, seq)")
+    entry = {"name": "update", "date": "2026-01-01T00:00:00.000Z", "data": {"status": "UPDATE"}}
+    doc = {"uuid": "j", "state": "RUNNING", "event_count": depth, "last_entry": entry}
     conn.execute("INSERT INTO docs VALUES ('j', 0, ?)", (json.dumps(doc),))
+    conn.executemany(
+        "INSERT INTO log VALUES (?, 'j', ?, ?)",
+        [(f"e{n}", n, json.dumps(entry)) for n in range(1, depth + 1)],
+    )
     start = time.perf_counter()
     for version in range(events):
+        seq = depth + version + 1
         conn.execute("BEGIN IMMEDIATE")
         json.loads(conn.execute("SELECT doc FROM docs WHERE k = 'j'").fetchone()[0])
+        doc["event_count"] = seq
         conn.execute(
-            "UPDATE docs SET doc = json_insert(doc, '$.history[#]', json(?)), "
-            "version = version + 1 WHERE k = 'j' AND version = ?",
-            (json.dumps(entry), version),
+            "UPDATE docs SET doc = ?, version = version + 1 WHERE k = 'j' AND version = ?",
+            (json.dumps(doc), version),
         )
+        conn.execute("INSERT INTO log VALUES (?, 'j', ?, ?)", (f"e{seq}", seq, json.dumps(entry)))
         conn.execute("COMMIT")
     bare = (time.perf_counter() - start) / events
     conn.close()
-    ms = {"ms_per_event": round(ours * 1000, 3), "bare_ms": round(bare * 1000, 3)}
-    return {"history": depth} | ms
+    return round(bare * 1000, 3)
+
+
+def bare_history_mongodb(db: Any, depth: int, events: int) -> float:
+    """The MongoDB baseline, in ms per event: ``find_one`` of the job, a
+    version-filtered ``update_one`` and an ``insert_one`` into an indexed log."""
+    docs, log = db["bare_docs"], db["bare_log"]
+    log.create_index([("job", 1), ("seq", 1)], unique=True)
+    docs.insert_one({"k": "j", "version": 0, "event_count": depth})
+    log.insert_many([{"job": "j", "seq": n, "data": {}} for n in range(1, depth + 1)])
+    start = time.perf_counter()
+    for version in range(events):
+        docs.find_one({"k": "j"})
+        docs.update_one({"k": "j", "version": version}, {"$inc": {"version": 1, "event_count": 1}})
+        log.insert_one({"job": "j", "seq": depth + version + 1, "data": {"status": "UPDATE"}})
+    return round((time.perf_counter() - start) / events * 1000, 3)
+
+
+def history_rows(depths: list[int], events: int, rounds: int = 5) -> list[dict[str, Any]]:
+    """Per-event cost by history length on SQLite (and MongoDB when MONGODB_URI is
+    set), each next to its bare baseline and as a ratio to the shortest history's cost.
+
+    The jobs are made first; then ``rounds`` rounds each time ``events / rounds``
+    events on every job in turn, and the median round is shown: the machine's load
+    drifts during a run (two shared cores), and alternating lets every length see the
+    same drift. CPU time per event (this process's) is shown too: it is what the load
+    of other processes does not change."""
+    per_round = max(1, events // rounds)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[tuple[str, Store, Any]] = []
+        for depth in depths:
+            stores.append(("sqlite", SQLiteStore(Path(tmp) / f"history-{depth}.sqlite3"), depth))
+        uri = os.environ.get("MONGODB_URI")
+        if uri:
+            from pipelinejobs.adapters.store.mongo import MongoStore
+
+            for depth in depths:
+                name = f"pipelinejobs_bench_history_{os.getpid()}_{depth}"
+                stores.append(("mongodb", MongoStore(uri, name), depth))
+        try:
+            made = [
+                (backend, depth, *history_job(store, depth)) for backend, store, depth in stores
+            ]
+            for _, _, jobs, uuid in made:  # warm caches and connections, untimed
+                time_events(jobs, uuid, per_round)
+            samples: dict[tuple[str, int], list[tuple[float, float]]] = {}
+            for _ in range(rounds):
+                for backend, depth, jobs, uuid in made:
+                    samples.setdefault((backend, depth), []).append(
+                        time_events(jobs, uuid, per_round)
+                    )
+            for backend, depth, jobs, _uuid in made:
+                walls = sorted(w for w, _ in samples[(backend, depth)])
+                cpus = sorted(c for _, c in samples[(backend, depth)])
+                row = {
+                    "backend": backend,
+                    "history": depth,
+                    "ms_per_event": round(walls[len(walls) // 2] * 1000, 3),
+                    "cpu_ms_per_event": round(cpus[len(cpus) // 2] * 1000, 3),
+                }
+                if backend == "sqlite":
+                    path = Path(tmp) / f"bare-{depth}.db"
+                    row["bare_ms"] = bare_history_sqlite(path, depth, per_round * rounds)
+                else:
+                    row["bare_ms"] = bare_history_mongodb(
+                        jobs.store._db(),  # type: ignore[attr-defined]
+                        depth,
+                        per_round * rounds,
+                    )
+                rows.append(row)
+        finally:
+            for backend, store, _ in stores:
+                if backend == "mongodb":
+                    db = store._db()  # type: ignore[attr-defined]
+                    db.client.drop_database(db.name)
+                store.close()
+    for row in rows:
+        first = next(r for r in rows if r["backend"] == row["backend"])
+        row["vs_shortest"] = round(row["ms_per_event"] / first["ms_per_event"], 2)
+        row["cpu_vs_shortest"] = round(row["cpu_ms_per_event"] / first["cpu_ms_per_event"], 2)
+    return rows
 
 
 STATES = ("CREATED", "RUNNING", "FINISHED", "FAILED", "INDEXING")
@@ -150,10 +253,10 @@ PIPELINES = [
 
 
 def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
-    """``count`` realistic job documents (3 history entries), written in batches."""
+    """``count`` realistic jobs (3 history entries each, in the log), written in batches."""
     uuids = []
     for start in range(0, count, batch):
-        docs = []
+        docs, records = [], []
         for i in range(start, min(start + batch, count)):
             uuid = IDS.typed(f"bench-job-{i}", "pipelinejob")
             date = f"2026-01-01T00:00:{i % 60:02d}.{i % 1000:03d}Z"
@@ -169,19 +272,26 @@ def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
                     "data": {"i": i},
                     "child_of": [f"sample.bench.{i % 1000}"],
                     "generated_by": [],
-                    "history": [
-                        {
-                            "uuid": IDS.event(uuid, str(k)),
-                            "name": name,
-                            "date": date,
-                            "data": {"status": name},
-                        }
-                        for k, name in enumerate(("create", "run", "update"))
-                    ],
+                    "event_count": 3,
                 }
             )
+            previous = (None, "CREATED", "RUNNING")
+            records.extend(
+                {
+                    "uuid": IDS.event(uuid, str(k)),
+                    "job_uuid": uuid,
+                    "seq": k + 1,
+                    "name": name,
+                    "date": date,
+                    "data": {"status": name},
+                    "previous_state": previous[k],
+                }
+                for k, name in enumerate(("create", "run", "update"))
+            )
+            docs[-1]["last_entry"] = {**records[-1], "version": 0}
             uuids.append(uuid)
         store.put_many("jobs", docs)
+        store.put_many("events", records)
     return uuids
 
 
@@ -299,12 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="", help="comma-separated job counts to seed")
     parser.add_argument("--probes", type=int, default=1000, help="gets/pages per size")
     parser.add_argument(
-        "--history", default="10,100,1000,5000", help="history lengths of one job to time"
+        "--history", default="10,1000,10000", help="history lengths of one job to time"
+    )
+    parser.add_argument(
+        "--history-events", type=int, default=1000, help="events timed per history length"
     )
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.updates = 10, 1
         args.sizes, args.probes, args.history = "1000", 50, "10,50"
+        args.history_events = 50
 
     results: dict[str, Any] = {"jobs": args.jobs, "updates_per_job": args.updates}
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,15 +466,20 @@ def main(argv: list[str] | None = None) -> int:
         results["scale"] = rows
         print_scale(rows)
     if args.history:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = [
-                bench_history(Path(tmp) / f"history-{d}.sqlite3", int(d), 100)
-                for d in args.history.split(",")
-            ]
+        depths = [int(d) for d in args.history.split(",")]
+        rows = history_rows(depths, args.history_events)
         results["history"] = rows
-        print(f"{'history entries':<18}{'ms per event':>14}{'baseline: bare read + append':>30}")
+        print()
+        print(
+            f"{'store':<9}{'history':>9}{'ms/event':>10}{'vs 1st':>8}{'CPU ms/event':>14}"
+            f"{'vs 1st':>8}{'baseline: bare read + UPDATE + log INSERT ms':>46}"
+        )
         for row in rows:
-            print(f"{row['history']:<18}{row['ms_per_event']:>14}{row['bare_ms']:>30}")
+            print(
+                f"{row['backend']:<9}{row['history']:>9}{row['ms_per_event']:>10}"
+                f"{row['vs_shortest']:>7}x{row['cpu_ms_per_event']:>14}"
+                f"{row['cpu_vs_shortest']:>7}x{row['bare_ms']:>46}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

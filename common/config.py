@@ -32,6 +32,8 @@ ENV_PREFIX = "PIPELINEJOBS_"
 LAUNCHER_BACKENDS = ("inline", "local", "docker", "callback")
 PRODUCTION_BACKENDS = ("inline", "docker", "callback")
 #: The words a boolean setting or flag may be written as; anything else is refused.
+#: The longest back-off between two attempts of a delivery (s).
+MAX_RETRY_DELAY = 300.0
 BOOLEAN_WORDS: dict[str, bool] = {
     **dict.fromkeys(("1", "true", "yes", "on"), True),
     **dict.fromkeys(("0", "false", "no", "off"), False),
@@ -80,7 +82,9 @@ class StoreSettings:
     sqlite_busy_timeout: float = 30.0
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = "pipelinejobs"
-    #: How many times a compare-and-set is retried when a concurrent writer wins.
+    #: How many times a compare-and-set is retried when a concurrent writer wins: the one
+    #: budget of every loop (jobs, executions, pipelines, keys, nonces). Past it, the
+    #: request is answered 503 with Retry-After (nothing was written).
     cas_retries: int = 1000
 
 
@@ -102,21 +106,72 @@ class BusSettings:
     polling_interval: float = 0.002
     #: Seconds to wait for the broker before saying it is unreachable.
     connect_timeout: float = 5.0
-    #: Retries (with exponential back-off from retry_backoff s) of a delivery that
-    #: failed because the store was unavailable or too contended.
+    #: Retries (with exponential back-off from retry_backoff s, at most 300 s) of a
+    #: delivery that failed transiently (pipelinejobs.errors.TRANSIENT: the store or
+    #: broker unavailable, a document too contended).
     max_retries: int = 5
     retry_backoff: float = 1.0
+    #: Seconds an actor may work on one message before it is interrupted and its
+    #: execution ends ERROR (TimeLimitExceeded); 0 = no limit. Keep it below
+    #: visibility_timeout, or Redis hands a message still running to a second worker.
+    time_limit: float = 1800.0
+    #: Per-actor limits overriding time_limit, ``"jobs-indexer=7200, launcher-proxy=60"``.
+    time_limits: str = ""
+    #: Seconds past its limit after which a prefork worker kills the pool process still
+    #: running an actor (one blocked in a call that never returns to Python cannot be
+    #: interrupted otherwise); the thread pool has no such kill (README: time limits).
+    time_limit_grace: float = 30.0
     #: Executions still SUBMITTED this many s after they were last touched are
     #: re-published: by a worker starting, and by running workers (below).
     recover_after: float = 60.0
     #: How often (s) a running worker looks for SUBMITTED executions whose message was
     #: lost in flight (its actor's queue empty, the execution older than
-    #: recover_after) and re-publishes them; 0 turns the sweep off.
+    #: recover_after) and re-publishes them; 0 turns the sweep off. The backstop of
+    #: the quicker checks below.
     recover_interval: float = 30.0
+    #: How often (s) a running worker checks its broker: a Redis that lost its queues
+    #: (restarted empty, flushed) gets every execution left SUBMITTED from before the
+    #: loss re-published at once, and executions lost in flight are found after
+    #: lost_after s. Also done as soon as a worker's broker connection comes back.
+    #: 0 turns these checks off (the recover_interval sweep remains).
+    check_interval: float = 2.0
+    #: An execution SUBMITTED this many s, while its actor's queue is empty and the
+    #: broker says no worker holds its message (Redis can tell; RabbitMQ and the
+    #: in-process broker cannot, and keep their messages), is re-published at once.
+    lost_after: float = 5.0
     #: Worker processes (prefork) for `pipelinejobs worker`; 0 = number of CPUs.
     worker_concurrency: int = 0
     #: Worker threads in the embedded mode.
     embedded_threads: int = 4
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before retrying a delivery whose ``attempt``-th run failed
+        transiently: ``retry_backoff`` doubled each attempt, at most 300 s. The one
+        back-off, used by the runtime's retries and by the Celery bus's."""
+        return float(min(self.retry_backoff * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY))
+
+    def limits(self) -> dict[str, float]:
+        """``time_limits`` as {actor: seconds}; ConfigError naming what is malformed."""
+        limits: dict[str, float] = {}
+        for item in (part.strip() for part in self.time_limits.split(",")):
+            if not item:
+                continue
+            alias, sep, value = (text.strip() for text in item.partition("="))
+            try:
+                seconds = float(value) if sep and alias else -1.0
+            except ValueError:
+                seconds = -1.0
+            if not seconds >= 0:  # also refuses NaN
+                raise ConfigError(
+                    f"setting bus.time_limits: {item!r} is not <actor>=<seconds>",
+                    setting="bus.time_limits",
+                )
+            limits[alias] = seconds
+        return limits
+
+    def time_limit_for(self, alias: str) -> float:
+        """The time limit (s) of actor ``alias``; 0 means none."""
+        return self.limits().get(alias, self.time_limit)
 
 
 @dataclass(frozen=True)
@@ -421,6 +476,10 @@ def _check(config: Config) -> None:
             raise ConfigError(
                 f"setting indexer.{key} must be a positive integer", setting=f"indexer.{key}"
             )
+    config.bus.limits()  # refuses a malformed bus.time_limits
+    for key in ("time_limit", "time_limit_grace", "check_interval", "lost_after"):
+        if not getattr(config.bus, key) >= 0:
+            raise ConfigError(f"setting bus.{key} must be 0 or more seconds", setting=f"bus.{key}")
     if config.tokens.admin_token_ttl <= 0:
         raise ConfigError(
             "setting tokens.admin_token_ttl must be a positive number of seconds",

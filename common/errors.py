@@ -147,7 +147,9 @@ class StoreUnavailable(StoreError):
 
 
 class TooManyConflicts(StoreError):
-    """A compare-and-set kept losing to concurrent writers past the retry budget."""
+    """A compare-and-set kept losing to concurrent writers past the retry budget
+    (``store.cas_retries``). Nothing was written, so the request may simply be sent
+    again: ``retry_after`` (detail) says when."""
 
 
 class UnstorableDocument(StoreError):
@@ -188,6 +190,27 @@ class BusUnavailable(BusError):
 
 class UnknownActor(NotFound):
     """No actor with this alias or id."""
+
+
+# -- delivery ---------------------------------------------------------------------------
+
+
+class TimeLimitExceeded(PipelineJobsError):
+    """An actor ran past its time limit (``bus.time_limit``, ``bus.time_limits``) on one
+    message and was interrupted; its execution ends ERROR. Not transient: run again,
+    it would most likely run as long. What it did before the limit stands (effects are
+    idempotent, so sending the message again after raising the limit is safe)."""
+
+
+#: The one definition of a transient failure: a service that did not answer or a
+#: document too contended, not anything wrong with the message. A delivery that fails
+#: with one is re-queued with back-off (the runtime's Retries middleware; the Celery
+#: bus when even the execution record could not be written); any other error is final.
+TRANSIENT: tuple[type[PipelineJobsError], ...] = (
+    StoreUnavailable,
+    TooManyConflicts,
+    BusUnavailable,
+)
 
 
 # -- launchers --------------------------------------------------------------------------
@@ -233,6 +256,17 @@ HTTP_STATUS: Mapping[type[PipelineJobsError], int] = {
 }
 
 
+#: Errors that mean "nothing was written; the same request may succeed in a moment":
+#: a document too contended, a store or broker that did not answer. The gateway answers
+#: them with ``Retry-After``: this many seconds, unless the error carries its own
+#: ``retry_after`` detail (a compare-and-set that ran out says how long its burst lasts).
+RETRY_AFTER: Mapping[type[PipelineJobsError], int] = {
+    StoreUnavailable: 5,
+    BusUnavailable: 5,
+    TooManyConflicts: 1,
+}
+
+
 def http_status(error: BaseException | type[BaseException]) -> int:
     """The HTTP status for an error (or error class); 500 outside the hierarchy."""
     kind = error if isinstance(error, type) else type(error)
@@ -240,6 +274,18 @@ def http_status(error: BaseException | type[BaseException]) -> int:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]
     return 500
+
+
+def retry_after(error: BaseException) -> int | None:
+    """Seconds to wait before sending the request that raised ``error`` again; None
+    when sending it again would not help (looked up along the MRO, as the status is)."""
+    for cls in type(error).__mro__:
+        if cls in RETRY_AFTER:
+            own = error.detail.get("retry_after") if isinstance(error, PipelineJobsError) else None
+            if isinstance(own, int) and not isinstance(own, bool) and own >= 0:
+                return own
+            return RETRY_AFTER[cls]
+    return None
 
 
 def http_status_named(name: str) -> int:

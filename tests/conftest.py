@@ -10,6 +10,7 @@ import pytest
 from pipelinejobs.adapters.store.memory import MemoryStore
 from pipelinejobs.adapters.store.sqlite import SQLiteStore
 from pipelinejobs.runtime.dispatch import Runtime
+from tests.leaks import unclosed
 from tests.support import FakeClock, make_runtime, runtime_config
 
 __all__ = ["runtime_config"]
@@ -37,3 +38,19 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object
     store = SQLiteStore(tmp_path / "jobs.sqlite3")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def closes_what_it_opens() -> Iterator[None]:
+    """Fail the run if anything it opened is still open once every other fixture is
+    torn down (set up first, so torn down last): such a socket would otherwise warn
+    only at interpreter shutdown, after the summary, where nothing fails
+    (``tests/leaks.py``)."""
+    yield
+    left = unclosed()
+    if left:
+        pytest.fail(
+            "the test run left resources open (close them where they are made):\n  "
+            + "\n  ".join(left),
+            pytrace=False,
+        )

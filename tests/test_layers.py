@@ -11,8 +11,8 @@
   points on top (**gateway**, **cli**). A layer imports only itself and the layers
   below it; the domain and access layers import none of flask, celery, kombu, redis,
   pymongo, sqlite3, docker or subprocess. What they may use of the adapters is the
-  store's port: its interface and its codec (``pipelinejobs.adapters.store.base``,
-  ``.codec``), which import no backend.
+  store's port: its interface, its codec and its compare-and-set loop
+  (``pipelinejobs.adapters.store.base``, ``.codec``, ``.cas``), which import no backend.
 
 The checks read the source with :mod:`ast`, so an import hidden inside a function
 or an ``if TYPE_CHECKING:`` block is found too. The checkers are tested on small
@@ -33,7 +33,11 @@ COMMON = ROOT / "common"
 LAYERS = ("domain", "access", "adapters", "runtime", "gateway", "cli")
 #: Importable from any layer: the version, the errors, the settings, the schema files.
 SHARED = ("pipelinejobs", "pipelinejobs.errors", "pipelinejobs.config", "pipelinejobs.schemas")
-PORTS = ("pipelinejobs.adapters.store.base", "pipelinejobs.adapters.store.codec")
+PORTS = (
+    "pipelinejobs.adapters.store.base",
+    "pipelinejobs.adapters.store.codec",
+    "pipelinejobs.adapters.store.cas",
+)
 PURE = ("domain", "access")
 INFRASTRUCTURE = (
     "flask", "werkzeug", "celery", "kombu", "redis", "pymongo", "docker", "subprocess",

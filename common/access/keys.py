@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, Store
+from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.errors import InvalidCredential, NotFound, ValidationError
 
@@ -61,9 +62,13 @@ class Keys:
 
     collection = "keys"
 
-    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = system_clock, retries: int = DEFAULT_RETRIES
+    ) -> None:
         self.store = store
         self.clock = clock
+        #: Compare-and-set budget (``store.cas_retries``), shared with every other loop.
+        self.retries = retries
 
     def create(
         self, role: str, *, description: str = "", actors: Iterable[str] = ()
@@ -121,15 +126,19 @@ class Keys:
         return matches[0]
 
     def revoke(self, prefix: str) -> Document:
+        """Revoke the key ``prefix`` names (for good: nothing un-revokes it); the record.
+        A compare-and-set, so it is not lost to a concurrent write of the same record;
+        one already revoked is returned as it is."""
         doc = self.find(prefix)
-        for _ in range(100):
-            new = self.store.update(
-                self.collection, doc["id"], version=doc["version"], set={"revoked": True}
-            )
-            if new is not None:
-                return new
-            doc = self.find(prefix)
-        raise NotFound(f"key {prefix} kept changing")
+        return compare_and_set(
+            self.store,
+            self.collection,
+            doc["id"],
+            lambda current: None if current.get("revoked") else Change(set={"revoked": True}),
+            retries=self.retries,
+            current=doc,
+            what=f"key {doc['id'][:12]}",
+        )
 
     def count_active(self, role: str | None = None) -> int:
         where: dict[str, Any] = {"role": role} if role else {}

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipelinejobs.access.keys import Principal, digest
 from pipelinejobs.adapters.store.base import QUARANTINE, Document, Store, not_found
+from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.adapters.store.codec import set_aside
 from pipelinejobs.domain.clock import Clock, iso, now, parse, system_clock
 from pipelinejobs.errors import (
@@ -99,9 +100,13 @@ class Nonces:
 
     collection = "nonces"
 
-    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = system_clock, retries: int = DEFAULT_RETRIES
+    ) -> None:
         self.store = store
         self.clock = clock
+        #: Compare-and-set budget (``store.cas_retries``), shared with every other loop.
+        self.retries = retries
 
     def create(
         self,
@@ -142,13 +147,17 @@ class Nonces:
         """Use a nonce once for a request to ``actor`` needing level ``needed``.
 
         InvalidCredential (401) when it does not exist, is used up or expired;
-        PermissionDenied (403) when it is for another actor or too low a level.
+        PermissionDenied (403) when it is for another actor or too low a level;
+        TooManyConflicts (503, retry) when concurrent uses kept winning the race.
         ``check_owner`` is called with the owner's key id before a use is spent and
-        raises if the owner may no longer act (a revoked key).
+        raises if the owner may no longer act (a revoked key). Every check is made on
+        the version the spend replaces, so a use that loses a race is checked again.
         """
         nonce_id = digest(secret)
-        for _ in range(1000):
-            doc = self._stored(nonce_id)
+        principal: list[Principal] = []
+
+        def spend(doc: Document) -> Change | None:
+            principal.clear()
             if doc["actor"] != actor:
                 raise PermissionDenied(f"the nonce is for actor {doc['actor']}, not {actor}")
             if level_rank(doc["level"]) < level_rank(needed):
@@ -162,56 +171,80 @@ class Nonces:
                 raise InvalidCredential("the nonce has no uses left")
             if check_owner is not None:
                 check_owner(doc["owner"])
-            principal = Principal(
-                "nonce", doc["id"], doc.get("role", "user"), doc["owner"], (actor,), doc["level"]
-            )
-            if remaining == -1:
-                return principal
-            if (
-                self.store.update(
-                    self.collection,
-                    nonce_id,
-                    version=doc["version"],
-                    set={"remaining_uses": remaining - 1},
+            principal.append(
+                Principal(
+                    "nonce",
+                    doc["id"],
+                    doc.get("role", "user"),
+                    doc["owner"],
+                    (actor,),
+                    doc["level"],
                 )
-                is not None
-            ):
-                return principal
-        raise InvalidCredential("the nonce is too contended to use; try again")
+            )
+            return None if remaining == -1 else Change(set={"remaining_uses": remaining - 1})
+
+        try:
+            compare_and_set(
+                self.store,
+                self.collection,
+                nonce_id,
+                spend,
+                retries=self.retries,
+                current=self._stored(nonce_id),
+                what="the nonce",
+            )
+        except (NotFound, CorruptDocument) as exc:  # gone or spoilt after a lost race
+            raise self._unusable(nonce_id, exc) from exc
+        return principal[0]
 
     def _stored(self, nonce_id: str) -> Document:
-        """The nonce to redeem; InvalidCredential (401) saying why when there is none.
+        """The nonce to redeem; InvalidCredential (401) saying why when there is none."""
+        try:
+            doc = self.store.get(self.collection, nonce_id)
+        except CorruptDocument as exc:
+            raise self._unusable(nonce_id, exc) from exc
+        if doc is None:
+            raise self._unusable(nonce_id, None)
+        return doc
+
+    def _unusable(self, nonce_id: str, exc: NotFound | CorruptDocument | None) -> InvalidCredential:
+        """Why the nonce ``nonce_id`` cannot be used, as a 401.
 
         A corrupt one can never be used: it is set aside here, where it is first met
         on a write path, so the credential fails with a reason instead of a 500 on every
         request presenting it; one set aside earlier is named as quarantined."""
-        try:
-            doc = self.store.get(self.collection, nonce_id)
-        except CorruptDocument as exc:
+        if isinstance(exc, CorruptDocument):
             set_aside(self.store, exc)
-            raise InvalidCredential(
+            return InvalidCredential(
                 f"the nonce cannot be used: its record was corrupt ({exc.reason}) and was "
                 f"moved to the quarantine"
-            ) from exc
-        if doc is None:
-            message = "the nonce is not known (wrong, or deleted)"
-            missing = not_found(self.store, self.collection, nonce_id, message)
-            raise InvalidCredential(missing.message)
-        return doc
+            )
+        message = "the nonce is not known (wrong, or deleted)"
+        return InvalidCredential(not_found(self.store, self.collection, nonce_id, message).message)
 
     def refund(self, nonce_id: str) -> None:
         """Give back the use a request spent, when the request was then refused as
-        malformed (bad input changes nothing, so it should cost nothing either). A
-        compare-and-set like the spend; an unlimited or deleted nonce is left alone."""
-        for _ in range(1000):
-            doc = self.store.get(self.collection, nonce_id)
-            if doc is None or doc["remaining_uses"] == -1:
-                return
-            uses = int(doc["remaining_uses"]) + 1
-            if self.store.update(
-                self.collection, nonce_id, version=doc["version"], set={"remaining_uses": uses}
-            ):
-                return
+        malformed or could not be carried out (nothing of it was written, so it should
+        cost nothing either). One compare-and-set like the spend, so exactly one use
+        comes back; an unlimited or deleted nonce is left alone. TooManyConflicts when
+        concurrent uses kept winning: the use stays spent, and the caller is told so."""
+
+        def give_back(doc: Document) -> Change | None:
+            if doc["remaining_uses"] == -1:
+                return None
+            return Change(set={"remaining_uses": int(doc["remaining_uses"]) + 1})
+
+        try:
+            compare_and_set(
+                self.store,
+                self.collection,
+                nonce_id,
+                give_back,
+                retries=self.retries,
+                what="giving back the nonce's use",
+            )
+        except NotFound:
+            return  # deleted meanwhile: there is no use to give back
 
     def list(self, actor: str) -> list[Document]:
         return self.store.find(

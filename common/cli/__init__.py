@@ -62,7 +62,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from pipelinejobs.gateway.servers import serve_waitress
 
     with System(config).start_embedded() as system:
-        keys = Keys(system.runtime.store)
+        keys = Keys(system.runtime.store, retries=config.store.cas_retries)
         if keys.count_active("admin") == 0:
             secret, _ = keys.create("admin", description="created by serve on first start")
             print("First start: an admin key was created. It is shown only now:")
@@ -140,7 +140,7 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     """Create, list or revoke bearer keys, directly in the configured store."""
     store = open_store(resolve_secrets(config))
     try:
-        keys = Keys(store)
+        keys = Keys(store, retries=config.store.cas_retries)
         if args.action == "create":
             actors = parse_actors(args.actors) if args.actors else []
             secret, doc = keys.create(args.role, description=args.description, actors=actors)

@@ -313,12 +313,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     uuid = launch["uuid"]
     print(f"job {uuid} launched on {launch['launch']['backend']}, archive {launch['archive_path']}")
     shown, state, deadline = 0, None, time.monotonic() + args.timeout
+    last: dict[str, Any] = {}
     while True:
         job = client.request("GET", f"/jobs/{uuid}")
-        for entry in job["history"][shown:]:
-            state = next_state(state, entry["name"]).value if state else "CREATED"
-            print(f"  {entry['date']}  {entry['name']:<9} -> {state}")
-        shown = len(job["history"])
+        # The entries not shown yet, a page at a time (the job inlines only the first).
+        while shown < job.get("event_count", shown):
+            page = client.request("GET", f"/jobs/{uuid}/history", {"after": str(shown)})
+            for entry in page["history"]:
+                state = next_state(state, entry["name"]).value if state else "CREATED"
+                print(f"  {entry['date']}  {entry['name']:<9} -> {state}")
+                last = entry
+            shown += len(page["history"])
+            if not page["history"]:
+                break
         if job["last_event"] == "indexed" or job["state"] == "FAILED":
             break
         if time.monotonic() > deadline:
@@ -328,7 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         time.sleep(0.2)
     if job["state"] == "FAILED":
-        raise ClientError(f"job {uuid} failed: {job['history'][-1]['data']}")
+        raise ClientError(f"job {uuid} failed: {last.get('data')}")
     for f in client.request("GET", f"/jobs/{uuid}/files")["files"]:
         print(f"  file {f['relative_path']}  level {f['level']}  {f['size']} bytes")
     print(uuid)

@@ -1,41 +1,50 @@
 """Jobs in the store: creating them and applying lifecycle events, atomically.
 
-Applying an event is a loop of *read → decide → compare-and-set*:
+Applying an event is a loop of *read → decide → advance*:
 
-1. read the job (its state and ``version``);
+1. read the job (its state, ``version`` and ``event_count``);
 2. decide with :mod:`pipelinejobs.domain.lifecycle` whether the event is allowed and where it
    leads — a refusal raises and nothing was written;
-3. write ``state``/``last_event``/``updated`` and append the history entry in one
-   ``Store.update`` conditioned on the version read in step 1.
+3. write ``state``/``last_event``/``updated``/``event_count`` and append the event's
+   record to the job's history log (:mod:`pipelinejobs.domain.job_log`) in one
+   ``Store.advance`` conditioned on the version read in step 1.
 
-If another writer got there first the CAS fails, and the loop starts again from
-a fresh read (with a short, jittered back-off). No history entry is ever lost,
-and the decision is always made against the state it is written over.
+If another writer got there first the advance fails, and the loop starts again from
+a fresh read (with a short, jittered back-off). No history entry is ever lost, the
+sequence numbers have no gaps, and the decision is always made against the state it
+is written over.
 
 At-least-once delivery means the same message can arrive twice. An event sent with
-a ``delivery_id`` gets a history UUID derived from it; if that UUID is already in
-the history, the event is reported as a duplicate and not applied again — and
-because the check runs inside the CAS loop, two concurrent deliveries of the same
-message cannot both pass it.
+a ``delivery_id`` gets a history UUID derived from it; if the log already holds that
+UUID, the event is reported as a duplicate and not applied again, with the state its
+first delivery was applied to (kept on its record). Two concurrent deliveries of the
+same message cannot both pass: the log is unique on the UUID, so the second advance
+raises DuplicateDocument and its re-read finds the first one's record.
+
+The loop is its own rather than :func:`pipelinejobs.adapters.store.cas.compare_and_set`'s:
+its write is ``advance``, not ``update``, and a duplicate raised by the write is not a
+lost race to retry but an answer (the first delivery's record). It shares that
+helper's back-off, budget and way of running out (TooManyConflicts with
+``retry_after``).
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelinejobs.adapters.store.base import Document, Store, not_found
-from pipelinejobs.domain import lifecycle, validation
+from pipelinejobs.adapters.store.base import LAST_RECORD, Document, Store, not_found
+from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, RETRY_AFTER, back_off
+from pipelinejobs.domain import job_log, lifecycle, validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.identifiers import Identifiers, require_type
+from pipelinejobs.domain.job_log import LOG, HistoryPage
 from pipelinejobs.domain.lifecycle import Event, State
 from pipelinejobs.errors import (
+    Conflict,
     DuplicateDocument,
     TooManyConflicts,
-    TransitionRefused,
     ValidationError,
 )
 
@@ -52,7 +61,7 @@ class EventResult:
     entry: dict[str, Any]
     applied: bool
     #: The state the event was applied to. For a duplicate, the state *its first
-    #: delivery* was applied to (replayed from the history), not the current one:
+    #: delivery* was applied to (its record's ``previous_state``), not the current one:
     #: a redelivered repeat ``finish`` (FINISHED -> FINISHED) must still look like a
     #: repeat, or the jobs-manager would index the job a second time.
     previous_state: str
@@ -70,36 +79,6 @@ class CreateResult:
     created: bool
 
 
-def state_before(history: Iterable[Mapping[str, Any]], entry_uuid: str) -> str | None:
-    """The state a job was in when history entry ``entry_uuid`` was applied.
-
-    Replays the history through the lifecycle table (every applied event is in it,
-    oldest first, starting with ``create``). None if the entry is not there or the
-    history no longer replays (a table changed since it was written).
-    """
-    state: str | None = None
-    for entry in history:
-        if entry.get("uuid") == entry_uuid:
-            return state
-        name = str(entry.get("name"))
-        if name == Event.CREATE.value:
-            state = State.CREATED.value
-            continue
-        try:
-            state = lifecycle.next_state(str(state), name).value
-        except (TransitionRefused, ValidationError):
-            return None
-    return None
-
-
-def _history_entry(uuid: str, name: str, date: str, data: Mapping[str, Any] | None) -> dict:
-    if data is not None and not isinstance(data, Mapping):
-        raise ValidationError(
-            f"event data must be a JSON object, not {type(data).__name__}", path="data"
-        )
-    return {"uuid": uuid, "name": name, "date": date, "data": dict(data or {})}
-
-
 class Jobs:
     """Creates jobs and moves them through the lifecycle, in one store."""
 
@@ -111,7 +90,7 @@ class Jobs:
         identifiers: Identifiers | None = None,
         *,
         clock: Clock = system_clock,
-        retries: int = 1000,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.store = store
         self.ids = identifiers or Identifiers()
@@ -133,12 +112,15 @@ class Jobs:
         linkage: Iterable[str],
         data: Mapping[str, Any] | None = None,
         fields: Mapping[str, Any] | None = None,
+        sender: str | None = None,
     ) -> CreateResult:
         """Create the job for (pipeline, linkage, data), or return the existing one.
 
         The UUID is derived from exactly those three, so a resubmission finds the
         record it made the first time. ``fields`` adds stored attributes that do not
-        make up its identity (archive path, agent, index configuration...).
+        make up its identity (archive path, agent, index configuration...). The job
+        and its ``create`` record are stored in one step (``Store.insert`` with a
+        record); ``sender``, who asked for it, is kept on the record.
         """
         require_type(pipeline_uuid, "pipeline")
         links = sorted(set(linkage))
@@ -159,15 +141,23 @@ class Jobs:
             "data": dict(data or {}),
             "child_of": links,
             "generated_by": [pipeline_uuid],
-            "history": [
-                _history_entry(self.ids.event(uuid, "create"), Event.CREATE.value, date, data)
-            ],
+            "event_count": 1,
         }
         validation.validate("pipelinejob", job)
+        record = job_log.new_record(
+            uuid, 1, self.ids.event(uuid, "create"), Event.CREATE.value, date, data, None, sender
+        )
         try:
-            return CreateResult(self.store.insert(self.collection, job), True)
-        except DuplicateDocument:
-            return CreateResult(self.get(uuid), False)
+            return CreateResult(self.store.insert(self.collection, job, record=(LOG, record)), True)
+        except DuplicateDocument as exc:
+            existing = self.store.get(self.collection, uuid)
+            if existing is None:  # the job's uuid is free but its create record is not
+                raise Conflict(
+                    f"job {uuid} cannot be created again: the history log still holds the "
+                    f"records of an earlier job with this uuid (set aside or deleted)",
+                    uuid=uuid,
+                ) from exc
+            return CreateResult(existing, False)
 
     def apply(
         self,
@@ -176,52 +166,112 @@ class Jobs:
         data: Mapping[str, Any] | None = None,
         *,
         delivery_id: str | None = None,
+        sender: str | None = None,
         check: Check | None = None,
         allow_reserved: bool = False,
     ) -> EventResult:
         """Apply ``event`` to job ``uuid`` atomically; see the module docstring.
+        ``sender`` (who sent it, when known) is kept on the event's record.
 
         Raises NotFound, TransitionRefused (with state, event and allowed sources),
         ValidationError, whatever ``check`` raises, or TooManyConflicts if the
-        compare-and-set lost more than ``retries`` times in a row.
+        advance lost more than ``retries`` times in a row.
         """
         require_type(uuid, "pipelinejob")
         name = lifecycle.parse_event(event)
         if name in lifecycle.RESERVED_EVENTS and not allow_reserved:
             raise lifecycle.refuse_reserved(uuid, name)
         entry_uuid = self.ids.event(uuid, delivery_id)
-        _history_entry(entry_uuid, name.value, "", data)  # validate before any I/O
+        job_log.check_data(data)  # before any I/O
         for attempt in range(self.retries + 1):
-            job = self.get(uuid)
+            job = self._current(uuid)
             if delivery_id is not None:
-                for past in job.get("history", ()):
-                    if past.get("uuid") == entry_uuid:
-                        before = state_before(job["history"], entry_uuid)
-                        return EventResult(job, past, False, before or job["state"])
+                past = self._recorded(job, entry_uuid)
+                if past is not None:
+                    return self._duplicate(job, past)
             if check is not None:
                 check(job)
             target = lifecycle.next_state(job["state"], name, uuid=uuid)
             date = now(self.clock)
-            entry = _history_entry(entry_uuid, name.value, date, data)
-            new = self.store.update(
-                self.collection,
-                uuid,
-                version=job["version"],
-                set={"state": target.value, "last_event": name.value, "updated": date},
-                push={"history": [entry]},
+            seq = int(job.get("event_count") or 0) + 1
+            record = job_log.new_record(
+                uuid, seq, entry_uuid, name.value, date, data, job["state"], sender
             )
+            changes = {
+                "state": target.value,
+                "last_event": name.value,
+                "updated": date,
+                "event_count": seq,
+            }
+            try:
+                new = self.store.advance(
+                    self.collection, uuid, version=job["version"], set=changes, record=(LOG, record)
+                )
+            except DuplicateDocument:
+                # The same delivery, applied by another worker since our read: its record
+                # is the answer (the re-read sees it in the log or as last_entry).
+                job = self._current(uuid)
+                past = self._recorded(job, entry_uuid)
+                if past is None:
+                    raise
+                return self._duplicate(job, past)
             if new is not None:
-                return EventResult(new, entry, True, job["state"])
-            self._back_off(attempt)
+                return EventResult(new, job_log.entry_of(record), True, job["state"])
+            back_off(attempt)
         raise TooManyConflicts(
             f"job {uuid}: {self.retries} concurrent writers won in a row; "
             f"event '{name.value}' was not applied",
             uuid=uuid,
+            retry_after=RETRY_AFTER,
         )
 
+    def _current(self, uuid: str) -> Document:
+        """The job, converted first if it still embeds its history (written before
+        the log; see :mod:`pipelinejobs.domain.job_log`)."""
+        job = self.get(uuid)
+        if job_log.LEGACY in job:
+            job = job_log.upgrade(self.store, self.ids, job, retries=self.retries)
+        return job
+
+    def _recorded(self, job: Document, entry_uuid: str) -> Document | None:
+        """The record of event ``entry_uuid`` if ``job``'s log holds it: as its
+        ``last_entry`` (which may not have reached the log yet on MongoDB) or in the
+        log. Read after the job, so nothing applied before that read is missed."""
+        last = job.get(LAST_RECORD)
+        if isinstance(last, dict) and last.get("uuid") == entry_uuid:
+            return last
+        record = self.store.get(LOG, entry_uuid)
+        if record is not None and record.get("job_uuid") == job["uuid"]:
+            return record
+        return None
+
     @staticmethod
-    def _back_off(attempt: int) -> None:
-        """Jittered exponential pause after a lost CAS: the first retries are immediate,
-        later ones spread the contenders out (at most ~20 ms)."""
-        if attempt >= 2:
-            time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** (attempt - 2))))
+    def _duplicate(job: Document, past: Document) -> EventResult:
+        before = past.get("previous_state")
+        return EventResult(job, job_log.entry_of(past), False, str(before or job["state"]))
+
+    # -- history ---------------------------------------------------------------------------
+
+    def history(self, uuid: str, after: int = 0, limit: int = job_log.PAGE) -> HistoryPage:
+        """Entries ``after + 1`` … ``after + limit`` of job ``uuid``'s history, oldest
+        first, and where the next page starts (``next``, None at the end). NotFound
+        if there is no such job; ValidationError for a page out of range."""
+        job_log.check_page(after, limit)
+        return job_log.read(self.store, self.get(uuid), after, limit)
+
+    def record(self, uuid: str, limit: int = job_log.PAGE) -> Document:
+        """Job ``uuid`` in the seed's record shape, as the read API shows it: its fields
+        with ``history`` — the first ``limit`` entries, and ``history_next`` (the
+        ``after`` of the rest, for :meth:`history`) when there are more."""
+        job = self.get(uuid)
+        page = job_log.read(self.store, job, 0, limit)
+        out = {k: v for k, v in job.items() if k not in (LAST_RECORD, job_log.LEGACY)}
+        out["history"] = page.entries
+        if page.next is not None:
+            out["history_next"] = page.next
+        return out
+
+    def upgrade(self, job: Document) -> Document:
+        """Convert ``job`` if it still embeds its history (see
+        :mod:`pipelinejobs.domain.job_log`); the job as it is afterwards."""
+        return job_log.upgrade(self.store, self.ids, job, retries=self.retries)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, Store, not_found
+from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.identifiers import Identifiers, canonical_json, require_type
@@ -22,7 +23,6 @@ from pipelinejobs.errors import (
     DuplicateDocument,
     ImmutableField,
     NotFound,
-    TooManyConflicts,
 )
 
 ACTIVE, DISABLED, RETIRED = "active", "disabled", "retired"
@@ -70,11 +70,18 @@ class Pipelines:
     collection = "pipelines"
 
     def __init__(
-        self, store: Store, identifiers: Identifiers | None = None, *, clock: Clock = system_clock
+        self,
+        store: Store,
+        identifiers: Identifiers | None = None,
+        *,
+        clock: Clock = system_clock,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.store = store
         self.ids = identifiers or Identifiers()
         self.clock = clock
+        #: Compare-and-set budget (``store.cas_retries``), shared with every other loop.
+        self.retries = retries
 
     def uuid_for(self, definition: Mapping[str, Any]) -> str:
         return self.ids.pipeline(list(definition.get("components") or []))
@@ -121,22 +128,29 @@ class Pipelines:
     def _write(
         self, uuid: str, change: Callable[[Document], dict[str, Any] | None], check: Check | None
     ) -> PipelineResult:
-        for _ in range(100):
-            doc = self.get(uuid)
+        """Apply ``change`` (the fields to set, or None) by compare-and-set, after
+        ``check`` (the caller's right to change it); both see the version the write
+        replaces, so a lost race checks and decides again."""
+        wrote = False
+
+        def decide(doc: Document) -> Change | None:
+            nonlocal wrote
             if check is not None:
                 check(doc)
             fields = change(doc)
-            if not fields:
-                return PipelineResult(doc, False)
-            new = self.store.update(
-                self.collection,
-                uuid,
-                version=doc["version"],
-                set={**fields, "updated": now(self.clock)},
-            )
-            if new is not None:
-                return PipelineResult(new, True)
-        raise TooManyConflicts(f"pipeline {uuid} kept changing under us", uuid=uuid)
+            wrote = bool(fields)
+            return Change(set={**fields, "updated": now(self.clock)}) if fields else None
+
+        doc = compare_and_set(
+            self.store,
+            self.collection,
+            uuid,
+            decide,
+            retries=self.retries,
+            current=self.get(uuid),
+            what=f"pipeline {uuid}",
+        )
+        return PipelineResult(doc, wrote)
 
     def update(
         self, uuid: str, definition: Mapping[str, Any], *, check: Check | None = None

@@ -34,8 +34,9 @@ class Gateway:
     def __post_init__(self) -> None:
         self.store: Store = self.runtime.store
         self.config: Config = self.runtime.config
-        self.keys = Keys(self.store, clock=self.runtime.clock)
-        self.nonces = Nonces(self.store, clock=self.runtime.clock)
+        retries = self.config.store.cas_retries
+        self.keys = Keys(self.store, clock=self.runtime.clock, retries=retries)
+        self.nonces = Nonces(self.store, clock=self.runtime.clock, retries=retries)
 
 
 def create_app(runtime: Runtime) -> Flask:

@@ -3,10 +3,10 @@
 Routes declare what they need with :func:`requires`; nothing inside a route looks at
 credentials. A request authenticates with ``Authorization: Bearer <key>`` or, on an
 actor's routes only, ``?x-nonce=<id>`` — a nonce is scoped to one actor and used up
-one request at a time (a request refused as malformed gives its use back). Missing or
-unknown credentials are 401; a valid credential without the right is 403.
-(Per-document update tokens are a different thing: the actors check them, because
-they guard the documents, not the endpoints.)
+one request at a time (a request refused as malformed, or answered 503 "retry", gives
+its use back). Missing or unknown credentials are 401; a valid credential without the
+right is 403. (Per-document update tokens are a different thing: the actors check them,
+because they guard the documents, not the endpoints.)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from pipelinejobs.access.keys import Principal
 from pipelinejobs.access.nonces import level_rank
 from pipelinejobs.errors import (
+    RETRY_AFTER,
     InvalidCredential,
     MissingCredential,
     PermissionDenied,
@@ -28,6 +29,9 @@ from pipelinejobs.errors import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Errors after which a request's nonce use is given back: refused as malformed
+#: (400/413/415), or not carried out for a moment (503: "retry, nothing was written").
+REFUNDED: tuple[type[Exception], ...] = (ValidationError, RequestEntityTooLarge, *RETRY_AFTER)
 
 
 def _principal(alias: str | None, level: str, *, keys_only: bool = False) -> Principal:
@@ -88,9 +92,10 @@ def requires(
             g.principal = principal
             try:
                 return view(*args, **kwargs)
-            except (ValidationError, RequestEntityTooLarge):
-                # Refused as malformed (400/413/415) before anything was stored: the
-                # nonce use it spent is given back.
+            except REFUNDED:
+                # Refused as malformed, or not carried out, before anything was stored:
+                # the nonce use it spent is given back (if that too keeps losing its
+                # compare-and-set, the caller gets TooManyConflicts, not silence).
                 if principal.kind == "nonce":
                     gateway.nonces.refund(principal.id)
                 raise

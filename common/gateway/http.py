@@ -26,6 +26,7 @@ from pipelinejobs.errors import (
     UnsupportedMediaType,
     ValidationError,
     http_status,
+    retry_after,
 )
 
 log = logging.getLogger("pipelinejobs.gateway")
@@ -44,11 +45,25 @@ def envelope(result: Any, message: str = "", status: int = 200) -> tuple[Respons
 
 
 def error_response(exc: BaseException) -> tuple[Response, int]:
-    """The one translation of an exception into an HTTP error."""
+    """The one translation of an exception into an HTTP error.
+
+    An error that means "try again" (:data:`pipelinejobs.errors.RETRY_AFTER`: a
+    compare-and-set that ran out, a store or broker that did not answer) says so three
+    ways — ``Retry-After``, ``retryable``/``written``/``retry_after`` in the result and
+    a sentence in the message — because nothing was written: a client may send the very
+    same request again without doing anything twice.
+    """
     if isinstance(exc, PipelineJobsError):
         code = http_status(exc)
         detail = {k: v for k, v in exc.to_dict().items() if k != "message"}
         message = exc.message
+        wait = retry_after(exc)
+        if wait is not None:
+            detail.update(retry_after=wait, retryable=True, written=False)
+            message = f"{message}; nothing was written, the request may be retried in {wait} s"
+            response, code = failure(message, detail, code)
+            response.headers["Retry-After"] = str(wait)
+            return response, code
     elif isinstance(exc, HTTPException):
         code = exc.code or 500
         detail = {"error": type(exc).__name__}

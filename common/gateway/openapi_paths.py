@@ -36,7 +36,13 @@ REASONS = {
     "409": "the request conflicts with the stored state (a refused transition)",
     "413": "the body is over gateway.max_body bytes",
     "415": "the body's content type is not JSON",
-    "503": "the store or the broker cannot be reached, or is too contended",
+    "503": "the store or the broker cannot be reached, or is too contended: nothing was "
+    "written, and the same request may be sent again (after Retry-After seconds)",
+}
+#: The header of a 503: when the same request may be sent again.
+RETRY_AFTER = {
+    "description": "seconds to wait before sending the same request again",
+    "schema": {"type": "integer", "minimum": 0},
 }
 
 
@@ -85,6 +91,8 @@ def _responses(ok: dict[str, Any], errors: str, ok_code: str = "200") -> dict[st
     out: dict[str, Any] = {ok_code: ok}
     for code in errors.split():
         out[code] = {"description": REASONS[code], "content": {JSON: {"schema": oas.ref("Error")}}}
+    if "503" in out:
+        out["503"]["headers"] = {"Retry-After": RETRY_AFTER}
     out["default"] = {
         "description": "any other error (a 500 is a bug: it is logged)",
         "content": {JSON: {"schema": oas.ref("Error")}},
@@ -318,8 +326,17 @@ class Operations:
             "/jobs/{uuid}": {
                 "get": self.op(
                     "read.get_job",
-                    "One job with its history",
+                    "One job with its history (the first 1,000 entries; history_next "
+                    "continues it at /jobs/{uuid}/history)",
                     _responses(_ok("Job"), errors),
+                    path=(uuid("pipelinejob"),),
+                )
+            },
+            "/jobs/{uuid}/history": {
+                "get": self.op(
+                    "read.job_history",
+                    "A page of a job's history, oldest first, after the `after`-th entry",
+                    _responses(_ok("HistoryPage"), errors),
                     path=(uuid("pipelinejob"),),
                 )
             },

@@ -137,7 +137,7 @@ def bundled() -> dict[str, dict[str, Any]]:
 
 def public(name: str, *, drop: tuple[str, ...] = ("token_rotation", "version")) -> dict[str, Any]:
     """The stored-document component ``name`` as the read API shows it: the gateway
-    leaves internal fields out (``read_api.INTERNAL``, and a job list its history)."""
+    leaves internal fields out (``read_api.INTERNAL``)."""
     schema = copy.deepcopy(bundled()[name])
     for field in drop:
         schema.get("properties", {}).pop(field, None)
@@ -228,8 +228,19 @@ def results() -> dict[str, dict[str, Any]]:
             expires=MAYBE_DATE,
         ),
         "Pipeline": public("pipeline"),
-        "Job": public("pipelinejob"),
-        "JobSummary": public("pipelinejob", drop=("token_rotation", "version", "history")),
+        "Job": public("pipelinejob_record"),
+        "JobSummary": public("pipelinejob", drop=("token_rotation", "version", "last_entry")),
+        "HistoryPage": _object(
+            ["uuid", "history", "next", "count"],
+            uuid=ref("pipelinejob_uuid"),
+            history={"type": "array", "items": ref("pipelinejob_event")},
+            next={
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "the `after` of the next page; null at the end",
+            },
+            count={"type": "integer", "minimum": 0, "description": "entries in the whole history"},
+        ),
         "File": public("file"),
         "PipelineList": _object(
             ["pipelines", "next"], pipelines={"type": "array", "items": ref("Pipeline")}, next=NEXT

@@ -30,6 +30,7 @@ from jsonschema.exceptions import best_match
 from pipelinejobs.access.boundary import MAX_PARAM, check_params
 from pipelinejobs.access.nonces import PREFIX as NONCE_PREFIX
 from pipelinejobs.domain import validation
+from pipelinejobs.domain.job_log import PAGE as HISTORY_PAGE
 from pipelinejobs.errors import InvalidCredential, PipelineJobsError, ValidationError
 from pipelinejobs.runtime.executions import ALPHABET, COMPLETE, ERROR, ID_LENGTH, RUNNING, SUBMITTED
 
@@ -204,6 +205,18 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             *page,
         ),
         "read.get_job": (),
+        "read.job_history": (
+            Param(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                "entries after this many (default 0: from the first); a page's `next`",
+            ),
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE},
+                f"entries per page (default and most {HISTORY_PAGE})",
+            ),
+        ),
         "read.job_files": (level, *page),
         "read.job_log": (
             Param(

@@ -13,15 +13,19 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pipelinejobs.adapters.store.base import Document, In, Range, not_found
+from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, Range, not_found
 from pipelinejobs.domain.identifiers import require_type
+from pipelinejobs.domain.job_log import PAGE
 from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import NotFound, ValidationError
 from pipelinejobs.gateway.auth import requires
 from pipelinejobs.gateway.http import envelope, page_args
 
 bp = Blueprint("read", __name__)
-INTERNAL = frozenset({"token_rotation", "version"})
+#: Stored bookkeeping no reader needs: the token rotation, the compare-and-set
+#: version, and the newest history record the store keeps on a job (its ``history``
+#: shows it).
+INTERNAL = frozenset({"token_rotation", "version", LAST_RECORD})
 
 
 def _store() -> Any:
@@ -110,7 +114,7 @@ def list_jobs() -> Any:
     since = "updated" in where
     items, nxt = _page("jobs", where, "updated" if since else "created", not since)
     for item in items:
-        item.pop("history", None)  # one job's history is at /jobs/<uuid>
+        item.pop("history", None)  # a job written before the history log embeds it
     result: dict[str, Any] = {"jobs": items, "next": nxt}
     if request.args.get("counts") == "true":
         counts = _store().count("jobs", where, group_by="state")
@@ -139,10 +143,33 @@ def _job(uuid: str) -> Document:
     return one("jobs", "pipelinejob", uuid, "job")
 
 
+def _jobs() -> Any:
+    return current_app.config["PIPELINEJOBS"].runtime.jobs
+
+
 @bp.get("/jobs/<uuid>")
 @requires("READ")
 def get_job(uuid: str) -> Any:
-    return envelope(public(_job(uuid)))
+    """The job in the seed's record shape: its ``history`` inline, oldest first, up to
+    1,000 entries; a longer one says where the rest starts (``history_next``, the
+    ``after`` of ``/jobs/<uuid>/history``), so one request never reads an unbounded
+    log."""
+    require_type(uuid, "pipelinejob")
+    return envelope(public(_jobs().record(uuid)))
+
+
+@bp.get("/jobs/<uuid>/history")
+@requires("READ")
+def job_history(uuid: str) -> Any:
+    """A page of a job's history: the entries after the ``after``-th (0, the default:
+    from the first), at most ``limit`` (default and most 1,000), oldest first. ``next``
+    is the ``after`` of the following page, null at the end; a client following a job
+    asks again from its last ``after`` + the entries it got."""
+    require_type(uuid, "pipelinejob")
+    after = int(request.args.get("after", "0"))  # checked by parameters.py
+    limit = int(request.args.get("limit", str(PAGE)))
+    page = _jobs().history(uuid, after, limit)
+    return envelope({"uuid": uuid, "history": page.entries, "next": page.next, "count": page.count})
 
 
 @bp.get("/jobs/<uuid>/files")

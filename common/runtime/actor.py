@@ -144,6 +144,13 @@ class Context:
         least privilege)."""
         return str(self.execution.get("role") or "user")
 
+    @property
+    def sender(self) -> str | None:
+        """Who sent the message, when known: ``key:<key id prefix>`` for one posted
+        over HTTP, or the actor that sent it (kept on the job's history records)."""
+        who = self.execution.get("sender")
+        return str(who) if who else None
+
     def send(
         self, alias: str, message: dict[str, Any], params: Mapping[str, Any] | None = None
     ) -> str:

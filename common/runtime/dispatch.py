@@ -9,9 +9,11 @@ actor's error — every outcome, expected or not, ends in the execution record, 
 an unexpected one is logged with its traceback in the worker's log (never shown to
 a caller).
 
-Transient failures (store unavailable, a compare-and-set that kept losing) are
-retried with exponential back-off by re-publishing the same execution; the actor's
-effects are idempotent, so running it again is safe.
+What happens around a delivery — retries of transient failures, time limits, the
+delivery's log lines, and later metrics — is middleware
+(:mod:`pipelinejobs.runtime.middleware`, the runtime's ordered ``middleware`` list),
+not code in ``deliver``. Re-publishing executions whose message was lost is
+:mod:`pipelinejobs.runtime.recovery`.
 
 A poisoned record costs only itself: recovery, reaping and delivery handle records
 one at a time, and one that cannot be read or handled goes to
@@ -35,15 +37,16 @@ from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store import Store, open_store
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.config import Config
+from pipelinejobs.domain import job_log
 from pipelinejobs.domain.clock import Clock, iso, system_clock
 from pipelinejobs.domain.identifiers import Identifiers
 from pipelinejobs.domain.jobs import Jobs
 from pipelinejobs.domain.pipelines import Pipelines
 from pipelinejobs.errors import (
+    BusUnavailable,
     CorruptDocument,
     PipelineJobsError,
-    StoreUnavailable,
-    TooManyConflicts,
+    TimeLimitExceeded,
     UnknownActor,
     ValidationError,
 )
@@ -55,7 +58,15 @@ from pipelinejobs.runtime.executions import (
     Executions,
     derived_id,
 )
+from pipelinejobs.runtime.middleware import (
+    Delivery,
+    Middleware,
+    MiddlewareStack,
+    default_middleware,
+)
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS, Quarantine
+from pipelinejobs.runtime.recovery import Recovery
+from pipelinejobs.runtime.watchdog import Interrupted
 
 log = logging.getLogger("pipelinejobs.runtime")
 
@@ -67,7 +78,6 @@ ACTOR_MODULES: dict[str, str] = {
     "jobs-indexer": "pipelinejobs.actors.jobs_indexer",
     "launcher-proxy": "pipelinejobs.actors.launcher_proxy",
 }
-TRANSIENT = (StoreUnavailable, TooManyConflicts)
 
 
 class Runtime:
@@ -80,6 +90,7 @@ class Runtime:
         store: Store | None = None,
         bus: Bus | None = None,
         clock: Clock = system_clock,
+        middleware: list[Middleware] | None = None,
     ) -> None:
         self.config = resolve_secrets(config)
         self.clock = clock
@@ -91,9 +102,10 @@ class Runtime:
             admin_ttl=float(self.config.tokens.admin_token_ttl),
             clock=clock,
         )
-        self.jobs = Jobs(self.store, self.ids, clock=clock, retries=self.config.store.cas_retries)
-        self.pipelines = Pipelines(self.store, self.ids, clock=clock)
-        self.executions = Executions(self.store, clock=clock)
+        retries = self.config.store.cas_retries  # one compare-and-set budget for all
+        self.jobs = Jobs(self.store, self.ids, clock=clock, retries=retries)
+        self.pipelines = Pipelines(self.store, self.ids, clock=clock, retries=retries)
+        self.executions = Executions(self.store, clock=clock, retries=retries)
         self.quarantine = Quarantine(self.store, self.executions)
         self.storage = LocalStorage(self.config.storage_root, self.config.storage.system)
         self.actors: dict[str, Actor] = {}
@@ -101,6 +113,14 @@ class Runtime:
             self.actors[alias] = importlib.import_module(module).ACTOR
         self.actor_ids = {actor_id(a, self.ids.domain): a for a in self.actors}
         self.bus: Bus | None = bus
+        #: What runs around every delivery, in order (``middleware``, else logging,
+        #: retries and time limits): see :mod:`pipelinejobs.runtime.middleware`.
+        self.middleware = MiddlewareStack(
+            default_middleware(self.config.bus, list(self.actors))
+            if middleware is None
+            else middleware
+        )
+        self.recovery = Recovery(self)
 
     # -- actors ---------------------------------------------------------------------------
 
@@ -137,6 +157,11 @@ class Runtime:
         ``role`` is the sender's (``admin`` or ``user``; least privilege unless the
         caller says otherwise): the actor's ``admit`` checks it now, and it is stored
         on the execution so that the worker's ``handle`` checks it again.
+
+        A message from outside (no ``parent``) that cannot be published is withdrawn
+        before BusUnavailable is raised: its sender is told to send it again (503,
+        nothing written), so leaving it for recovery would run it twice. An actor's
+        send stays stored for recovery, as after a crash.
         """
         if role not in ROLES:
             raise ValidationError(f"role must be one of {', '.join(ROLES)}", path="role")
@@ -158,8 +183,20 @@ class Runtime:
             role=role,
         )
         if created or execution["status"] == SUBMITTED:
-            self.publish(actor.alias, execution["id"])
+            try:
+                self.publish(actor.alias, execution["id"])
+            except BusUnavailable:
+                if created and parent is None:
+                    self._withdraw(execution["id"])
+                raise
         return execution
+
+    def _withdraw(self, execution_id: str) -> None:
+        """Delete an execution just stored whose message could not be published."""
+        try:
+            self.store.delete(self.executions.collection, execution_id)
+        except PipelineJobsError as exc:  # left SUBMITTED: recovery will publish it
+            log.warning("execution %s could not be withdrawn (%s)", execution_id, exc.message)
 
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         if self.bus is None:
@@ -170,7 +207,13 @@ class Runtime:
 
     def deliver(self, alias: str, execution_id: str, worker: str | None = None) -> Document | None:
         """Run one delivered execution to its end; returns the execution record (None
-        when it is unknown, or was quarantined because it cannot be read)."""
+        when it is unknown, or was quarantined because it cannot be read).
+
+        The dispatch boundary: whatever the actor or a middleware raises ends in the
+        record (or, a transient failure, in a retry), never in the caller — except an
+        outage that stopped even the record being written (OUTAGES), which the bus
+        retries.
+        """
         actor = self.actor(alias)
         try:
             execution = self.store.get(self.executions.collection, execution_id)
@@ -178,31 +221,59 @@ class Runtime:
                 log.error("delivery of unknown execution %s to %s dropped", execution_id, alias)
                 return None
             if execution["status"] in FINISHED_STATUSES:
-                log.info(
-                    "execution %s already %s; redelivery ignored",
-                    execution_id,
-                    execution["status"],
-                )
+                self.middleware.after_skip(actor.alias, execution)
                 return execution
             if not isinstance(execution["message"], dict):  # stored_message makes objects
                 kind = type(execution["message"]).__name__
                 raise TypeError(f"its message is a {kind}, not an object")
             execution = self.executions.start(execution_id, worker, current=execution)
-            attempts = int(execution["attempts"])
         except OUTAGES:
             raise
         except RECORD_ERRORS as exc:  # a poisoned execution: closed or set aside, not run
             return self.quarantine.execution(execution_id, exc)
         elog = ExecutionLog(execution_id, actor.alias, self.clock)
-        if attempts > 1:
-            elog.info(f"Attempt {attempts} (an earlier delivery did not finish)")
         ctx = Context(self, actor.alias, execution, elog)
+        delivery = Delivery(self, actor, ctx, worker)
         try:
-            message = actor.parse(execution["message"], execution.get("params") or {})
-            result = actor.handle(ctx, message)
-        except TRANSIENT as exc:
-            return self._retry_or_fail(execution, exc, elog)
-        except CorruptDocument as exc:
+            try:
+                self.middleware.before_deliver(delivery)
+                message = actor.parse(execution["message"], execution.get("params") or {})
+                result = actor.handle(ctx, message)
+            finally:
+                self.middleware.after_handle(delivery)
+        # The dispatch boundary: record and log, never propagate. Interrupted is a time
+        # limit's interruption landing after the actor, before TimeLimit disarmed it.
+        except (Exception, Interrupted) as caught:
+            failure = (
+                caught
+                if isinstance(caught, Exception)
+                else TimeLimitExceeded(f"{actor.alias} ran past its time limit", actor=actor.alias)
+            )
+            outcome = self._failed(delivery, failure)
+            self.middleware.after_deliver(delivery, outcome, failure)
+            return outcome
+        # ctx.execution is the latest copy (start's, or the last progress write's).
+        outcome = self.executions.finish(
+            execution_id, result=result, logs=ctx.log.lines, current=ctx.execution
+        )
+        self.middleware.after_deliver(delivery, outcome, None)
+        return outcome
+
+    def _failed(self, delivery: Delivery, exc: Exception) -> Document | None:
+        """Record a failed delivery: a middleware that deals with it (a retry) says
+        what happened; otherwise it ends ERROR with the error's detail, or — for an
+        unexpected exception — an InternalError whose details are only in the log."""
+        execution_id, elog = delivery.execution_id, delivery.log
+        if not isinstance(exc, PipelineJobsError):
+            elog.exception(
+                f"internal error ({type(exc).__name__}); the worker log has the details", exc
+            )
+            if self.bus is not None:
+                self.bus.crashed(delivery.alias, execution_id, exc)
+        handled = self.middleware.on_error(delivery, exc)
+        if handled is not None:
+            return handled
+        if isinstance(exc, CorruptDocument):
             # A record the actor read (the event's job, its pipeline...) is corrupt: set
             # it aside, so the next message for it is told why instead of failing alike.
             self.quarantine.corrupt(exc)
@@ -211,40 +282,41 @@ class Runtime:
             # At WARNING: the store already reported it at ERROR, once.
             elog.warning(f"{exc.collection} record {exc.key} moved to the quarantine: {exc.reason}")
             return self.executions.finish(execution_id, error=exc.to_dict(), logs=elog.lines)
-        except PipelineJobsError as exc:
-            elog.error(exc.message)
+        if isinstance(exc, PipelineJobsError):
             return self.executions.finish(execution_id, error=exc.to_dict(), logs=elog.lines)
-        except Exception as exc:  # the dispatch boundary: record and log, never propagate
-            elog.exception(
-                f"internal error ({type(exc).__name__}); the worker log has the details", exc
-            )
-            return self.executions.finish(
-                execution_id,
-                logs=elog.lines,
-                error={
-                    "error": "InternalError",
-                    "message": f"internal error in {actor.alias} ({type(exc).__name__}); "
-                    f"reported in the worker log",
-                },
-            )
-        # ctx.execution is the latest copy (start's, or the last progress write's).
         return self.executions.finish(
-            execution_id, result=result, logs=elog.lines, current=ctx.execution
+            execution_id,
+            logs=elog.lines,
+            error={
+                "error": "InternalError",
+                "message": f"internal error in {delivery.alias} ({type(exc).__name__}); "
+                f"reported in the worker log",
+            },
         )
 
-    def _retry_or_fail(
-        self, execution: Document, exc: PipelineJobsError, elog: ExecutionLog
-    ) -> Document:
-        attempts = int(execution.get("attempts", 1))
-        settings = self.config.bus
-        if attempts > settings.max_retries:
-            elog.error(f"{exc.message}; gave up after {attempts} attempts")
-            return self.executions.finish(execution["id"], error=exc.to_dict(), logs=elog.lines)
-        delay = min(settings.retry_backoff * 2 ** (attempts - 1), 300.0)
-        elog.warning(f"{exc.message}; retrying in {delay:.1f}s")
-        requeued = self.executions.requeue(execution["id"], exc.message, delay)
-        self.publish(execution["actor"], execution["id"], delay=delay)
-        return requeued
+    def expire(self, alias: str, execution_id: str, seconds: float) -> Document | None:
+        """Close an execution whose pool process a prefork worker killed at its hard
+        time limit (``seconds``): Celery acknowledges that message, so nothing else
+        would. Called in the worker's main process; an execution no longer RUNNING
+        (it finished meanwhile) is left as it is."""
+        execution = self.store.get(self.executions.collection, execution_id)
+        if execution is None or execution.get("status") != RUNNING:
+            return execution
+        error = TimeLimitExceeded(
+            f"{alias} ran past its time limit and its worker process was killed after {seconds:g}s",
+            actor=alias,
+            limit=seconds,
+        )
+        elog = ExecutionLog(execution_id, alias, self.clock)
+        elog.error(error.message)
+        done = self.executions.finish(
+            execution_id,
+            error=error.to_dict(),
+            logs=[*(execution.get("logs") or []), *elog.lines],
+            current=execution,
+        )
+        self.middleware.after_expire(alias, done)
+        return done
 
     # -- recovery -----------------------------------------------------------------------------
 
@@ -256,66 +328,53 @@ class Runtime:
         include_running: bool = False,
         idle_only: bool = False,
     ) -> list[str]:
-        """Re-publish executions orphaned by a crash; returns their ids.
-
-        SUBMITTED ones not touched for ``older_than`` s were stored but never published
-        (the publisher died in between) or their message was lost in flight (a worker
-        killed between taking it from the broker and recording it as unacknowledged).
-        RUNNING ones (only with ``include_running``, for a broker that forgets, like the
-        in-process one) were taken by a worker that died. With ``idle_only`` (the
-        periodic sweep), an actor whose queue still holds messages is skipped: its
-        SUBMITTED executions may just be waiting their turn. One waiting out a retry
-        back-off is left alone until it is due. Each is claimed with a compare-and-set
-        before it is published, so workers sweeping at once publish it once, and it is
-        not re-published again before another ``older_than`` s pass.
-
-        Each is handled on its own: one that cannot be read is quarantined, one that
-        is readable but cannot be claimed (a field missing or of the wrong type) is
-        closed as ERROR, and the others are recovered all the same.
-        """
-        age = self.config.bus.recover_after if older_than is None else older_than
-        statuses = (SUBMITTED, RUNNING) if include_running else (SUBMITTED,)
-        wanted = list(aliases) if aliases else list(self.actors)
-        if idle_only and self.bus is not None:  # a queue it cannot see into is not idle
-            wanted = [a for a in wanted if self.bus.depth(a) == 0]
-        if not wanted:
-            return []
-        due = iso(self.clock() - age)
-        recovered = []
-        stale = self.executions.stale(older_than=age, statuses=statuses, actors=wanted)
-        for corrupt in stale.skipped:
-            self.quarantine.corrupt(corrupt)
-        for execution in stale.items:
-            try:
-                if str(execution.get("retry_at") or "") > due:
-                    continue  # a retry waiting for its back-off: its message is in a worker
-                if self.executions.claim_recovery(execution) is None:
-                    continue
-                log.warning(
-                    "re-publishing orphaned execution %s (%s, %s)",
-                    execution["id"],
-                    execution["actor"],
-                    execution["status"],
-                )
-                self.publish(execution["actor"], execution["id"])
-            except OUTAGES:
-                raise
-            except RECORD_ERRORS as exc:
-                self.quarantine.execution(execution["id"], exc)
-                continue
-            recovered.append(execution["id"])
-        return recovered
+        """Re-publish executions orphaned by a crash; returns their ids
+        (:meth:`pipelinejobs.runtime.recovery.Recovery.recover`, which says how)."""
+        return self.recovery.recover(
+            aliases, older_than=older_than, include_running=include_running, idle_only=idle_only
+        )
 
     def start_up(self, aliases: Iterable[str], **recovery: Any) -> list[str]:
         """What a worker does before it consumes ``aliases``' queues: re-publish the
         executions a crash orphaned (``recovery``: :meth:`recover`'s options) and fail
         the jobs whose supervisor was lost on this host. Returns the re-published ids.
-        A poisoned record is set aside on the way, so it never stops a worker starting."""
+        A poisoned record is set aside on the way, so it never stops a worker starting.
+
+        First it converts jobs written before the history log (:meth:`migrate_history`):
+        here rather than when the store is opened, because converting replays the
+        lifecycle (domain rules the store does not know), and the process that writes
+        jobs is the one that should; a gateway alone only reads, and reads either shape.
+        """
+        self.migrate_history()
         recovered = self.recover(aliases, **recovery)
         if recovered:
             log.warning("re-published %d orphaned execution(s)", len(recovered))
         self.reap_lost_launches()
         return recovered
+
+    def migrate_history(self) -> int:
+        """Convert every job that still embeds its history into the history log
+        (:mod:`pipelinejobs.domain.job_log`); how many it found to convert. Once a
+        scan has been through every job it is noted in the store, and later starts skip
+        it. Each job converts on its own (a crash half-way is resumed by the next start,
+        two workers starting at once convert each job once); one that cannot be
+        converted is set aside, and the others go on."""
+        if job_log.migration_done(self.store):
+            return 0
+        converted = 0
+        for job in job_log.legacy_jobs(self.store):
+            try:
+                self.jobs.upgrade(job)
+            except OUTAGES:
+                raise
+            except RECORD_ERRORS as exc:
+                self.quarantine.record("jobs", job.get("uuid"), exc)
+                continue
+            converted += 1
+        job_log.mark_migrated(self.store, iso(self.clock()), converted)
+        if converted:
+            log.warning("converted %d job(s) to the history log", converted)
+        return converted
 
     def reap_lost_launches(self) -> list[str]:
         """Fail the jobs whose supervisor was lost on this host (the machine restarted,

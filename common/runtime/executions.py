@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, In, Page, Range, Store, not_found
+from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.domain.clock import Clock, iso, now, system_clock
-from pipelinejobs.errors import DuplicateDocument, TooManyConflicts
+from pipelinejobs.errors import DuplicateDocument
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 13
@@ -69,9 +70,13 @@ class Executions:
 
     collection = "executions"
 
-    def __init__(self, store: Store, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = system_clock, retries: int = DEFAULT_RETRIES
+    ) -> None:
         self.store = store
         self.clock = clock
+        #: Compare-and-set budget (``store.cas_retries``), shared with every other loop.
+        self.retries = retries
 
     def submit(
         self,
@@ -128,31 +133,30 @@ class Executions:
     def _change(
         self, execution_id: str, current: Document | None = None, **fields: Any
     ) -> Document:
-        """Set ``fields`` on an execution, retrying the CAS against concurrent writers.
+        """Set ``fields`` on an execution by compare-and-set (a lost race re-reads and
+        writes them again: they do not depend on what another writer changed).
 
         ``current``, a copy the caller just read, saves the first read: on the hot path
         (start, finish) it is almost always still current.
         """
-        doc = current
-        for _ in range(100):
-            doc = doc or self.get(execution_id)
-            new = self.store.update(
-                self.collection,
-                execution_id,
-                version=doc["version"],
-                set={**fields, "updated": now(self.clock)},
-            )
-            if new is not None:
-                return new
-            doc = None
-        raise TooManyConflicts(f"execution {execution_id} kept changing under us")
+        return compare_and_set(
+            self.store,
+            self.collection,
+            execution_id,
+            lambda doc: Change(set={**fields, "updated": now(self.clock)}),
+            retries=self.retries,
+            current=current or self.get(execution_id),
+            what=f"execution {execution_id}",
+        )
 
     def start(
         self, execution_id: str, worker: str | None = None, *, current: Document | None = None
     ) -> Document:
-        """Mark RUNNING and count the attempt (``current``: the copy just read)."""
-        for _ in range(100):
-            doc = current or self.get(execution_id)
+        """Mark RUNNING and count the attempt (``current``: the copy just read). The
+        count is taken from the version being replaced, so two deliveries racing to
+        start it count two attempts, never one."""
+
+        def run(doc: Document) -> Change:
             fields: dict[str, Any] = {
                 "status": RUNNING,
                 "started": now(self.clock),
@@ -161,13 +165,17 @@ class Executions:
             }
             if worker:
                 fields["worker"] = worker
-            new = self.store.update(
-                self.collection, execution_id, version=doc["version"], set=fields
-            )
-            if new is not None:
-                return new
-            current = None
-        raise TooManyConflicts(f"execution {execution_id} kept changing under us")
+            return Change(set=fields)
+
+        return compare_and_set(
+            self.store,
+            self.collection,
+            execution_id,
+            run,
+            retries=self.retries,
+            current=current or self.get(execution_id),
+            what=f"execution {execution_id}",
+        )
 
     def progress(
         self,

@@ -29,12 +29,11 @@ from typing import Any
 from pipelinejobs.adapters.store.base import Document, Store
 from pipelinejobs.adapters.store.codec import set_aside
 from pipelinejobs.errors import (
+    TRANSIENT,
     BusError,
     CorruptDocument,
     NotFound,
     PipelineJobsError,
-    StoreUnavailable,
-    TooManyConflicts,
 )
 from pipelinejobs.runtime.executions import Executions
 
@@ -51,8 +50,9 @@ RECORD_ERRORS: tuple[type[BaseException], ...] = (
     TypeError,
     ValueError,
 )
-#: Failures of the service, not of a record: re-raise these before RECORD_ERRORS.
-OUTAGES: tuple[type[PipelineJobsError], ...] = (StoreUnavailable, TooManyConflicts, BusError)
+#: Failures of the service, not of a record: re-raise these before RECORD_ERRORS. The
+#: transient ones, and any bus error (a bus that cannot publish is not the record's fault).
+OUTAGES: tuple[type[PipelineJobsError], ...] = (*TRANSIENT, BusError)
 
 
 def reason_of(exc: BaseException) -> str:

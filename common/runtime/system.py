@@ -12,8 +12,9 @@ The same object serves every way of running PipelineJobs:
 Start-up recovery happens here: a worker re-publishes executions left SUBMITTED by a
 crash between storing and publishing; the embedded mode, whose in-process broker
 forgets everything on exit, also re-publishes the ones left RUNNING. Running workers
-keep sweeping for SUBMITTED executions whose message was lost in flight
-(:class:`~pipelinejobs.adapters.bus.celery.RecoverySweep`).
+keep checking for executions whose message was lost — in flight, or with a broker
+that lost its queues (:mod:`pipelinejobs.runtime.recovery`, run by
+:mod:`pipelinejobs.adapters.bus.celery_steps`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class System:
             self.config.broker_url,
             list(ACTOR_MODULES),
             self.runtime.deliver,
-            recover=lambda aliases: self.runtime.recover(aliases, idle_only=True),
+            recovery=self.runtime.recovery,
+            expire=self.runtime.expire,
         )
         self.runtime.bus = self.bus
         self._embedded: EmbeddedWorker | None = None

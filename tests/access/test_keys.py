@@ -11,7 +11,7 @@ import pytest
 from pipelinejobs.access.keys import Keys, Principal, digest
 from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import iso
-from pipelinejobs.errors import InvalidCredential, NotFound, ValidationError
+from pipelinejobs.errors import InvalidCredential, NotFound, TooManyConflicts, ValidationError
 
 
 @pytest.fixture
@@ -74,6 +74,32 @@ def test_the_stored_hash_is_not_a_key(keys: Keys) -> None:
 
     with pytest.raises(InvalidCredential):
         keys.authenticate(doc["id"])
+
+
+def test_a_revocation_that_keeps_losing_is_retryable_not_404(
+    any_store: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(any_store, clock=clock, retries=2)
+    secret, doc = keys.create("user")
+    lost: list[int] = []
+
+    def update(collection: str, key: Any, **kwargs: Any) -> None:
+        lost.append(kwargs["version"])
+
+    monkeypatch.setattr(any_store, "update", update)
+
+    with pytest.raises(TooManyConflicts) as info:
+        keys.revoke(doc["id"][:12])
+
+    assert len(lost) == 3 and info.value.detail["retry_after"] > 0
+    assert keys.authenticate(secret).role == "user"
+
+
+def test_revoking_a_revoked_key_writes_nothing(keys: Keys, any_store: Any) -> None:
+    _, doc = keys.create("user")
+    revoked = keys.revoke(doc["id"])
+
+    assert keys.revoke(doc["id"]) == revoked == any_store.get("keys", doc["id"])
 
 
 def test_a_revoked_key_is_refused(keys: Keys) -> None:

@@ -12,7 +12,13 @@ from pipelinejobs.access.keys import Principal, digest
 from pipelinejobs.access.nonces import LEVELS, PREFIX, Nonces, level_rank, public
 from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import iso
-from pipelinejobs.errors import InvalidCredential, NotFound, PermissionDenied, ValidationError
+from pipelinejobs.errors import (
+    InvalidCredential,
+    NotFound,
+    PermissionDenied,
+    TooManyConflicts,
+    ValidationError,
+)
 
 OWNER = Principal("key", "k" * 64, "user", "k" * 64, ("jobs-manager",))
 
@@ -249,3 +255,97 @@ def test_concurrent_uses_never_exceed_max_uses(nonces: Nonces, any_store: Any) -
 
     assert sorted(outcomes) == ["ok"] * 5 + ["refused"] * 3
     assert any_store.get("nonces", doc["id"])["remaining_uses"] == 0
+
+
+# -- contention past the budget, and refunds ------------------------------------------------
+
+
+def always_losing(monkeypatch: pytest.MonkeyPatch, store: Any, then: Any = None) -> list[int]:
+    """Make every compare-and-set on nonces lose (``then(key)`` runs first, if given)."""
+    lost: list[int] = []
+    real_update = store.update
+
+    def update(collection: str, key: Any, **kwargs: Any) -> Any:
+        if collection != "nonces":
+            return real_update(collection, key, **kwargs)
+        lost.append(kwargs["version"])
+        if then is not None:
+            then(key)
+        return None
+
+    monkeypatch.setattr(store, "update", update)
+    return lost
+
+
+def test_a_redemption_that_keeps_losing_is_retryable_and_spends_nothing(
+    any_store: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the budget it is TooManyConflicts (503, retry), not 401 as it was."""
+    nonces = Nonces(any_store, clock=clock, retries=3)
+    secret, doc = nonces.create("jobs-manager", OWNER, max_uses=2)
+    lost = always_losing(monkeypatch, any_store)
+
+    with pytest.raises(TooManyConflicts) as info:
+        nonces.redeem(secret, "jobs-manager", "EXECUTE")
+
+    assert len(lost) == 4 and info.value.detail["retry_after"] > 0
+    assert any_store.get("nonces", doc["id"])["remaining_uses"] == 2
+
+
+def test_a_used_up_nonce_is_still_refused_before_any_write(
+    nonces: Nonces, any_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, _ = nonces.create("jobs-manager", OWNER, max_uses=1)
+    nonces.redeem(secret, "jobs-manager", "EXECUTE")
+    lost = always_losing(monkeypatch, any_store)
+
+    with pytest.raises(InvalidCredential, match="no uses left"):
+        nonces.redeem(secret, "jobs-manager", "EXECUTE")
+    assert lost == []
+
+
+def test_a_nonce_deleted_while_its_use_lost_a_race_is_unknown(
+    nonces: Nonces, any_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, _ = nonces.create("jobs-manager", OWNER, max_uses=3)
+    always_losing(monkeypatch, any_store, then=lambda key: any_store.delete("nonces", key))
+
+    with pytest.raises(InvalidCredential, match="not known"):
+        nonces.redeem(secret, "jobs-manager", "EXECUTE")
+
+
+@pytest.mark.parametrize(("max_uses", "after"), [(3, 3), (-1, -1)])
+def test_a_refund_gives_back_exactly_one_use(
+    nonces: Nonces, any_store: Any, max_uses: int, after: int
+) -> None:
+    secret, doc = nonces.create("jobs-manager", OWNER, max_uses=max_uses)
+    nonces.redeem(secret, "jobs-manager", "EXECUTE")
+
+    nonces.refund(doc["id"])
+
+    assert any_store.get("nonces", doc["id"])["remaining_uses"] == after
+
+
+def test_a_refund_of_a_deleted_nonce_does_nothing(nonces: Nonces, any_store: Any) -> None:
+    _, doc = nonces.create("jobs-manager", OWNER, max_uses=3)
+    any_store.delete("nonces", doc["id"])
+
+    nonces.refund(doc["id"])
+
+    assert any_store.get("nonces", doc["id"]) is None
+
+
+def test_a_refund_that_keeps_losing_says_so(
+    any_store: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to give up silently, the use lost; now the caller is told to retry."""
+    nonces = Nonces(any_store, clock=clock, retries=2)
+    secret, doc = nonces.create("jobs-manager", OWNER, max_uses=3)
+    nonces.redeem(secret, "jobs-manager", "EXECUTE")
+    lost = always_losing(monkeypatch, any_store)
+
+    with pytest.raises(TooManyConflicts, match="giving back the nonce's use"):
+        nonces.refund(doc["id"])
+
+    assert len(lost) == 3
+    assert any_store.get("nonces", doc["id"])["remaining_uses"] == 2

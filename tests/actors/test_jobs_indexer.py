@@ -63,7 +63,7 @@ def test_the_seed_json_index_request(runtime: Runtime):
     assert sorted(files) == SEED_SELECTED
     assert {f["level"] for f in files.values()} == {"2"}
 
-    after = runtime.jobs.get(job["uuid"])
+    after = runtime.jobs.record(job["uuid"])
     assert after["state"] == "FINISHED"
     assert names(after)[-2:] == ["index", "indexed"]
     assert after["history"][-2]["data"] == {"level": "2", "filters": SEED_FILTERS}
@@ -194,7 +194,7 @@ def test_the_job_is_indexing_while_files_are_listed(runtime: Runtime, monkeypatc
     monkeypatch.setattr(runtime.storage, "walk", watching_walk)
     run(runtime, INDEXER, {"uuid": job["uuid"], "token": token(runtime, job)})
     assert seen == ["INDEXING"]
-    after = runtime.jobs.get(job["uuid"])
+    after = runtime.jobs.record(job["uuid"])
     assert after["state"] == "FINISHED"
     assert names(after) == ["create", "run", "finish", "index", "indexed"]
 
@@ -219,7 +219,7 @@ def test_reindexing_is_idempotent(tmp_path: Path, kind):
             assert record["created"] == first[name]["created"]
             assert record["updated"] > first[name]["updated"]
             assert record["version"] == first[name]["version"] + 1
-        assert names(rt.jobs.get(job["uuid"]))[-4:] == ["index", "indexed", "index", "indexed"]
+        assert names(rt.jobs.record(job["uuid"]))[-4:] == ["index", "indexed", "index", "indexed"]
     finally:
         rt.close()
 
@@ -318,7 +318,7 @@ def test_indexed_sent_to_the_indexer_marks_the_job_finished(runtime: Runtime, st
     execution = run(runtime, INDEXER, message)
     assert execution["status"] == "COMPLETE", execution["error"]
     assert execution["result"] == {"uuid": job["uuid"], "state": "FINISHED", "applied": True}
-    assert names(runtime.jobs.get(job["uuid"]))[-1] == "indexed"
+    assert names(runtime.jobs.record(job["uuid"]))[-1] == "indexed"
     assert executions_of(runtime, "jobs-manager") == []
 
 
@@ -458,7 +458,7 @@ def test_a_redelivered_index_does_not_duplicate_history(runtime: Runtime):
     bus(runtime).join()
     assert again is not None and again["status"] == "COMPLETE"
     assert again["result"]["indexed_execution"] == execution["result"]["indexed_execution"]
-    after = runtime.jobs.get(job["uuid"])
+    after = runtime.jobs.record(job["uuid"])
     assert names(after).count("index") == 1 and names(after).count("indexed") == 1
     assert runtime.store.count("files") == len(FILES)
     assert len(executions_of(runtime, "jobs-manager")) == 1

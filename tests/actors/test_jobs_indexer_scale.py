@@ -154,7 +154,7 @@ def test_fixity_records_the_sha256_of_each_file(runtime: Runtime):
     for relative, content in CONTENTS.items():
         assert found[relative]["checksum"] == hashlib.sha256(content).hexdigest()
         validation.validate("file", found[relative])
-    assert runtime.jobs.get(job["uuid"])["history"][-2]["data"]["fixity"] is True
+    assert runtime.jobs.record(job["uuid"])["history"][-2]["data"]["fixity"] is True
 
 
 def test_without_fixity_there_is_no_checksum(runtime: Runtime):
@@ -166,7 +166,7 @@ def test_without_fixity_there_is_no_checksum(runtime: Runtime):
 
     assert execution["result"]["fixity"] is False
     assert all("checksum" not in f for f in records(runtime, job).values())
-    assert "fixity" not in runtime.jobs.get(job["uuid"])["history"][-2]["data"]
+    assert "fixity" not in runtime.jobs.record(job["uuid"])["history"][-2]["data"]
 
 
 @pytest.mark.parametrize(("value", "hashed"), [("true", True), ("1", True), ("false", False)])

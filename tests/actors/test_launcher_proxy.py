@@ -94,7 +94,7 @@ def refused(rt: Runtime, message: dict[str, Any], *, error: str) -> dict[str, An
 
 
 def history(rt: Runtime, uuid: str) -> list[str]:
-    return [entry["name"] for entry in rt.jobs.get(uuid)["history"]]
+    return [entry["name"] for entry in rt.jobs.record(uuid)["history"]]
 
 
 def segments(path: str) -> list[str]:
@@ -590,7 +590,7 @@ def test_a_failing_compute_ends_the_job_failed(runtime: Runtime):
 
     result = launched(runtime, message)
 
-    job = runtime.jobs.get(result["uuid"])
+    job = runtime.jobs.record(result["uuid"])
     assert job["state"] == "FAILED"
     assert history(runtime, result["uuid"]) == ["create", "run", "run", "fail"]
     assert job["history"][-1]["data"]["error"] == "boom"
@@ -607,6 +607,7 @@ def test_a_refused_launch_fails_the_job_with_the_reason(runtime: Runtime):
     assert error["path"] == "job_definition/outputs"
     (job,) = runtime.store.find("jobs", {}, limit=2).items
     assert job["state"] == "FAILED"
+    job = runtime.jobs.record(job["uuid"])
     assert [h["name"] for h in job["history"]] == ["create", "run", "fail"]
     assert "outputs" in job["history"][-1]["data"]["reason"]
 
@@ -619,7 +620,7 @@ def test_a_redelivered_launch_makes_no_second_run_nor_job(runtime: Runtime):
     execution = runtime.submit(ALIAS, copy.deepcopy(LAUNCH))
     stub(runtime).join()
     first = runtime.executions.get(execution["id"])
-    job_before = runtime.jobs.get(first["result"]["uuid"])
+    job_before = runtime.jobs.record(first["result"]["uuid"])
     executions = runtime.store.count("executions")
 
     runtime.executions.requeue(execution["id"], "worker lost")
@@ -631,7 +632,7 @@ def test_a_redelivered_launch_makes_no_second_run_nor_job(runtime: Runtime):
     assert again["attempts"] == 2
     assert again["result"]["uuid"] == first["result"]["uuid"]
     assert runtime.store.count("jobs") == 1
-    job = runtime.jobs.get(first["result"]["uuid"])
+    job = runtime.jobs.record(first["result"]["uuid"])
     assert [h["name"] for h in job["history"]] == ["create", "run", "run", "finish"]
     assert job["history"] == job_before["history"]
     assert job["state"] == "FINISHED"

@@ -32,17 +32,28 @@ def new_job(jobs: Jobs, data: dict | None = None) -> dict:
     return result.job
 
 
+def history(jobs: Jobs, uuid: str) -> list[dict]:
+    return jobs.history(uuid).entries
+
+
 def test_create_records_the_create_event(any_store, clock):
     jobs = Jobs(any_store, IDS, clock=clock)
     job = new_job(jobs)
     assert uuid_type(job["uuid"]) == "pipelinejob"
     assert job["state"] == "CREATED" and job["last_event"] == "create"
-    assert job["version"] == 0
-    assert [h["name"] for h in job["history"]] == ["create"]
-    assert uuid_type(job["history"][0]["uuid"]) == "pipelinejob_event"
-    assert job["history"][0]["data"] == {"n": 1}
+    assert job["version"] == 0 and job["event_count"] == 1
+    assert "history" not in job
+    entries = history(jobs, job["uuid"])
+    assert [h["name"] for h in entries] == ["create"]
+    assert uuid_type(entries[0]["uuid"]) == "pipelinejob_event"
+    assert entries[0]["data"] == {"n": 1}
     assert job["child_of"] == ["sample.tacc.abcde"]
     validation.validate("pipelinejob", job)
+    (record,) = any_store.find("events", {"job_uuid": job["uuid"]}).items
+    assert record["seq"] == 1 and record["previous_state"] is None
+    assert job["last_entry"] == record
+    validation.validate("pipelinejob_event_record", record)
+    validation.validate("pipelinejob_record", jobs.record(job["uuid"]))
 
 
 def test_the_same_job_submitted_twice_is_one_record(any_store, clock):
@@ -76,13 +87,22 @@ def test_a_walk_through_the_lifecycle_keeps_full_history(any_store, clock):
         result = jobs.apply(job["uuid"], event, {"step": i})
         assert result.applied and not result.duplicate
     job = jobs.get(job["uuid"])
+    entries = history(jobs, job["uuid"])
     assert job["state"] == "RETIRED" and job["last_event"] == "retire"
-    assert [h["name"] for h in job["history"]] == ["create", *walk]
-    assert [h["data"] for h in job["history"][1:]] == [{"step": i} for i in range(len(walk))]
-    assert job["version"] == len(walk)
-    assert job["updated"] == job["history"][-1]["date"] > job["created"]
-    assert len({h["uuid"] for h in job["history"]}) == len(walk) + 1
+    assert [h["name"] for h in entries] == ["create", *walk]
+    assert [h["data"] for h in entries[1:]] == [{"step": i} for i in range(len(walk))]
+    assert job["version"] == len(walk) and job["event_count"] == len(walk) + 1
+    assert job["updated"] == entries[-1]["date"] > job["created"]
+    assert len({h["uuid"] for h in entries}) == len(walk) + 1
     validation.validate("pipelinejob", job)
+    records = any_store.find("events", {"job_uuid": job["uuid"]}, order="seq").items
+    assert [r["seq"] for r in records] == list(range(1, len(walk) + 2))
+    states = ["CREATED", "RUNNING", "RUNNING", "FINISHED", "FINISHED", "INDEXING"]
+    states += ["FINISHED", "VALIDATING", "VALIDATED", "FINALIZED"]
+    assert [r["previous_state"] for r in records] == [None, *states]
+    for record in records:
+        validation.validate("pipelinejob_event_record", record)
+    validation.validate("pipelinejob_record", jobs.record(job["uuid"]))
 
 
 @pytest.mark.parametrize(("setup", "event", "state"), [
@@ -150,12 +170,17 @@ def test_the_same_delivery_applied_twice_is_one_history_entry(any_store, clock):
     assert first.applied and second.duplicate
     assert second.entry == first.entry
     stored = jobs.get(job["uuid"])
-    assert [h["name"] for h in stored["history"]] == ["create", "update"]
-    assert stored["version"] == 1
-    # A duplicate is recognised even after the state moved on and would now refuse it.
+    assert [h["name"] for h in history(jobs, job["uuid"])] == ["create", "update"]
+    assert stored["version"] == 1 and stored["event_count"] == 2
+    assert any_store.count("events", {"job_uuid": job["uuid"]}) == 2
+    # A duplicate is recognised even after the state moved on and would now refuse it,
+    # and reports the state its first delivery was applied to (from its record).
     jobs.apply(job["uuid"], "finish", delivery_id="exec-2")
     jobs.apply(job["uuid"], "retire", delivery_id="exec-3")
-    assert jobs.apply(job["uuid"], "finish", delivery_id="exec-2").duplicate
+    again = jobs.apply(job["uuid"], "finish", delivery_id="exec-2")
+    assert again.duplicate and again.previous_state == "CREATED"
+    assert again.job["state"] == "RETIRED"
+    assert any_store.count("events", {"job_uuid": job["uuid"]}) == 4
     # Another delivery id is a new event.
     with pytest.raises(TransitionRefused):
         jobs.apply(job["uuid"], "finish", delivery_id="exec-4")
@@ -169,31 +194,41 @@ def _hammer(jobs: Jobs, uuid: str, worker: int, count: int, errors: list) -> Non
         errors.append(exc)
 
 
-def test_8_threads_x_50_updates_lose_nothing(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "race.sqlite3")
-    try:
-        jobs = Jobs(store, IDS)
-        job = new_job(jobs)
-        errors: list = []
-        threads = [
-            threading.Thread(target=_hammer, args=(jobs, job["uuid"], w, 50, errors))
-            for w in range(8)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not errors, errors
-        assert not any(t.is_alive() for t in threads)
-        stored = jobs.get(job["uuid"])
-        updates = [h for h in stored["history"] if h["name"] == "update"]
-        assert len(updates) == 400
-        assert stored["version"] == 400
-        assert {(h["data"]["worker"], h["data"]["i"]) for h in updates} == {
-            (w, i) for w in range(8) for i in range(50)
-        }
-    finally:
-        store.close()
+def log_of(store, uuid: str) -> list[dict]:
+    """Every record of job ``uuid``'s log, straight from the store, by seq."""
+    return store.find("events", {"job_uuid": uuid}, order="seq", limit=10_000).items
+
+
+def test_8_threads_x_50_updates_lose_nothing(any_store):
+    jobs = Jobs(any_store, IDS)
+    job = new_job(jobs)
+    errors: list = []
+    threads = [
+        threading.Thread(target=_hammer, args=(jobs, job["uuid"], w, 50, errors)) for w in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    stored = jobs.get(job["uuid"])
+    assert stored["version"] == 400 and stored["event_count"] == 401
+    records = log_of(any_store, job["uuid"])
+    # create is seq 1; the 400 updates are 2..401, without a gap or a repeat.
+    assert [r["seq"] for r in records] == list(range(1, 402))
+    updates = [r for r in records if r["name"] == "update"]
+    assert len(updates) == 400
+    assert {(r["data"]["worker"], r["data"]["i"]) for r in updates} == {
+        (w, i) for w in range(8) for i in range(50)
+    }
+    # Each worker's own events are in the order it sent them.
+    for w in range(8):
+        assert [r["data"]["i"] for r in updates if r["data"]["worker"] == w] == list(range(50))
+    assert stored["last_entry"] == records[-1]
+    assert history(jobs, job["uuid"]) == [
+        {k: r[k] for k in ("uuid", "name", "date", "data")} for r in records
+    ]
 
 
 def _process_worker(path: str, uuid: str, worker: int, count: int, failures) -> None:
@@ -223,32 +258,31 @@ def test_2_processes_x_100_updates_lose_nothing(tmp_path: Path):
         assert [p.exitcode for p in procs] == [0, 0]
         assert failures.empty()
         stored = Jobs(store, IDS).get(job["uuid"])
-        assert len([h for h in stored["history"] if h["name"] == "update"]) == 200
-        assert stored["version"] == 200
+        assert [r["seq"] for r in log_of(store, job["uuid"])] == list(range(1, 202))
+        assert stored["version"] == 200 and stored["event_count"] == 201
     finally:
         store.close()
 
 
-def test_concurrent_duplicate_deliveries_apply_once(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "dup.sqlite3")
-    try:
-        jobs = Jobs(store, IDS)
-        job = new_job(jobs)
-        results: list = []
-        barrier = threading.Barrier(6)
+def test_concurrent_duplicate_deliveries_apply_once(any_store):
+    jobs = Jobs(any_store, IDS)
+    job = new_job(jobs)
+    results: list = []
+    barrier = threading.Barrier(6)
 
-        def deliver():
-            barrier.wait()
-            results.append(jobs.apply(job["uuid"], "run", {"r": 1}, delivery_id="same"))
+    def deliver():
+        barrier.wait()
+        results.append(jobs.apply(job["uuid"], "run", {"r": 1}, delivery_id="same"))
 
-        threads = [threading.Thread(target=deliver) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert sum(r.applied for r in results) == 1
-        assert len(results) == 6
-        stored = jobs.get(job["uuid"])
-        assert [h["name"] for h in stored["history"]] == ["create", "run"]
-    finally:
-        store.close()
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(r.applied for r in results) == 1
+    assert len(results) == 6
+    assert {r.previous_state for r in results} == {"CREATED"}
+    assert len({r.entry["uuid"] for r in results}) == 1
+    assert [h["name"] for h in history(jobs, job["uuid"])] == ["create", "run"]
+    assert [r["seq"] for r in log_of(any_store, job["uuid"])] == [1, 2]
+    assert jobs.get(job["uuid"])["version"] == 1

@@ -272,17 +272,21 @@ def test_an_update_that_loses_the_race_is_retried_on_the_fresh_document(pipeline
     assert result.pipeline["version"] == 2
 
 
-def test_an_update_that_always_loses_gives_up(pipelines: Pipelines):
+def test_an_update_that_always_loses_gives_up(any_store: Any, clock: Any):
+    """Past the budget (``store.cas_retries``): TooManyConflicts, and ours not written."""
+    pipelines = Pipelines(any_store, Identifiers("sd2e.org"), clock=clock, retries=5)
     uuid = pipelines.create(definition()).pipeline["uuid"]
     counter = iter(range(1000))
 
     def interfere(doc: dict[str, Any]) -> None:
         pipelines.update(uuid, {"description": f"theirs {next(counter)}"})
 
-    with pytest.raises(TooManyConflicts):
+    with pytest.raises(TooManyConflicts) as info:
         pipelines.update(uuid, {"name": "ours"}, check=interfere)
 
+    assert info.value.detail["retry_after"] > 0
     assert pipelines.get(uuid)["name"] == DEFINITION["name"]
+    assert pipelines.get(uuid)["description"] == "theirs 5"  # six tries, each lost once
 
 
 # -- status actions ------------------------------------------------------------------------------

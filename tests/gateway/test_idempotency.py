@@ -28,7 +28,7 @@ def test_a_repeat_returns_the_first_execution_and_is_applied_once(
     first = post(client, user, body, "k-1")
     assert [post(client, user, body, "k-1") for _ in range(3)] == [first] * 3
     stub(runtime).join()
-    history = runtime.jobs.get(body["uuid"])["history"]
+    history = runtime.jobs.record(body["uuid"])["history"]
     assert [h["data"] for h in history].count({"n": 1}) == 1
     # Without a key, the same body is a new request each time.
     assert post(client, user, body, None) != post(client, user, body, None)
@@ -54,7 +54,7 @@ def test_the_same_key_for_another_request_is_409(
     )
     assert first in error_of(answer, 409)["message"]
     stub(runtime).join()
-    assert [h["data"] for h in runtime.jobs.get(body["uuid"])["history"]].count({"n": 4}) == 0
+    assert [h["data"] for h in runtime.jobs.record(body["uuid"])["history"]].count({"n": 4}) == 0
 
 
 def test_a_key_names_its_execution_for_the_configured_time(clocked) -> None:

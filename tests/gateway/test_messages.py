@@ -73,7 +73,7 @@ def test_url_parameters_only_with_a_body_as_data(
     execution_id = result_of(response)["executionId"]
     assert runtime.executions.get(execution_id)["params"] == params
     stub(runtime).join()
-    stored = runtime.jobs.get(job["uuid"])
+    stored = runtime.jobs.record(job["uuid"])
     assert stored["state"] == "FINISHED"
     assert stored["history"][-1]["name"] == "finish"
     assert stored["history"][-1]["data"] == {"exit": 0}

@@ -175,7 +175,7 @@ def test_schemathesis_reads_every_operation(client: FlaskClient) -> None:
     operations = list(loaded.get_all_operations())
 
     assert all(op.ok() for op in operations)
-    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == 21
+    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == 22
 
 
 def test_each_actors_messages_are_the_schemas_it_accepts(

@@ -334,11 +334,40 @@ def test_one_job_with_its_history(world: World) -> None:
     assert job["history"][2]["data"] == {"exit": 0}
     assert all(h["uuid"].startswith("108") for h in job["history"])
     assert "token_rotation" not in job and "version" not in job
+    assert "last_entry" not in job and "history_next" not in job
+    assert job["event_count"] == 7
+
+
+def test_a_jobs_history_is_paged(world: World) -> None:
+    url = f"/jobs/{world.jobs['finished']['uuid']}/history"
+    page = result_of(world.get(url, after=2, limit=3))
+    assert [h["name"] for h in page["history"]] == ["finish", "index", "indexed"]
+    assert page["next"] == 5 and page["count"] == 7
+    assert page["uuid"] == world.jobs["finished"]["uuid"]
+    rest = result_of(world.get(url, after=page["next"]))
+    assert [h["name"] for h in rest["history"]] == ["index", "indexed"] and rest["next"] is None
+    whole = result_of(world.get(url))["history"]
+    assert whole == result_of(world.get(url[: -len("/history")]))["history"]
+    assert result_of(world.get(url, after=7))["history"] == []
+    for bad in ({"after": -1}, {"limit": 0}, {"limit": 1001}, {"after": "x"}):
+        assert error_of(world.get(url, **bad), 400)["result"]["path"] in bad
+
+
+def test_a_long_history_is_cut_at_1000_and_continued_by_its_pages(world: World) -> None:
+    uuid = world.jobs["running"]["uuid"]
+    for n in range(1005):
+        world.rt.jobs.apply(uuid, "update", {"n": n})
+    job = result_of(world.get(f"/jobs/{uuid}"))
+    assert len(job["history"]) == 1000 and job["history_next"] == 1000
+    assert job["event_count"] == 1008  # create, run, update, then these
+    rest = result_of(world.get(f"/jobs/{uuid}/history", after=job["history_next"]))
+    assert [h["data"].get("n") for h in rest["history"]] == list(range(997, 1005))
+    assert rest["next"] is None
 
 
 def test_unknown_job_is_404_and_wrong_type_is_400(world: World) -> None:
     ghost = world.rt.ids.job(world.pipelines["a"], ["sample.nowhere.0"], {})
-    for suffix in ("", "/files"):
+    for suffix in ("", "/files", "/history"):
         assert ghost in error_of(world.get(f"/jobs/{ghost}{suffix}"), 404)["message"]
         error_of(world.get(f"/jobs/{world.pipelines['a']}{suffix}"), 400)
         error_of(world.get(f"/jobs/12345{suffix}"), 400)

@@ -122,14 +122,20 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, env: dict[str, str], actors: str = "all", concurrency: int = 2, pool: str = "prefork"
+        self,
+        env: dict[str, str],
+        actors: str = "all",
+        concurrency: int = 2,
+        pool: str = "prefork",
+        module: str = "pipelinejobs.cli",
     ) -> subprocess.Popen[bytes]:
+        """``module``: what runs ``worker`` (a test's own wrapper of the CLI)."""
         log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "pipelinejobs.cli",
+                module,
                 "worker",
                 "--actors",
                 actors,

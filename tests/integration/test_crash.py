@@ -3,7 +3,10 @@ applied exactly once (at-least-once delivery + idempotent effects)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import redis
 
 from .conftest import finished, system_env, wait_for
 
@@ -21,6 +24,22 @@ def make_job(system, archive_path: str | None = None) -> tuple[str, str]:
         fields=fields,
     ).job
     return job["uuid"], runtime.tokens.update_token(job["uuid"])
+
+
+def broker_state(redis_url: str) -> str:
+    """Where a killed worker's message is, for a timeout's report: kombu's
+    unacknowledged messages and their age (restored past ``bus.visibility_timeout``),
+    the restore scan's lock (held, no scan restores anything) and the queues."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        now = time.time()
+        held = client.zrange("unacked_index", 0, -1, withscores=True)
+        ages = [(tag.decode(), round(now - score, 1)) for tag, score in held]
+        queues = {q: client.llen(q) for q in ("actor.jobs-indexer", "actor.jobs-manager")}
+        lock = client.pttl("unacked_mutex")
+    finally:
+        client.close()
+    return f"\nbroker: unacked (tag, age s) {ages}; restore lock TTL {lock} ms; queues {queues}"
 
 
 def test_indexer_killed_mid_index_applies_index_once(
@@ -58,18 +77,21 @@ def test_indexer_killed_mid_index_applies_index_once(
 
     workers.start(env, actors="jobs-manager,jobs-indexer", concurrency=1)
     done = wait_for(
-        lambda: finished(system, request["id"]), 90, "the redelivered index", workers.logs
+        lambda: finished(system, request["id"]),
+        90,
+        "the redelivered index",
+        lambda: workers.logs() + broker_state(redis_url),
     )
     assert done["status"] == "COMPLETE", done
     assert done["attempts"] == 2
     assert any("Attempt 2" in line for line in done["logs"])
-    job = wait_for(
+    wait_for(
         lambda: (lambda j: j if j["last_event"] == "indexed" else None)(runtime.jobs.get(uuid)),
         60,
         "the indexed event",
         workers.logs,
     )
-    names = [h["name"] for h in job["history"]]
+    names = [h["name"] for h in runtime.jobs.record(uuid)["history"]]
     assert names == ["create", "run", "finish", "index", "indexed"]
     assert runtime.store.count("files", {"job_uuid": uuid}) == files
     assert runtime.store.count("files", {"job_uuid": uuid, "present": True}) == files
@@ -102,7 +124,7 @@ def test_manager_killed_in_a_stream_of_events_applies_each_once(
 
     wait_for(some_done, 60, "the first events to be applied", workers.logs)
     workers.kill(first)
-    applied_before = len(runtime.jobs.get(uuid)["history"]) - 1
+    applied_before = len(runtime.jobs.record(uuid)["history"]) - 1
     assert applied_before < count, "every event was applied before the kill"
 
     workers.start(env, actors="jobs-manager", concurrency=2)
@@ -120,7 +142,7 @@ def test_manager_killed_in_a_stream_of_events_applies_each_once(
         "every event to finish after the restart",
         unfinished,
     )
-    job = runtime.jobs.get(uuid)
+    job = runtime.jobs.record(uuid)
     updates = [h for h in job["history"] if h["name"] == "update"]
     assert len(updates) == count
     assert sorted(h["data"]["n"] for h in updates) == list(range(count))
@@ -145,5 +167,5 @@ def test_a_running_worker_republishes_a_message_that_never_reached_it(
 
     done = wait_for(lambda: finished(system, lost["id"]), 30, "the sweep", workers.logs)
     assert done["status"] == "COMPLETE" and done["recoveries"] == 1
-    assert [h["name"] for h in runtime.jobs.get(uuid)["history"]] == ["create", "update"]
+    assert [h["name"] for h in runtime.jobs.record(uuid)["history"]] == ["create", "update"]
     assert "re-publishing orphaned execution" in workers.logs()

@@ -73,7 +73,7 @@ def walk_the_flow(system: System, timeout: float = 60.0) -> None:
         ),
     )
     assert job["state"] == "FINISHED"
-    names = [h["name"] for h in job["history"]]
+    names = [h["name"] for h in runtime.jobs.record(job_uuid)["history"]]
     assert names[0] == "create" and names[1] == "run"
     assert names.index("finish") < names.index("index") < names.index("indexed")
     assert names.count("finish") == names.count("index") == names.count("indexed") == 1

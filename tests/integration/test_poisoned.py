@@ -68,7 +68,7 @@ def test_a_worker_starts_and_recovers_around_poisoned_records(
     assert worker.poll() is None, "the worker exited:\n" + workers.logs()
     assert runtime.executions.get(first)["status"] == "COMPLETE"
     assert runtime.executions.get(second)["status"] == "COMPLETE"
-    history = runtime.jobs.get(healthy[0])["history"]
+    history = runtime.jobs.record(healthy[0])["history"]
     assert sorted(h["data"]["n"] for h in history if h["name"] == "update") == [1, 2]
     failed = runtime.executions.get(for_poisoned_job)
     assert failed["status"] == "ERROR" and failed["error"]["error"] == "CorruptDocument"

@@ -7,6 +7,8 @@ what the subclass changes.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kombu import Exchange, Queue
 
@@ -60,4 +62,29 @@ def test_messages_go_through_it_and_come_back(redis_url: str) -> None:
         assert got == [0, 1, 2]
         with pytest.raises(queue.Empty):  # each one acknowledged: none comes back
             queue.get(block=False)
+        queue.close()
+
+
+def test_a_message_a_killed_worker_held_comes_back_at_the_next_scan(redis_url: str) -> None:
+    # kombu 5.7 scans for expired messages on every 10th restore call only, unless told
+    # otherwise: a killed worker's message came back 10 x bus.restore_interval late.
+    app = make_app(BusSettings(visibility_timeout=1, restore_interval=1.0), redis_url, ["x"])
+    with app.connection_for_write() as conn:
+        name = "test.redis-restore"
+        queue = conn.SimpleQueue(Queue(name, Exchange(name), routing_key=name))
+        queue.put({"n": 1})
+        held = queue.get(timeout=5)  # taken, never acknowledged: its worker was killed
+        channel = queue.channel
+        restore = channel.qos.restore_visible
+        restore(interval=channel.unacked_restore_throttle)  # the first call always scans
+        with pytest.raises(queue.Empty):  # not past its visibility timeout yet
+            queue.get(block=False)
+        aged = {held.delivery_tag: time.time() - 10}
+        channel.client.zadd(channel.unacked_index_key, aged)
+        restore(interval=channel.unacked_restore_throttle)  # the next one scans too
+        again = queue.get(timeout=5)
+        assert again.payload == {"n": 1} and again.delivery_info["redelivered"]
+        again.ack()
+        # A worker killed mid-scan holds the scan's lock: seconds, not kombu's 300.
+        assert channel.unacked_mutex_expire <= 5
         queue.close()

@@ -170,10 +170,13 @@ def test_a_change_that_keeps_losing_gives_up():
         def update(self, collection, key, *, version, set=None, push=None):
             return None
 
-    executions = Executions(Contended())
+    executions = Executions(Contended(), retries=3)
     doc, _ = executions.submit("jobs-manager", {})
-    with pytest.raises(TooManyConflicts):
-        executions.start(doc["id"])
+    for change in (lambda: executions.start(doc["id"]), lambda: executions.requeue(doc["id"], "")):
+        with pytest.raises(TooManyConflicts) as info:
+            change()
+        assert info.value.detail["retry_after"] > 0
+    assert executions.get(doc["id"]) == doc  # nothing written
 
 
 # -- reading --------------------------------------------------------------------------------

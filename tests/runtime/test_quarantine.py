@@ -82,7 +82,7 @@ def naming(caplog: pytest.LogCaptureFixture, key: str, level: int = logging.ERRO
 
 
 def updates(rt: Runtime, job: dict) -> list[int]:
-    return [h["data"]["n"] for h in rt.jobs.get(job["uuid"])["history"] if h["name"] == "update"]
+    return [h["data"]["n"] for h in rt.jobs.record(job["uuid"])["history"] if h["name"] == "update"]
 
 
 def second_sweep(rt: Runtime, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -402,37 +402,37 @@ def with_bookkeeping(record: dict[str, Any]) -> dict[str, Any]:
 def test_seed_job_record_dates_are_not_rfc3339():
     record = with_event_uuids(with_bookkeeping(SEED_JOB_RECORD))
     record["updated"] = SEED_JOB_RECORD["updated"]
-    err = refusal("pipelinejob", record)
+    err = refusal("pipelinejob_record", record)
     assert err.path == "updated"
     assert "date-time" in str(err)
 
 
 def test_seed_job_record_is_refused_for_history_without_uuids():
-    err = refusal("pipelinejob", SEED_JOB_RECORD)
+    err = refusal("pipelinejob_record", SEED_JOB_RECORD)
     assert err.schema == "PipelineJob"
     for i in range(3):
         assert f"history/{i}: 'uuid' is a required property" in err.detail["errors"]
     # With the record-level bookkeeping fields present, the first failure is history/0.
-    err = refusal("pipelinejob", with_bookkeeping(SEED_JOB_RECORD))
+    err = refusal("pipelinejob_record", with_bookkeeping(SEED_JOB_RECORD))
     assert err.path == "history/0"
     assert "'uuid' is a required property" in str(err)
 
 
 def test_seed_job_record_is_refused_without_created_and_version():
-    err = refusal("pipelinejob", with_event_uuids(SEED_JOB_RECORD))
+    err = refusal("pipelinejob_record", with_event_uuids(SEED_JOB_RECORD))
     assert err.path == ""
     assert "'created'" in " ".join(err.detail["errors"])
     assert "'version'" in " ".join(err.detail["errors"])
 
 
 def test_seed_job_record_with_event_uuids_and_bookkeeping_is_accepted():
-    accepted("pipelinejob", with_bookkeeping(with_event_uuids(SEED_JOB_RECORD)))
+    accepted("pipelinejob_record", with_bookkeeping(with_event_uuids(SEED_JOB_RECORD)))
 
 
 def test_job_record_refuses_a_wrongly_typed_event_uuid():
     record = with_bookkeeping(with_event_uuids(SEED_JOB_RECORD))
     record["history"][1]["uuid"] = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
-    assert refusal("pipelinejob", record).path == "history/1/uuid"
+    assert refusal("pipelinejob_record", record).path == "history/1/uuid"
 
 
 def test_seed_history_entries_validate_once_they_have_uuids_and_rfc3339_dates():

@@ -35,6 +35,27 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "created": NOW,
         "updated": NOW,
         "version": 0,
+        "event_count": 1,
+        "data": {},
+    },
+    "pipelinejob_event_record": {
+        "uuid": EVENT_UUID,
+        "job_uuid": JOB_UUID,
+        "seq": 1,
+        "name": "create",
+        "date": NOW,
+        "data": {},
+        "previous_state": None,
+        "version": 0,
+    },
+    "pipelinejob_record": {
+        "uuid": JOB_UUID,
+        "pipeline_uuid": PIPELINE_UUID,
+        "state": "CREATED",
+        "last_event": "create",
+        "created": NOW,
+        "updated": NOW,
+        "version": 0,
         "history": [{"uuid": EVENT_UUID, "name": "create", "date": NOW, "data": {}}],
         "data": {},
     },
@@ -114,8 +135,29 @@ def test_required_fields_are_as_designed():
         "created",
         "updated",
         "version",
+        "event_count",
+        "data",
+    }
+    assert set(docs["pipelinejob_record"]["required"]) == {
+        "uuid",
+        "pipeline_uuid",
+        "state",
+        "last_event",
+        "created",
+        "updated",
+        "version",
         "history",
         "data",
+    }
+    assert set(docs["pipelinejob_event_record"]["required"]) == {
+        "uuid",
+        "job_uuid",
+        "seq",
+        "name",
+        "date",
+        "data",
+        "previous_state",
+        "version",
     }
     assert set(docs["file"]["required"]) == {
         "uuid",
@@ -150,8 +192,21 @@ def test_required_fields_are_as_designed():
     assert set(docs["api_key"]["required"]) == {"id", "role", "created", "revoked", "version"}
 
 
+def test_the_record_shape_is_the_stored_job_with_its_history_inline():
+    """The read API's job (the seed's record) and the stored job list the same fields,
+    but for the history: inline there, a log with its newest record here."""
+    docs = validation.schema_documents()
+    stored, shown = docs["pipelinejob"]["properties"], docs["pipelinejob_record"]["properties"]
+    assert set(shown) - set(stored) == {"history", "history_next"}
+    assert set(stored) - set(shown) == {"last_entry"}
+    for name in set(stored) & set(shown):
+        assert shown[name] == stored[name], name
+
+
 FULL_JOB = {
     **MINIMAL["pipelinejob"],
+    "event_count": 2,
+    "last_entry": {**MINIMAL["pipelinejob_event_record"], "seq": 2, "name": "finish"},
     "state": "FINISHED",
     "last_event": "finish",
     "version": 2,
@@ -181,6 +236,30 @@ FULL_JOB = {
         ("pipelinejob", FULL_JOB, {"index": {"patterns": [], "level": "4"}}, "index/level"),
         ("pipelinejob", FULL_JOB, {"index": {"filters": []}}, "index"),
         ("pipelinejob", FULL_JOB, {"child_of": "sample.tacc.abcde"}, "child_of"),
+        ("pipelinejob", FULL_JOB, {"event_count": -1}, "event_count"),
+        ("pipelinejob", FULL_JOB, {"last_entry": {"uuid": EVENT_UUID}}, "last_entry"),
+        ("pipelinejob", FULL_JOB, {"history": []}, ""),
+        ("pipelinejob_event_record", MINIMAL["pipelinejob_event_record"], {"seq": 0}, "seq"),
+        (
+            "pipelinejob_event_record",
+            MINIMAL["pipelinejob_event_record"],
+            {"previous_state": "DONE"},
+            "previous_state",
+        ),
+        (
+            "pipelinejob_event_record",
+            MINIMAL["pipelinejob_event_record"],
+            {"previous_state": "FINISHED", "sender": "key:abc"},
+            None,
+        ),
+        (
+            "pipelinejob_event_record",
+            MINIMAL["pipelinejob_event_record"],
+            {"job_uuid": PIPELINE_UUID},
+            "job_uuid",
+        ),
+        ("pipelinejob_record", MINIMAL["pipelinejob_record"], {"history_next": 1000}, None),
+        ("pipelinejob_record", MINIMAL["pipelinejob_record"], {"history_next": 0}, "history_next"),
         ("pipeline", MINIMAL["pipeline"], {"status": "deleted"}, "status"),
         ("pipeline", MINIMAL["pipeline"], {"components": []}, "components"),
         ("pipeline", MINIMAL["pipeline"], {"components": [{"id": "x"}]}, "components/0"),

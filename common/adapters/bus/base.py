@@ -11,6 +11,7 @@ queue drained by ``join()`` in the test's own thread).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 
 def queue_name(alias: str) -> str:
@@ -30,8 +31,35 @@ class Bus(ABC):
         the backend cannot tell."""
         return None
 
+    def held(self) -> set[str] | None:
+        """Ids of the executions whose message a worker holds — reserved, delayed
+        until a retry is due, or running — and has not acknowledged; None when the
+        backend cannot tell. With :meth:`depth`, what tells a lost message from one
+        still on its way (:mod:`pipelinejobs.runtime.recovery`)."""
+        return None
+
+    def crashed(self, alias: str, execution_id: str, exc: Exception) -> None:  # noqa: B027
+        """The dispatch boundary caught an unexpected exception delivering
+        ``execution_id`` (the execution is ERROR, InternalError, and the worker log has
+        the traceback). Nothing to do for a broker; the stub bus keeps it so that its
+        ``join`` re-raises it in the test (dramatiq's StubBroker)."""
+
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise BusUnavailable if the broker cannot be reached."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class Recoverer(Protocol):
+    """What a worker's bus calls to re-publish lost executions, and when
+    (:class:`pipelinejobs.runtime.recovery.Recovery` is the one there is)."""
+
+    def sweep(self, aliases: list[str]) -> object:
+        """The backstop, every ``bus.recover_interval`` s."""
+
+    def quick_sweep(self, aliases: list[str]) -> object:
+        """Every ``bus.check_interval`` s, and when the broker connection comes back."""
+
+    def after_loss(self, aliases: list[str], since: float) -> object:
+        """The broker lost its messages at ``since`` (epoch seconds)."""

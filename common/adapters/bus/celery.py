@@ -9,6 +9,14 @@ worker dies (``acks_late`` + ``reject_on_worker_lost``), with a prefetch of one,
 a crash loses nothing and delays at most one message per worker process. That makes
 delivery at-least-once; the runtime makes every effect idempotent.
 
+Retries: the runtime's Retries middleware retries an actor's transient failure;
+this bus retries only a delivery whose record could not be written at all
+(:func:`run_delivery` says why); kombu's publish retry re-connects for one publish
+and is not a retry of a delivery. Time limits: the runtime's TimeLimit middleware
+interrupts an actor at its limit in every pool; a prefork worker also kills a pool
+process still running ``bus.time_limit_grace`` s later (the task's ``time_limit``)
+and closes its execution from the main process (:class:`DeliveryRequest`).
+
 The embedded mode uses the same app with kombu's ``memory://`` transport and a
 worker running on threads inside the process (:class:`EmbeddedWorker`).
 """
@@ -22,21 +30,23 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery
+from celery.worker.request import Request
 from kombu import Queue
 from kombu.utils.url import maybe_sanitize_url
 
-from pipelinejobs.adapters.bus import redis_transport
-from pipelinejobs.adapters.bus.base import Bus, queue_name
+from pipelinejobs.adapters.bus import pools, redis_transport
+from pipelinejobs.adapters.bus.base import Bus, Recoverer, queue_name
+from pipelinejobs.adapters.bus.celery_steps import Reconnected, Sweeps
+from pipelinejobs.adapters.bus.redis_watch import RedisWatch
 from pipelinejobs.config import BusSettings
-from pipelinejobs.errors import BusUnavailable, StoreUnavailable, TooManyConflicts
+from pipelinejobs.errors import TRANSIENT, BusError, BusUnavailable, PipelineJobsError
 
 log = logging.getLogger("pipelinejobs.bus")
 
 Deliver = Callable[[str, str], object]
-Recover = Callable[[list[str]], object]
-#: Errors after which the delivery is retried by Celery with back-off.
-TRANSIENT = (StoreUnavailable, TooManyConflicts)
+#: expire(alias, execution id, seconds): close an execution whose process was killed.
+Expire = Callable[[str, str, float], object]
 
 
 def task_name(alias: str) -> str:
@@ -64,6 +74,13 @@ def make_app(settings: BusSettings, broker_url: str, aliases: Iterable[str]) -> 
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": settings.restore_interval,
+            # kombu (5.7) scans only on every 10th of those calls unless told 1, which
+            # made a killed worker's message come back 10 x restore_interval late.
+            "unacked_restore_throttle": 1,
+            # A worker killed mid-scan keeps the scan's lock until it expires (kombu:
+            # 300 s), and no worker restores anything meanwhile. Each restore is its
+            # own WATCH transaction, so a short lock risks no double restore.
+            "unacked_mutex_expire": max(5.0, 3 * settings.restore_interval),
             "polling_interval": settings.polling_interval,
         },
         broker_connection_retry_on_startup=True,
@@ -84,48 +101,45 @@ def run_delivery(task: Any, envelope: dict[str, Any]) -> None:
     on every app created in the process, and it recognises a re-registration by the
     function's identity. The bus (and so the runtime) is found through the task's own
     app, so each app's tasks reach the runtime that app belongs to.
+
+    Celery's own retry (``task.retry``) stays, for one case: ``Runtime.deliver``
+    raised a transient error (:data:`~pipelinejobs.errors.TRANSIENT`) because it could
+    not write the execution record at all — the store was down when it read or
+    started the execution, or when it recorded the outcome or a retry. The runtime's
+    Retries middleware cannot help then: its attempt count and back-off live in the
+    record that cannot be written. So the broker keeps the message: a copy is
+    re-published with a countdown and the retry count in its headers, with the same
+    back-off (``bus.retry_delay``) and limit (``bus.max_retries``). Past that limit
+    the message is dropped, and an execution still SUBMITTED is the recovery sweeps'.
     """
     bus: CeleryBus = task.app.pipelinejobs_bus
     alias = task.name.removeprefix("pipelinejobs.")
     try:
         bus.deliver(alias, str(envelope["execution"]))
     except TRANSIENT as exc:
-        # The runtime could not even record the failure: let the broker retry.
-        countdown = min(bus.settings.retry_backoff * 2**task.request.retries, 300)
+        countdown = bus.settings.retry_delay(task.request.retries + 1)
         log.warning("execution %s of %s: %s; retrying in %.1fs", envelope, alias, exc, countdown)
         raise task.retry(
             exc=exc, countdown=countdown, max_retries=bus.settings.max_retries
         ) from exc
 
 
-class RecoverySweep(bootsteps.StartStopStep):
-    """A worker step: every ``bus.recover_interval`` s, re-publish executions whose
-    message was lost in flight (:meth:`pipelinejobs.runtime.dispatch.Runtime.recover`).
+class DeliveryRequest(Request):
+    """A delivery as a worker's main process sees it.
 
-    kombu's Redis transport pops a message, then records it as unacknowledged; a
-    worker killed between the two loses it, and its execution stays SUBMITTED. A
-    crash between storing an execution and publishing it does the same. Start-up
-    recovery finds those only when a worker starts; this finds them while workers
-    run. It runs on the worker's own timer (its event loop for prefork), not on a
-    thread of ours, so a pool process is never forked while it holds a lock.
+    At a task's hard time limit (prefork only: ``time_limit`` is the actor's limit
+    plus ``bus.time_limit_grace``) billiard kills the pool process and Celery
+    acknowledges the message, so no one else would ever close the execution, left
+    RUNNING: this asks the runtime to close it as ERROR, TimeLimitExceeded.
     """
 
-    requires = {"celery.worker.components:Timer"}
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        self.timer_ref: Any = None
-        super().__init__(worker, **kwargs)
-
-    def start(self, worker: Any) -> None:
-        bus = getattr(worker.app, "pipelinejobs_bus", None)
-        interval = bus.settings.recover_interval if bus is not None else 0
-        if bus is not None and bus.recover is not None and interval > 0:
-            self.timer_ref = worker.timer.call_repeatedly(interval, bus.sweep, priority=10)
-
-    def stop(self, worker: Any) -> None:
-        if self.timer_ref is not None:
-            self.timer_ref.cancel()
-            self.timer_ref = None
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        bus = getattr(self.task.app, "pipelinejobs_bus", None)
+        envelope = self.args[0] if self.args else None
+        if soft or bus is None or not isinstance(envelope, dict):
+            return
+        bus.expired(self.task.name.removeprefix("pipelinejobs."), envelope, timeout)
 
 
 class CeleryBus(Bus):
@@ -137,31 +151,45 @@ class CeleryBus(Bus):
         broker_url: str,
         aliases: Iterable[str],
         deliver: Deliver,
-        recover: Recover | None = None,
+        recovery: Recoverer | None = None,
+        expire: Expire | None = None,
     ) -> None:
         self.settings = settings
         self.broker_url = broker_url
         self.aliases = list(aliases)
         self.deliver = deliver
-        #: recover(aliases): re-publish what was lost in flight (the periodic sweep).
-        self.recover = recover
+        #: What re-publishes lost executions (the runtime's Recovery), and when: see
+        #: :mod:`pipelinejobs.adapters.bus.celery_steps`.
+        self.recovery = recovery
+        #: expire(alias, execution id, seconds): an execution's process was killed.
+        self.expire = expire
         #: The actors this process's worker consumes, which it sweeps for.
         self.consuming: list[str] = []
         self.app = make_app(settings, broker_url, self.aliases)
         self.app.pipelinejobs_bus = self
-        self.app.steps["worker"].add(RecoverySweep)
+        #: This bus's share of kombu's process-wide pools for its broker.
+        self._pools: Any = pools.opened(self.app)
+        redis = broker_url.split("://", 1)[0] in ("redis", "rediss")
+        #: Only Redis says what workers hold and whether it lost its queues.
+        self.watch = RedisWatch(self.app) if redis else None
+        self.app.steps["worker"].add(Sweeps)
+        self.app.steps["consumer"].add(Reconnected)
         for alias in self.aliases:
+            limit = settings.time_limit_for(alias)
             self.app.task(
                 name=task_name(alias),
                 bind=True,
                 acks_late=True,
                 reject_on_worker_lost=True,
                 ignore_result=True,
+                Request=DeliveryRequest,
+                # Enforced by prefork pools only (threads and solo cannot kill).
+                time_limit=limit + settings.time_limit_grace if limit > 0 else None,
             )(run_delivery)
 
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         if alias not in self.aliases:
-            raise BusUnavailable(f"no queue for actor {alias!r}")
+            raise BusError(f"no queue for actor {alias!r}")
         envelope = {"execution": execution_id, "actor": alias}
         try:
             self.app.send_task(
@@ -199,14 +227,54 @@ class CeleryBus(Bus):
             log.warning("cannot tell the depth of %s: %s", queue_name(alias), exc)
             return None
 
+    def held(self) -> set[str] | None:
+        """Executions whose message a worker holds (Redis only: None elsewhere)."""
+        if self.watch is None:
+            return None
+        try:
+            return self.watch.held()
+        except BusUnavailable as exc:
+            log.warning("%s", exc.message)
+            return None
+
+    # -- periodic work (run by celery_steps on the worker's timer) ----------------------
+
     def sweep(self) -> None:
-        """One recovery sweep over the consumed actors (never raises into Celery)."""
-        if self.recover is None or not self.consuming:
+        """The backstop sweep over the consumed actors (never raises into Celery)."""
+        if self.recovery is None or not self.consuming:
             return
         try:
-            self.recover(self.consuming)
-        except Exception:
-            log.exception("recovery sweep of %s failed; trying again later", self.consuming)
+            self.recovery.sweep(self.consuming)
+        except PipelineJobsError as exc:
+            log.warning("recovery sweep of %s failed (%s); trying again later", self.consuming, exc)
+
+    def check(self) -> None:
+        """Ask the broker whether it lost its queues, re-publishing at once what was
+        SUBMITTED before the loss if it did, then re-publish what was lost in flight
+        (``bus.lost_after``). Every ``bus.check_interval`` s and whenever the broker
+        connection comes back; only outages are caught (a bug surfaces in Celery's
+        "Error in timer" log line)."""
+        if self.recovery is None or not self.consuming:
+            return
+        try:
+            lost = self.watch.lost_since() if self.watch is not None else None
+            if lost is not None:
+                log.warning(
+                    "broker %s lost its queues (restarted empty or flushed)", self._safe_url()
+                )
+                self.recovery.after_loss(self.consuming, lost)
+            self.recovery.quick_sweep(self.consuming)
+        except PipelineJobsError as exc:
+            log.warning("broker check for %s failed (%s); trying again later", self.consuming, exc)
+
+    def expired(self, alias: str, envelope: dict[str, Any], seconds: float) -> None:
+        """A pool process was killed at the hard time limit running ``envelope``."""
+        if self.expire is None:
+            return
+        try:
+            self.expire(alias, str(envelope.get("execution")), seconds)
+        except PipelineJobsError as exc:  # left RUNNING: said in the log
+            log.error("execution %s killed at its time limit, not closed: %s", envelope, exc)
 
     def _safe_url(self) -> str:
         """The broker URL without its password, for messages."""
@@ -220,9 +288,12 @@ class CeleryBus(Bus):
             raise BusUnavailable(f"broker {self._safe_url()} is not reachable: {exc}") from exc
 
     def close(self) -> None:
-        # Only the app: its connection and producer pools are kombu's process-wide
-        # pools, shared with any other app on the same broker, so they are not closed.
+        """Close the app and, if it is the last bus on its broker in this process,
+        kombu's pools for that broker (:mod:`pipelinejobs.adapters.bus.pools`)."""
         self.app.close()
+        if self._pools is not None:
+            pools.closed(self._pools)
+            self._pools = None
 
     def worker_options(
         self, aliases: Iterable[str], concurrency: int, pool: str, hostname: str | None = None

@@ -2,8 +2,10 @@
 
 Like dramatiq's StubBroker, ``join`` delivers every queued execution in the calling
 thread, including the ones the actors send while it runs, until nothing is left —
-so a test asserts on the outcome without sleeping. Delays are ignored (ordered
-after the messages already waiting).
+so a test asserts on the outcome without sleeping — and re-raises an actor's
+unexpected exception in the test (``fail_fast``), so a crash in a child execution
+fails the test that caused it instead of hiding in an ERROR record. Delays are
+ignored (ordered after the messages already waiting).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class StubBus(Bus):
         self.published: list[tuple[str, str]] = []
         self.deliver: Deliver | None = None
         self._lock = threading.Lock()
+        #: execution id -> the unexpected exception its last delivery ended with.
+        self._crashes: dict[str, Exception] = {}
 
     def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
         with self._lock:
@@ -35,8 +39,21 @@ class StubBus(Bus):
         with self._lock:
             return sum(1 for queued, _ in self.queue if queued == alias)
 
-    def join(self, limit: int = 10_000) -> int:
-        """Deliver until the queue is empty; returns how many were delivered."""
+    def held(self) -> set[str] | None:
+        return set()  # join delivers each message as it takes it: none is held
+
+    def crashed(self, alias: str, execution_id: str, exc: Exception) -> None:
+        with self._lock:
+            self._crashes[execution_id] = exc
+
+    def join(self, limit: int = 10_000, *, fail_fast: bool = True) -> int:
+        """Deliver until the queue is empty; returns how many were delivered.
+
+        With ``fail_fast`` (the default), an execution that ends in an unexpected
+        exception (ERROR, InternalError) stops the join and that exception is raised
+        here, traceback and all; the messages after it stay queued. Errors an actor
+        raises on purpose (PipelineJobsError) are outcomes, not crashes: never raised.
+        """
         if self.deliver is None:
             raise RuntimeError("StubBus.deliver is not connected to a runtime")
         count = 0
@@ -45,8 +62,13 @@ class StubBus(Bus):
                 if not self.queue:
                     return count
                 alias, execution_id = self.queue.popleft()
+                self._crashes.pop(execution_id, None)  # an earlier delivery's
             self.deliver(alias, execution_id)
             count += 1
+            with self._lock:
+                crash = self._crashes.pop(execution_id, None)
+            if crash is not None and fail_fast:
+                raise crash
             if count >= limit:
                 raise RuntimeError(
                     f"StubBus.join delivered {limit} messages without "

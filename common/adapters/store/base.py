@@ -1,15 +1,20 @@
 """The document store interface every backend implements.
 
-Six collections of JSON documents (pipelines, jobs, files, executions, nonces, keys),
-each keyed by one field, and a seventh, ``quarantine``, for records set aside. The
-interface is deliberately small — the operations the system needs, not a query
-language:
+Collections of JSON documents (pipelines, jobs, files, executions, nonces, keys), each
+keyed by one field; ``events``, the jobs' append-only history log; ``migrations``, the
+data conversions done; and ``quarantine``, for records set aside. The interface is
+deliberately small — the operations the system needs, not a query language:
 
 * ``insert`` a new document (refused if its key exists),
 * ``get`` one by key,
-* ``update`` one by **compare-and-set** on its ``version``: top-level fields are set,
-  items are appended to arrays, and the version goes up by one, all or nothing;
-  a stale version returns ``None`` and the caller re-reads and retries,
+* ``update`` one by **compare-and-set** on its ``version``: top-level fields are set
+  or removed, items are appended to arrays, and the version goes up by one, all or
+  nothing; a stale version returns ``None`` and the caller re-reads and retries,
+* ``advance`` one by compare-and-set **and append a record to a log collection** in
+  the same step (a job's state and its history entry); ``insert`` can start a log the
+  same way. The parent keeps its newest record as ``last_entry``
+  (:data:`LAST_RECORD`), which is what lets a backend without multi-document
+  transactions (MongoDB) make the pair look atomic: see :meth:`Store.advance`,
 * ``put_many`` upserts in batches (the indexer's file records),
 * ``find`` a page filtered on the collection's indexed fields, with a keyset cursor,
 * ``count`` (optionally grouped by an indexed field), ``delete``,
@@ -62,6 +67,8 @@ class CollectionSpec:
     #: Indexed fields only ever filtered together with a leading compound field
     #: (files' level within a job): they get a column but no index of their own.
     unindexed: tuple[str, ...] = ()
+    #: Field tuples no two documents may share (a log's (parent, sequence number)).
+    unique: tuple[tuple[str, ...], ...] = ()
 
     def filterable(self) -> tuple[str, ...]:
         return (self.key, *self.indexed, *self.multi)
@@ -70,7 +77,7 @@ class CollectionSpec:
         """Indexed fields that need an index of their own: a field that leads a
         compound index is already served by it, and every extra index is paid for on
         every write (the indexer writes one record per file)."""
-        leading = {fields[0] for fields in self.compound}
+        leading = {fields[0] for fields in (*self.compound, *self.unique)}
         return tuple(f for f in self.indexed if f not in leading and f not in self.unindexed)
 
 
@@ -109,9 +116,23 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         ),
         CollectionSpec("nonces", "id", ("actor", "owner", "created")),
         CollectionSpec("keys", "id", ("role", "created")),
+        # One record per applied job event, keyed by its typed (108) uuid — which is
+        # what makes a redelivered event a duplicate — and unique on (job, seq).
+        CollectionSpec(
+            "events",
+            "uuid",
+            ("job_uuid", "seq"),
+            unindexed=("seq",),
+            unique=(("job_uuid", "seq"),),
+        ),
+        CollectionSpec("migrations", "id"),
         CollectionSpec("quarantine", "id", ("collection", "date")),
     )
 }
+
+#: The field in which a document advanced with a log record keeps that record (see
+#: :meth:`Store.advance`); the store writes it, callers only read it.
+LAST_RECORD = "last_entry"
 
 #: Where ``Store.quarantine`` puts records set aside: ``{id: "<collection>/<key>",
 #: collection, key, reason, date, raw}``, ``raw`` being the stored content as text.
@@ -229,15 +250,41 @@ class Store(ABC):
                 )
 
     def check_change(
-        self, collection: str, set: Mapping[str, Any] | None, push: Mapping[str, Any] | None
+        self,
+        collection: str,
+        set: Mapping[str, Any] | None,
+        push: Mapping[str, Any] | None,
+        unset: Sequence[str] | None = None,
     ) -> None:
         """Refuse an update that touches the key or ``version``: the backends would
         disagree (SQLite would fork the row under a new key, MongoDB reject ``version``
-        in ``$set`` next to ``$inc``), and both are the store's to manage."""
+        in ``$set`` next to ``$inc``), and both are the store's to manage. A field both
+        set (or pushed) and removed is refused too: which wins would be up to the
+        backend."""
         key = self.spec(collection).key
         for name in (key, "version"):
-            if name in (set or {}) or name in (push or {}):
+            if name in (set or {}) or name in (push or {}) or name in (unset or ()):
                 raise StoreError(f"an update cannot change {collection} {name!r}", path=name)
+        for name in unset or ():
+            if name in (set or {}) or name in (push or {}):
+                raise StoreError(f"an update cannot both set and remove {name!r}", path=name)
+
+    def check_record(
+        self, collection: str, set: Mapping[str, Any] | None, record: tuple[str, Document]
+    ) -> tuple[CollectionSpec, Any]:
+        """The log's spec and the record's key, for :meth:`advance` and ``insert`` with
+        a record; refuses a record for the document's own collection, and ``set``
+        fields that are the store's (the key, ``version``, :data:`LAST_RECORD`) or
+        arrays with member indexes (a log step writes one row of the parent)."""
+        log_collection, doc = record
+        if log_collection == collection:
+            raise StoreError(f"{collection} cannot be its own log", path="record")
+        log_spec = self.spec(log_collection)
+        self.check_change(collection, set, None)
+        for name in set or {}:
+            if name == LAST_RECORD or name in self.spec(collection).multi:
+                raise StoreError(f"advance cannot set {collection} {name!r}", path=name)
+        return log_spec, self.key_of(log_collection, doc)
 
     def key_of(self, collection: str, doc: Mapping[str, Any]) -> Any:
         key = self.spec(collection).key
@@ -246,8 +293,15 @@ class Store(ABC):
         return doc[key]
 
     @abstractmethod
-    def insert(self, collection: str, doc: Document) -> Document:
-        """Store a new document at version 0; DuplicateDocument if the key exists."""
+    def insert(
+        self, collection: str, doc: Document, *, record: tuple[str, Document] | None = None
+    ) -> Document:
+        """Store a new document at version 0; DuplicateDocument if the key exists.
+
+        With ``record`` (``(log collection, record)``), start the document's log as
+        :meth:`advance` continues it: the document is stored with the record as its
+        :data:`LAST_RECORD` and the record (at version 0) in the log, as one step;
+        DuplicateDocument, nothing written, if either key exists."""
 
     @abstractmethod
     def get(self, collection: str, key: Any) -> Document | None:
@@ -262,11 +316,43 @@ class Store(ABC):
         version: int,
         set: Mapping[str, Any] | None = None,
         push: Mapping[str, Sequence[Any]] | None = None,
+        unset: Sequence[str] | None = None,
     ) -> Document | None:
         """Compare-and-set. If the stored version is ``version``: set the top-level
         fields in ``set``, append the items of each ``push`` list to that array field,
-        increment the version, and return the new document — atomically. If the version
-        differs return None and change nothing. NotFound if there is no such document."""
+        remove the fields named in ``unset``, increment the version, and return the new
+        document — atomically. If the version differs return None and change nothing.
+        NotFound if there is no such document."""
+
+    @abstractmethod
+    def advance(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        record: tuple[str, Document],
+    ) -> Document | None:
+        """Compare-and-set document ``key`` (as :meth:`update` with ``set``) and append
+        ``record`` to the log collection ``record[0]``, as one step: the document's cost
+        does not grow with its log, because the log's records live beside it.
+
+        If the stored version is ``version``: set the fields, store the record as the
+        document's :data:`LAST_RECORD`, increment the version, insert the record (at
+        version 0) into the log, and return the new document. A stale version returns
+        None; a record whose key the log (or the document's ``last_entry``) already
+        holds raises DuplicateDocument; in both cases nothing is written. NotFound if
+        there is no such document.
+
+        What a reader may rely on, on every backend: every record a document's
+        earlier advances appended is in the log, and the newest is in the log **or**
+        in the document's ``last_entry`` (both, once settled). SQLite and the memory
+        store do it in one transaction, so the newest is always in both; MongoDB
+        without a replica set has no multi-document transaction and does it in steps
+        (see :meth:`pipelinejobs.adapters.store.mongo.MongoStore.advance`), so a reader
+        merges ``last_entry`` into what it reads of the log.
+        """
 
     @abstractmethod
     def put_many(self, collection: str, docs: Sequence[Document]) -> int:

@@ -78,8 +78,7 @@ def compare_and_set(
         doc = None
         back_off(attempt)
     raise TooManyConflicts(
-        f"{what or f'{collection} {key}'}: {retries} concurrent writers won in a row; "
-        f"nothing was written, try again",
+        f"{what or f'{collection} {key}'}: {retries} concurrent writers won in a row",
         key=key,
         retry_after=RETRY_AFTER,
     )

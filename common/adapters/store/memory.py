@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelinejobs.adapters.store.base import (
+    LAST_RECORD,
     QUARANTINE,
     CollectionSpec,
     Document,
@@ -67,6 +68,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._data: dict[str, dict[Any, Document]] = {}
+        self._indexes: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], Any]] = {}
         self._lock = threading.Lock()
 
     def _table(self, collection: str) -> dict[Any, Document]:
@@ -76,17 +78,75 @@ class MemoryStore(Store):
     def _checked(self, collection: str, key: Any, value: Any) -> Document:
         return checked(self.spec(collection), key, value)
 
-    def insert(self, collection: str, doc: Document) -> Document:
+    def insert(
+        self, collection: str, doc: Document, *, record: tuple[str, Document] | None = None
+    ) -> Document:
         key = self.key_of(collection, doc)
         dumps(doc, collection, key)
+        entry = self._entry(collection, None, record) if record else None
         with self._lock:
             table = self._table(collection)
             if key in table:
                 raise DuplicateDocument(f"{collection} {key} already exists", key=key)
             stored = copy.deepcopy(dict(doc))
             stored["version"] = 0
-            table[key] = stored
+            self._check_new(collection, stored)
+            if record and entry is not None:
+                self._check_new(record[0], entry)
+                stored[LAST_RECORD] = entry
+                self._append(record[0], entry)
+            self._append(collection, stored)
             return copy.deepcopy(stored)
+
+    def _entry(
+        self, collection: str, set: Mapping[str, Any] | None, record: tuple[str, Document]
+    ) -> Document:
+        """The record as the log will hold it (checked, strict JSON, at version 0)."""
+        spec, key = self.check_record(collection, set, record)
+        dumps(record[1], spec.name, key)
+        return {**copy.deepcopy(dict(record[1])), "version": 0}
+
+    def _check_new(self, log: str, entry: Document) -> None:
+        """DuplicateDocument if the log holds the record's key or its unique fields
+        (call under the lock)."""
+        spec = self.spec(log)
+        table = self._table(log)
+        key = entry[spec.key]
+        if key in table:
+            raise DuplicateDocument(f"{log} {key} already exists", key=key)
+        for fields in spec.unique:
+            wanted = tuple(entry.get(f) for f in fields)
+            if wanted in self._unique(log, fields):
+                raise DuplicateDocument(
+                    f"{log} already holds a record with {dict(zip(fields, wanted, strict=True))}",
+                    key=key,
+                )
+
+    def _unique(self, log: str, fields: tuple[str, ...]) -> dict[tuple[Any, ...], Any]:
+        """The values of ``fields`` taken in ``log`` (under the lock): built when first
+        asked, kept up to date by the log's appends, dropped by any other write to it."""
+        index = self._indexes.get((log, fields))
+        if index is None:
+            index = {
+                tuple(doc.get(f) for f in fields): key
+                for key, doc in self._table(log).items()
+                if isinstance(doc, dict)
+            }
+            self._indexes[(log, fields)] = index
+        return index
+
+    def _append(self, log: str, entry: Document) -> None:
+        """Store a record checked by :meth:`_check_new` (under the lock)."""
+        spec = self.spec(log)
+        self._table(log)[entry[spec.key]] = copy.deepcopy(entry)
+        for fields in spec.unique:
+            self._unique(log, fields)[tuple(entry.get(f) for f in fields)] = entry[spec.key]
+
+    def _forget(self, collection: str) -> None:
+        """Drop the unique-field indexes of ``collection`` (a write other than an append)."""
+        for name, fields in list(self._indexes):
+            if name == collection:
+                del self._indexes[(name, fields)]
 
     def get(self, collection: str, key: Any) -> Document | None:
         with self._lock:
@@ -101,23 +161,58 @@ class MemoryStore(Store):
         version: int,
         set: Mapping[str, Any] | None = None,
         push: Mapping[str, Sequence[Any]] | None = None,
+        unset: Sequence[str] | None = None,
     ) -> Document | None:
-        self.check_change(collection, set, push)
+        self.check_change(collection, set, push, unset)
         dumps(dict(set or {}), collection, key)
         dumps(dict(push or {}), collection, key)
         with self._lock:
-            doc = self._table(collection).get(key)
+            doc = self._current(collection, key, version)
             if doc is None:
-                raise NotFound(f"no {collection} document {key}", key=key)
-            doc = self._checked(collection, key, doc)
-            if doc.get("version") != version:
                 return None
             new = copy.deepcopy(doc)
             new.update(copy.deepcopy(dict(set or {})))
             for name, items in (push or {}).items():
                 new[name] = list(new.get(name) or []) + copy.deepcopy(list(items))
+            for name in unset or ():
+                new.pop(name, None)
+            new["version"] = version + 1
+            self._forget(collection)
+            self._table(collection)[key] = new
+            return copy.deepcopy(new)
+
+    def _current(self, collection: str, key: Any, version: int) -> Document | None:
+        """Document ``key`` if it is at ``version``, None if not (call under the lock);
+        NotFound if there is none."""
+        doc = self._table(collection).get(key)
+        if doc is None:
+            raise NotFound(f"no {collection} document {key}", key=key)
+        doc = self._checked(collection, key, doc)
+        return doc if doc.get("version") == version else None
+
+    def advance(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        record: tuple[str, Document],
+    ) -> Document | None:
+        """The compare-and-set and the append under the one lock: all or nothing."""
+        entry = self._entry(collection, set, record)
+        dumps(dict(set or {}), collection, key)
+        with self._lock:
+            doc = self._current(collection, key, version)
+            if doc is None:
+                return None
+            self._check_new(record[0], entry)
+            new = copy.deepcopy(doc)
+            new.update(copy.deepcopy(dict(set or {})))
+            new[LAST_RECORD] = entry
             new["version"] = version + 1
             self._table(collection)[key] = new
+            self._append(record[0], entry)
             return copy.deepcopy(new)
 
     def put_many(self, collection: str, docs: Sequence[Document]) -> int:
@@ -127,6 +222,7 @@ class MemoryStore(Store):
         for key, doc in zip(keys, docs, strict=True):
             dumps(doc, collection, key)
         with self._lock:
+            self._forget(collection)
             table = self._table(collection)
             for key, doc in zip(keys, docs, strict=True):
                 old = table.get(key)
@@ -139,10 +235,12 @@ class MemoryStore(Store):
 
     def delete(self, collection: str, key: Any) -> bool:
         with self._lock:
+            self._forget(collection)
             return self._table(collection).pop(key, None) is not None
 
     def _quarantine(self, spec: CollectionSpec, key: Any, entry: Callable[[str], Document]) -> bool:
         with self._lock:
+            self._forget(spec.name)
             table = self._table(spec.name)
             if key not in table:
                 return False

@@ -3,8 +3,12 @@
 Documents are stored as they are (plus MongoDB's own ``_id``, never returned). Each
 collection has a unique index on its key and an index per filterable field, created
 on first use. ``update`` is a single ``find_one_and_update`` whose filter includes
-the expected ``version`` and whose update is ``$set`` + ``$push`` + ``$inc`` — the
-server applies it atomically, so no read-modify-write can lose a history entry.
+the expected ``version`` and whose update is ``$set`` + ``$push`` + ``$unset`` +
+``$inc`` — the server applies it atomically, so no read-modify-write can lose a write.
+
+``advance`` (a job's transition and its history record, across two collections) is
+:mod:`pipelinejobs.adapters.store.mongo_log`'s: how it looks atomic without
+multi-document transactions is written there.
 
 The client is created lazily and is safe to share between threads; it must not be
 carried across ``fork`` (pymongo's rule), so a child process makes its own.
@@ -26,6 +30,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from pipelinejobs.adapters.store.base import (
+    LAST_RECORD,
     QUARANTINE,
     CollectionSpec,
     Document,
@@ -33,17 +38,17 @@ from pipelinejobs.adapters.store.base import (
     In,
     Page,
     Range,
-    Store,
     decode_cursor,
     encode_cursor,
 )
 from pipelinejobs.adapters.store.codec import checked, dumps, raw_text, report_corrupt
+from pipelinejobs.adapters.store.mongo_log import MongoLogStore
 from pipelinejobs.errors import CorruptDocument, DuplicateDocument, NotFound, StoreUnavailable
 
 _NO_ID = {"_id": False}
 
 
-class MongoStore(Store):
+class MongoStore(MongoLogStore):
     """Documents in a MongoDB database, one collection per store collection."""
 
     def __init__(
@@ -83,22 +88,39 @@ class MongoStore(Store):
                             )
                         for fields in spec.compound:
                             coll.create_index([(f, pymongo.ASCENDING) for f in (*fields, spec.key)])
+                        for fields in spec.unique:
+                            coll.create_index([(f, pymongo.ASCENDING) for f in fields], unique=True)
                     except PyMongoError as exc:
                         raise StoreUnavailable(f"MongoDB at {self.uri}: {exc}") from exc
                     self._ready.add(collection)
         return spec, coll
 
-    def insert(self, collection: str, doc: Document) -> Document:
+    def insert(
+        self, collection: str, doc: Document, *, record: tuple[str, Document] | None = None
+    ) -> Document:
+        """With ``record``: the document (holding it as ``last_entry``), then the record
+        — steps 4 and 5 of the module docstring, so a lost second insert is rolled
+        forward like a lost append."""
         spec, coll = self._coll(collection)
         key = self.key_of(collection, doc)
         dumps(doc, collection, key)
         stored = {**doc, "version": 0}
+        log_coll = None
+        if record is not None:
+            log_spec, record_key = self.check_record(collection, None, record)
+            _, log_coll = self._coll(log_spec.name)
+            stored[LAST_RECORD] = {**record[1], "version": 0}
+            dumps(stored[LAST_RECORD], log_spec.name, record_key)
+            if self._find_keys(log_coll, log_spec.key, [record_key]):
+                raise DuplicateDocument(f"{log_spec.name} {record_key} already exists", key=key)
         try:
             coll.insert_one(dict(stored))
         except DuplicateKeyError as exc:
             raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB insert failed: {exc}") from exc
+        if record is not None:
+            self._append_after_commit(collection, key, log_coll, stored[LAST_RECORD])
         return stored
 
     def get(self, collection: str, key: Any) -> Document | None:
@@ -117,9 +139,9 @@ class MongoStore(Store):
         version: int,
         set: Mapping[str, Any] | None = None,
         push: Mapping[str, Sequence[Any]] | None = None,
+        unset: Sequence[str] | None = None,
     ) -> Document | None:
-        self.check_change(collection, set, push)
-        spec, coll = self._coll(collection)
+        self.check_change(collection, set, push, unset)
         dumps(dict(set or {}), collection, key)
         dumps(dict(push or {}), collection, key)
         change: dict[str, Any] = {"$inc": {"version": 1}}
@@ -127,6 +149,14 @@ class MongoStore(Store):
             change["$set"] = dict(set)
         if push:
             change["$push"] = {name: {"$each": list(items)} for name, items in push.items()}
+        if unset:
+            change["$unset"] = {name: "" for name in unset}
+        return self._compare_and_set(collection, key, version, change)
+
+    def _compare_and_set(
+        self, collection: str, key: Any, version: int, change: dict[str, Any]
+    ) -> Document | None:
+        spec, coll = self._coll(collection)
         try:
             # _id is fetched and dropped here rather than projected away: mongomock
             # re-reads the new document by _id, and without it by the filter, whose

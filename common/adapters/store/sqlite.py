@@ -6,10 +6,11 @@ column per filterable field; array fields that can be filtered on by member
 the writer, and every write is a ``BEGIN IMMEDIATE`` transaction: the version
 check, the new document and its index rows commit together or not at all. That
 makes ``update`` a real compare-and-set across threads *and* processes sharing the
-file; ``busy_timeout`` makes a writer wait for another process's lock instead of
-failing. Connections (per thread and process) are
-:mod:`pipelinejobs.adapters.store.sqlite_connections`'s;
-tables are created on first use, not at import.
+file, and ``advance`` (a job's conditional UPDATE and its event's INSERT) one step;
+``busy_timeout`` makes a writer wait for another process's lock instead of failing.
+Connections (per thread and process) are
+:mod:`pipelinejobs.adapters.store.sqlite_connections`'s; tables are created on first
+use, not at import.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from pipelinejobs.adapters.store.base import (
     COLLECTIONS,
+    LAST_RECORD,
     QUARANTINE,
     CollectionSpec,
     Document,
@@ -107,16 +109,25 @@ class SQLiteStore(SQLiteConnections, Store):
                 [(v, key) for v in members],
             )
 
-    def insert(self, collection: str, doc: Document) -> Document:
+    def insert(
+        self, collection: str, doc: Document, *, record: tuple[str, Document] | None = None
+    ) -> Document:
         spec = self._table(collection)
         self.key_of(collection, doc)
         stored = {**doc, "version": 0}
+        log_spec = None
+        if record is not None:
+            log_spec = self._table(self.check_record(collection, None, record)[0].name)
+            stored[LAST_RECORD] = {**record[1], "version": 0}
         try:
             with self._write() as conn:
                 self._write_row(conn, spec, stored, replace=False)
+                if log_spec is not None:
+                    self._write_row(conn, log_spec, stored[LAST_RECORD], replace=False)
         except sqlite3.IntegrityError as exc:
             key = doc[spec.key]
-            raise DuplicateDocument(f"{collection} {key} already exists", key=key) from exc
+            what = f"{collection} {key}" + (" or its log record" if record else "")
+            raise DuplicateDocument(f"{what} already exists", key=key) from exc
         return json.loads(dumps(stored, collection, doc[spec.key]))
 
     def get(self, collection: str, key: Any) -> Document | None:
@@ -135,6 +146,7 @@ class SQLiteStore(SQLiteConnections, Store):
         version: int,
         set: Mapping[str, Any] | None = None,
         push: Mapping[str, Sequence[Any]] | None = None,
+        unset: Sequence[str] | None = None,
     ) -> Document | None:
         """The compare-and-set as one ``UPDATE ... WHERE version = ? RETURNING doc``.
 
@@ -145,31 +157,72 @@ class SQLiteStore(SQLiteConnections, Store):
         A stored document those functions refuse ("malformed JSON") is a
         CorruptDocument.
         """
-        self.check_change(collection, set, push)
+        self.check_change(collection, set, push, unset)
         spec = self._table(collection)
         fields = dict(set or {})
         items = {name: list(values) for name, values in (push or {}).items()}
-        if any(f in spec.multi for f in (*fields, *items)):
-            return self._update_rewriting(spec, key, version, fields, items)
-        sql, args = update_statement(spec, key, version, fields, items)
+        gone = list(unset or ())
+        if any(f in spec.multi for f in (*fields, *items, *gone)):
+            return self._update_rewriting(spec, key, version, fields, items, gone)
         with self._process_write_lock():
-            try:
-                row = self._conn().execute(sql, args).fetchone()
-            except sqlite3.OperationalError as exc:
-                if "malformed JSON" not in str(exc):
-                    raise
-                reason = "SQLite's JSON functions cannot apply an update to it (malformed JSON)"
-                raise CorruptDocument(collection, key, reason) from exc
-            if row is None:
-                exists = (
-                    self._conn()
-                    .execute(f'SELECT 1 FROM "{spec.name}" WHERE k = ?', (key,))
-                    .fetchone()
-                )
-                if exists is None:
-                    raise NotFound(f"no {collection} document {key}", key=key)
-                return None
-        return loads(row[0], spec, key)
+            row = self._apply_update(self._conn(), spec, key, version, fields, items, gone)
+        return None if row is None else loads(row, spec, key)
+
+    def _apply_update(
+        self,
+        conn: sqlite3.Connection,
+        spec: CollectionSpec,
+        key: Any,
+        version: int,
+        set: dict[str, Any],
+        push: dict[str, list[Any]],
+        unset: Sequence[str] = (),
+    ) -> bytes | str | None:
+        """Run the JSON compare-and-set on ``conn``: the new document's text, or None
+        for a stale version; NotFound, or CorruptDocument for a document SQLite's JSON
+        functions refuse ("malformed JSON")."""
+        sql, args = update_statement(spec, key, version, set, push, unset)
+        try:
+            row = conn.execute(sql, args).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" not in str(exc):
+                raise
+            reason = "SQLite's JSON functions cannot apply an update to it (malformed JSON)"
+            raise CorruptDocument(spec.name, key, reason) from exc
+        if row is None:
+            exists = conn.execute(f'SELECT 1 FROM "{spec.name}" WHERE k = ?', (key,)).fetchone()
+            if exists is None:
+                raise NotFound(f"no {spec.name} document {key}", key=key)
+            return None
+        return row[0]
+
+    def advance(
+        self,
+        collection: str,
+        key: Any,
+        *,
+        version: int,
+        set: Mapping[str, Any] | None = None,
+        record: tuple[str, Document],
+    ) -> Document | None:
+        """The compare-and-set and the record's INSERT in one IMMEDIATE transaction: they
+        commit together or not at all. A record whose key (or place in its log) is taken
+        fails the INSERT, which rolls the UPDATE back: DuplicateDocument."""
+        log_spec, record_key = self.check_record(collection, set, record)
+        spec, log_spec = self._table(collection), self._table(log_spec.name)
+        entry = {**record[1], "version": 0}
+        fields = {**dict(set or {}), LAST_RECORD: entry}
+        try:
+            with self._write() as conn:
+                row = self._apply_update(conn, spec, key, version, fields, {})
+                if row is not None:
+                    self._write_row(conn, log_spec, entry, replace=False)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateDocument(
+                f"{log_spec.name} {record_key} (or its place in the log) is taken",
+                key=record_key,
+            ) from exc
+        return None if row is None else loads(row, spec, key)
 
     def _update_rewriting(
         self,
@@ -178,6 +231,7 @@ class SQLiteStore(SQLiteConnections, Store):
         version: int,
         set: dict[str, Any],
         push: dict[str, list[Any]],
+        unset: Sequence[str] = (),
     ) -> Document | None:
         """The compare-and-set for changes to array fields with side tables: read,
         change and rewrite the row and its side-table rows in one transaction."""
@@ -193,8 +247,10 @@ class SQLiteStore(SQLiteConnections, Store):
             doc.update(json.loads(dumps(set, spec.name, key)))
             for name, items in push.items():
                 doc[name] = list(doc.get(name) or []) + json.loads(dumps(items, spec.name, key))
+            for name in unset:
+                doc.pop(name, None)
             doc["version"] = version + 1
-            touched = [f for f in spec.multi if f in set or f in push]
+            touched = [f for f in spec.multi if f in set or f in push or f in unset]
             self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
         return doc
 

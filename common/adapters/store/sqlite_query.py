@@ -10,7 +10,7 @@ surrogate from us.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipelinejobs.adapters.store.base import CollectionSpec, Filter, In, Range
@@ -35,7 +35,8 @@ def scalar(value: Any) -> Any:
 def schema_statements(spec: CollectionSpec) -> list[str]:
     """The tables and indexes of one collection (all ``IF NOT EXISTS``): the document
     table with a column per indexed field, its compound and single indexes, and a
-    side table per array field for membership filters."""
+    side table per array field for membership filters. A unique index also serves a
+    page of one parent's records in order (``WHERE f_job_uuid = ? ORDER BY f_seq``)."""
     cols = "".join(f", {column(f)}" for f in spec.indexed)
     statements = [
         f'CREATE TABLE IF NOT EXISTS "{spec.name}" (k TEXT PRIMARY KEY, '
@@ -46,6 +47,12 @@ def schema_statements(spec: CollectionSpec) -> list[str]:
         statements.append(
             f'CREATE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}" ON "{spec.name}" '
             f"({columns}, k)"
+        )
+    for fields in spec.unique:
+        columns = ", ".join(column(f) for f in fields)
+        statements.append(
+            f'CREATE UNIQUE INDEX IF NOT EXISTS "{spec.name}_{"_".join(fields)}_unique" '
+            f'ON "{spec.name}" ({columns})'
         )
     for f in spec.single_indexes():
         statements.append(
@@ -73,15 +80,21 @@ def update_statement(
     version: int,
     set: Mapping[str, Any],
     push: Mapping[str, list[Any]],
+    unset: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
-    """``UPDATE ... RETURNING doc`` applying ``set`` and ``push`` if the version matches.
+    """``UPDATE ... RETURNING doc`` applying ``set``, ``push`` and ``unset`` if the
+    version matches.
 
     Pushed fields are first made arrays when missing or null (as the other backends
-    treat them), then every item is appended at ``[#]``; set fields are replaced; the
-    document's own ``version`` and the indexed columns of set fields follow.
+    treat them), then every item is appended at ``[#]``; set fields are replaced;
+    unset ones removed; the document's own ``version`` and the indexed columns of set
+    and unset fields follow.
     """
     args: list[Any] = []
     expr = "doc"
+    if unset:
+        paths = ", ".join("'" + _path(name) + "'" for name in unset)
+        expr = f"json_remove(doc, {paths})"
     if push:
         pairs = []
         for name in push:
@@ -104,6 +117,7 @@ def update_statement(
             expr = f"json_insert({expr}, {', '.join(items)})"
     columns = [f"{column(name)} = ?" for name in set if name in spec.indexed]
     args.extend(scalar(set[name]) for name in set if name in spec.indexed)
+    columns.extend(f"{column(name)} = NULL" for name in unset if name in spec.indexed)
     assignments = ", ".join([f"doc = {expr}", "version = version + 1", *columns])
     sql = f'UPDATE "{spec.name}" SET {assignments} WHERE k = ? AND version = ? RETURNING doc'
     return sql, [*args, key, version]

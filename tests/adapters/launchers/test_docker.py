@@ -385,7 +385,7 @@ def test_the_launcher_proxy_fails_the_job_with_the_engines_reason(tmp_path):
         (job,) = rt.store.find("jobs", {}, limit=2).items
         assert job["state"] == "FAILED"
         assert job["launch"]["backend"] == "docker"
-        reason = job["history"][-1]["data"]["reason"]
+        reason = rt.jobs.record(job["uuid"])["history"][-1]["data"]["reason"]
         assert reason.startswith(f"the Docker engine at {url} is not reachable")
         assert Nonces(rt.store).list("jobs-manager") == []  # its callback nonce went with it
     finally:
