@@ -93,6 +93,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         result = launched.json()["result"]["result"]
         yield Target(server, http, data, user, admin, result["uuid"], result["token"])
     finally:
+        http.close()
         server.stop()
 
 
@@ -470,29 +471,5 @@ def test_the_cli_sends_an_idempotency_key_and_its_answer_is_the_execution(
 
 
 def cli_run(target: Target, *args: str) -> str:
-    import subprocess
-    import sys
-
-    from .server import ROOT
-
     key = target.user["Authorization"].split()[1]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelinejobs.cli",
-            "run",
-            "--url",
-            target.server.url,
-            "--key",
-            key,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
+    return cli("run", "--url", target.server.url, "--key", key, *args)

@@ -17,9 +17,11 @@ from .server import ROOT, start_server
 APP = "serve-test-app"
 
 
-def cli(*args: str, data_dir: Path) -> str:
+def cli(*args: str, data_dir: Path | None = None) -> str:
+    """Run ``pipelinejobs ARGS`` (on ``data_dir`` when given); its last line of output."""
+    where = ["--data-dir", str(data_dir)] if data_dir is not None else []
     done = subprocess.run(
-        [sys.executable, "-m", "pipelinejobs.cli", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "pipelinejobs.cli", *args, *where],
         capture_output=True,
         text=True,
         timeout=60,
