@@ -241,7 +241,15 @@ def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Pat
     try:
         register_pipeline(first)
         uuid = launch(first, {}, runs(first, "wait", wait))["uuid"]
-        job_when(first, uuid, lambda j: j["state"] == "RUNNING", "the job to be RUNNING")
+        # RUNNING is the launcher's own `run`; wait for the supervisor's RUNNING report
+        # too, or the kill may catch it in flight and, redelivered after FINISHED, it
+        # is (rightly) ignored as late.
+        job_when(
+            first,
+            uuid,
+            lambda j: [h["name"] for h in j["history"]].count("run") == 2,
+            "the supervisor's RUNNING report",
+        )
     finally:
         first.proc.kill()
         first.proc.wait(10)
