@@ -31,8 +31,13 @@ LAUNCH = {
 
 
 def base_env(args: argparse.Namespace) -> dict[str, str]:
+    """The servers' environment: ours without settings, so a shell's PIPELINEJOBS_*
+    cannot skew a run — except those named in BENCH_ENV (``A=1 B=2``), for experiments
+    that compare one setting on and off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
     env.update({"PYTHONPATH": str(ROOT), "PIPELINEJOBS_GATEWAY_THREADS": str(args.threads)})
+    extra = os.environ.get("BENCH_ENV", "").split()
+    env.update(item.split("=", 1) for item in extra if "=" in item)
     return env
 
 
