@@ -12,9 +12,15 @@ from flask import Flask
 
 from pipelinejobs.config import load_config
 from pipelinejobs.gateway import create_app
+from pipelinejobs.observability import logs, multiprocess
 from pipelinejobs.runtime.system import System
 
 
 def create() -> Flask:
     """Build the gateway app from the environment's configuration."""
-    return create_app(System(load_config()).runtime)
+    config = load_config()
+    if not logs.configured():  # gunicorn started without pipelinejobs' logger class
+        logs.configure(config.logging)
+    # Each worker writes its metrics where the master's hooks (gunicorn_hooks) claimed.
+    multiprocess.join(config)
+    return create_app(System(config).runtime)

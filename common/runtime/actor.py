@@ -133,6 +133,11 @@ class Context:
     execution: dict[str, Any]
     log: ExecutionLog
     _sent: int = field(default=0, init=False)
+    #: Which delivery of the execution this is (its ``attempts`` when it started).
+    attempt: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.attempt = int(self.execution.get("attempts") or 0)
 
     @property
     def execution_id(self) -> str:
@@ -151,17 +156,50 @@ class Context:
         who = self.execution.get("sender")
         return str(who) if who else None
 
+    @property
+    def base_url(self) -> str:
+        """The public base URL of this execution: ``gateway.public_url`` when set, else
+        the one its message came in through (recorded on the execution at submit; an
+        actor's send passes it on), else — a message sent without a request, by the
+        CLI — the configured callback URL (``launcher.public_url``)."""
+        config = self.runtime.config
+        if config.gateway.public_url:
+            return str(config.gateway.public_url).rstrip("/")
+        return str(self.execution.get("base_url") or config.public_url).rstrip("/")
+
+    def agent_url(self) -> str:
+        """This actor as an absolute URL, as the seed's record names a job's ``agent``:
+        ``https://host/actors/v2/<actor id>``."""
+        return f"{self.base_url}/actors/v2/{self.runtime.actor_id(self.actor)}"
+
+    def task_url(self) -> str:
+        """This execution as an absolute URL (a job's ``task``):
+        ``<agent_url>/executions/<execution id>``."""
+        return f"{self.agent_url()}/executions/{self.execution_id}"
+
     def send(
-        self, alias: str, message: dict[str, Any], params: Mapping[str, Any] | None = None
+        self,
+        alias: str,
+        message: dict[str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
     ) -> str:
         """Send ``message`` to actor ``alias``; returns the new execution's id.
 
         The child's id is derived from this execution's id and the send's position,
         so if this execution is delivered again after a crash, the same child is
-        found rather than a second one made.
+        found rather than a second one made. With ``key`` it is derived from that and
+        ``alias`` instead (the uuid of the event it follows: one follow-up per event
+        and actor): a follow-up of an event sent with an ``event_key`` is one message
+        whichever execution sends it.
         """
         self._sent += 1
-        child = derived_id(self.execution_id, str(self._sent))
+        child = (
+            derived_id("follow-up", key, alias)
+            if key
+            else derived_id(self.execution_id, str(self._sent))
+        )
         execution = self.runtime.submit(
             alias,
             message,
@@ -170,6 +208,7 @@ class Context:
             parent=self.execution_id,
             sender=self.actor,
             role=self.role,  # an actor acts for its sender, never above it
+            base_url=self.execution.get("base_url"),  # it came in through the same URL
         )
         self.log.info(
             f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"
@@ -177,7 +216,13 @@ class Context:
         return str(execution["id"])
 
     def progress(self, **values: Any) -> None:
-        """Make progress visible on the execution while it runs."""
+        """Make progress visible on the execution while it runs (stamped with this
+        delivery's attempt and the time; not written once another delivery of the
+        execution has started, or it has finished)."""
         self.execution = self.runtime.executions.progress(
-            self.execution_id, values, logs=self.log.lines, current=self.execution
+            self.execution_id,
+            values,
+            logs=self.log.lines,
+            current=self.execution,
+            attempt=self.attempt,
         )

@@ -147,6 +147,7 @@ class Runtime:
         sender: str | None = None,
         owner: str | None = None,
         role: str = USER,
+        base_url: str | None = None,
     ) -> Document:
         """Validate, store and publish a message for actor ``name``; the execution.
 
@@ -157,6 +158,10 @@ class Runtime:
         ``role`` is the sender's (``admin`` or ``user``; least privilege unless the
         caller says otherwise): the actor's ``admit`` checks it now, and it is stored
         on the execution so that the worker's ``handle`` checks it again.
+        ``base_url`` is the public base URL it came in through (the gateway's, from
+        :mod:`pipelinejobs.gateway.public_url`; an actor's send passes its own on):
+        stored on the execution, it is what ``Context.agent_url`` / ``task_url`` start
+        with in the worker, which has no request.
 
         A message from outside (no ``parent``) that cannot be published is withdrawn
         before BusUnavailable is raised: its sender is told to send it again (503,
@@ -181,6 +186,7 @@ class Runtime:
             sender=sender,
             owner=owner,
             role=role,
+            base_url=base_url,
         )
         if created or execution["status"] == SUBMITTED:
             try:

@@ -22,7 +22,8 @@ from typing import Any
 from pipelinejobs.adapters.store.base import Document, In, Page, Range, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.domain.clock import Clock, iso, now, system_clock
-from pipelinejobs.errors import DuplicateDocument
+from pipelinejobs.domain.identifiers import uuid_type
+from pipelinejobs.errors import DuplicateDocument, UnknownIdentifierType
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 13
@@ -65,6 +66,19 @@ def stored_message(message: Any) -> dict[str, Any]:
     return {"raw": message}
 
 
+def job_of(message: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+    """The job a message is about — the job UUID (107) in its ``uuid`` field or URL
+    parameter — or None; kept on the execution so a job's executions can be listed."""
+    for value in (message.get("uuid"), params.get("uuid")):
+        if isinstance(value, str):
+            try:
+                if uuid_type(value) == "pipelinejob":
+                    return value
+            except UnknownIdentifierType:
+                pass
+    return None
+
+
 class Executions:
     """Execution records in the store."""
 
@@ -89,8 +103,13 @@ class Executions:
         sender: str | None = None,
         owner: str | None = None,
         role: str | None = None,
+        base_url: str | None = None,
     ) -> tuple[Document, bool]:
         """Store a new SUBMITTED execution; returns (execution, created).
+
+        ``base_url``: the public base URL the message came in through (see
+        :mod:`pipelinejobs.gateway.public_url`), kept for the worker, which has no
+        request.
 
         With an ``execution_id`` that already exists, the existing record is returned
         with ``created=False`` — the caller must not assume it still needs publishing
@@ -110,12 +129,17 @@ class Executions:
         }
         if parent:
             doc["parent"] = parent
+        job = job_of(doc["message"], doc["params"])
+        if job:
+            doc["job"] = job
         if sender:
             doc["sender"] = sender
         if owner:
             doc["owner"] = owner
         if role:
             doc["role"] = role
+        if base_url:
+            doc["base_url"] = base_url
         try:
             return self.store.insert(self.collection, doc), True
         except DuplicateDocument:
@@ -183,12 +207,39 @@ class Executions:
         progress: Mapping[str, Any],
         logs: list[str] | None = None,
         current: Document | None = None,
+        *,
+        attempt: int | None = None,
     ) -> Document:
-        """Record how far a running execution got (readable while it runs)."""
+        """Record how far a running execution got (readable while it runs).
+
+        With ``attempt`` (the delivery's, as :meth:`start` counted it), the progress is
+        stamped with it and the time, and written only while the execution is RUNNING
+        that very attempt: a delivery that lost its message to a redelivery (which
+        starts again from zero) or whose execution has finished cannot overwrite the
+        progress, or the logs, of the one that counts. The document is returned as
+        read when nothing was written."""
         fields: dict[str, Any] = {"progress": dict(progress)}
+        if attempt is not None:
+            fields["progress"].update(attempt=attempt, updated=now(self.clock))
         if logs is not None:
             fields["logs"] = list(logs)
-        return self._change(execution_id, current, **fields)
+        if attempt is None:
+            return self._change(execution_id, current, **fields)
+
+        def mine(doc: Document) -> Change | None:
+            if doc.get("status") != RUNNING or int(doc.get("attempts") or 0) != attempt:
+                return None
+            return Change(set={**fields, "updated": now(self.clock)})
+
+        return compare_and_set(
+            self.store,
+            self.collection,
+            execution_id,
+            mine,
+            retries=self.retries,
+            current=current or self.get(execution_id),
+            what=f"execution {execution_id}",
+        )
 
     def finish(
         self,

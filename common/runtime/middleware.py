@@ -28,8 +28,9 @@ lets the runtime record the error. Metrics belong in ``after_deliver`` (every
 outcome, with ``delivery.elapsed()``), ``after_skip`` and ``after_expire``.
 
 The default stack (:func:`default_middleware`) is ``[ExecutionLogging, Retries,
-TimeLimit]``: the time limit wraps the actor alone, retries see a failure before the
-log does (so a retried error is logged as a retry, not as the outcome).
+TimeLimit, Metrics]``: the time limit wraps the actor alone, retries see a failure
+before the log does (so a retried error is logged as a retry, not as the outcome);
+Metrics only counts the outcome.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.config import BusSettings
+from pipelinejobs.domain.identifiers import uuid_type
 from pipelinejobs.errors import (
     TRANSIENT,
     ConfigError,
@@ -49,6 +51,8 @@ from pipelinejobs.errors import (
     PipelineJobsError,
     TimeLimitExceeded,
 )
+from pipelinejobs.observability import metrics
+from pipelinejobs.observability.metrics import OUTCOMES
 from pipelinejobs.runtime.actor import Actor, Context, ExecutionLog
 from pipelinejobs.runtime.watchdog import Watchdog
 
@@ -180,7 +184,17 @@ class MiddlewareStack(list[Middleware]):
 
 class ExecutionLogging(Middleware):
     """The lines a delivery adds to its execution's log, beyond the actor's own, and
-    the worker log's line per delivery.
+    the process log's one line per outcome (README: Logs).
+
+    That line — ``jobs-manager exec=<id> job=<uuid> COMPLETE in 3.2 ms`` — is a record
+    of the ``pipelinejobs.delivery`` logger with the fields ``event`` (``execution``),
+    ``actor``, ``execution``, ``job`` (when the message or its result names one),
+    ``outcome`` (COMPLETE, ERROR, RETRY, QUARANTINED, SKIPPED, EXPIRED), ``duration_ms``,
+    ``attempt`` and, for a failure, ``error`` (its class name): INFO for a completed or
+    skipped execution, WARNING for a retry or a record set aside, ERROR for a failure
+    (WARNING if it failed on a corrupt record: the store reported that at ERROR, once).
+    The error's message is not on the line (it may quote what a caller sent); it is on
+    the execution (``pipelinejobs logs ACTOR ID``).
 
     An unexpected error's line and traceback are not here: the dispatch boundary
     writes those itself, so no stack of middleware can leave an internal error
@@ -200,20 +214,105 @@ class ExecutionLogging(Middleware):
     def after_deliver(
         self, delivery: Delivery, execution: Document | None, exc: Exception | None
     ) -> None:
-        status = execution["status"] if execution is not None else "QUARANTINED"
-        log.debug(
-            "%s %s %s in %.1f ms (attempt %d)",
+        if execution is None:
+            outcome, level = "QUARANTINED", logging.WARNING
+        elif execution.get("status") == "SUBMITTED":
+            outcome, level = "RETRY", logging.WARNING
+        elif execution.get("status") == "ERROR":
+            # A corrupt record the actor met was reported at ERROR by the store, once.
+            corrupt = isinstance(exc, CorruptDocument)
+            outcome, level = "ERROR", logging.WARNING if corrupt else logging.ERROR
+        else:
+            outcome, level = str(execution.get("status")), logging.INFO
+        error = None
+        if exc is not None:
+            error = type(exc).__name__
+        elif execution is not None and isinstance(execution.get("error"), Mapping):
+            error = str(execution["error"].get("error") or "") or None
+        outcome_line(
+            level,
             delivery.alias,
             delivery.execution_id,
-            status,
-            delivery.elapsed() * 1000,
-            delivery.attempts,
+            execution or delivery.execution,
+            outcome,
+            duration_ms=delivery.elapsed() * 1000,
+            attempt=delivery.attempts,
+            error=error,
         )
 
     def after_skip(self, alias: str, execution: Document) -> None:
-        log.info(
-            "execution %s already %s; redelivery ignored", execution["id"], execution["status"]
+        outcome_line(logging.INFO, alias, str(execution["id"]), execution, "SKIPPED")
+
+    def after_expire(self, alias: str, execution: Document) -> None:
+        outcome_line(
+            logging.ERROR,
+            alias,
+            str(execution["id"]),
+            execution,
+            "EXPIRED",
+            attempt=int(execution.get("attempts") or 1),
+            error="TimeLimitExceeded",
         )
+
+
+def job_named(execution: Mapping[str, Any]) -> str | None:
+    """The job an execution is about: the job UUID (type 107) its message or URL
+    parameters name, else the one its result names (a launch creates one)."""
+    result = execution.get("result")
+    for holder in (execution.get("message"), execution.get("params"), result):
+        value = holder.get("uuid") if isinstance(holder, Mapping) else None
+        if isinstance(value, str) and value[:3] == "107":
+            try:
+                if uuid_type(value) == "pipelinejob":
+                    return value
+            except PipelineJobsError:
+                continue
+    return None
+
+
+def outcome_line(
+    level: int,
+    alias: str,
+    execution_id: str,
+    execution: Mapping[str, Any],
+    outcome: str,
+    *,
+    duration_ms: float | None = None,
+    attempt: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Log one execution's outcome (see :class:`ExecutionLogging`)."""
+    if not log.isEnabledFor(level):
+        return
+    job = job_named(execution)
+    text = f"{alias} exec={execution_id}" + (f" job={job}" if job else "")
+    if outcome == "SKIPPED":
+        text += f" already {execution.get('status')}; redelivery ignored"
+    elif outcome == "RETRY":
+        text += " will be retried"
+    else:
+        text += f" {outcome}"
+    if duration_ms is not None:
+        text += f" in {duration_ms:.1f} ms"
+    if attempt is not None and attempt > 1:
+        text += f" (attempt {attempt})"
+    if error:
+        text += f": {error}"
+    log.log(
+        level,
+        "%s",
+        text,
+        extra={
+            "event": "execution",
+            "actor": alias,
+            "execution": execution_id,
+            "job": job,
+            "outcome": outcome,
+            "duration_ms": round(duration_ms, 3) if duration_ms is not None else None,
+            "attempt": attempt,
+            "error": error,
+        },
+    )
 
 
 class Retries(Middleware):
@@ -292,8 +391,41 @@ class TimeLimit(Middleware):
             )
 
 
+class Metrics(Middleware):
+    """Counts every delivery by actor and outcome, with its duration
+    (``pipelinejobs_executions_total``, ``pipelinejobs_execution_duration_seconds``).
+
+    The outcome is the execution's status once recorded — ``complete``, ``error``,
+    ``retry`` (a transient failure re-queued by Retries), ``quarantined`` (its record
+    set aside) — or ``skipped`` (a redelivery of a finished execution) and
+    ``expired`` (its pool process killed at the hard time limit; no duration: the
+    main process does not know when it started). Its hooks only record, so its place
+    in the stack changes nothing it sees; it is last, leaving the others' positions
+    as they were. Made with the runtime, it starts the counting of what the layers
+    below announce (:func:`pipelinejobs.observability.metrics.listen`) before the
+    first delivery, whose events must count too.
+    """
+
+    def __init__(self) -> None:
+        metrics.listen()
+
+    def after_deliver(
+        self, delivery: Delivery, execution: Document | None, exc: Exception | None
+    ) -> None:
+        status = execution.get("status") if execution is not None else None
+        outcome = OUTCOMES.get(str(status), "quarantined" if execution is None else "other")
+        metrics.current().execution(delivery.alias, outcome, delivery.elapsed())
+
+    def after_skip(self, alias: str, execution: Document) -> None:
+        metrics.current().execution(alias, "skipped")
+
+    def after_expire(self, alias: str, execution: Document) -> None:
+        metrics.current().execution(alias, "expired")
+
+
 def default_middleware(settings: BusSettings, actors: list[str]) -> list[Middleware]:
-    """The stack a runtime starts with: logging, retries, per-actor time limits."""
+    """The stack a runtime starts with: logging, retries, per-actor time limits,
+    metrics."""
     unknown = sorted(set(settings.limits()) - set(actors))
     if unknown:
         raise ConfigError(
@@ -303,4 +435,4 @@ def default_middleware(settings: BusSettings, actors: list[str]) -> list[Middlew
             allowed=actors,
         )
     limits = {alias: settings.time_limit_for(alias) for alias in actors}
-    return [ExecutionLogging(), Retries(settings), TimeLimit(limits)]
+    return [ExecutionLogging(), Retries(settings), TimeLimit(limits), Metrics()]

@@ -14,7 +14,8 @@ crash between storing and publishing; the embedded mode, whose in-process broker
 forgets everything on exit, also re-publishes the ones left RUNNING. Running workers
 keep checking for executions whose message was lost — in flight, or with a broker
 that lost its queues (:mod:`pipelinejobs.runtime.recovery`, run by
-:mod:`pipelinejobs.adapters.bus.celery_steps`).
+:mod:`pipelinejobs.adapters.bus.celery_steps`), and record that they are alive
+(:mod:`pipelinejobs.observability.heartbeats`), the embedded runtime too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.config import Config
 from pipelinejobs.domain.clock import Clock, system_clock
 from pipelinejobs.errors import ConfigError
+from pipelinejobs.observability.heartbeats import Heartbeat
 from pipelinejobs.runtime.dispatch import ACTOR_MODULES, Runtime
 from pipelinejobs.runtime.executions import FINISHED_STATUSES
 
@@ -86,12 +88,16 @@ class System:
     ) -> None:
         """Recover orphaned executions, then consume ``actors``' queues until stopped."""
         self.runtime.start_up(actors)
+        self.bus.heartbeat = Heartbeat(self.runtime.store, kind="worker", clock=self.runtime.clock)
         workers = concurrency or self.config.bus.worker_concurrency or os.cpu_count() or 1
         self.bus.run_worker(actors, concurrency=workers, pool=pool, loglevel=loglevel)
 
     def start_embedded(self, actors: list[str] | None = None) -> System:
         """Start worker threads in this process (in-process broker unless configured)."""
         aliases = actors or list(ACTOR_MODULES)
+        self.bus.heartbeat = Heartbeat(
+            self.runtime.store, kind="embedded", clock=self.runtime.clock
+        )
         self._embedded = EmbeddedWorker(self.bus, aliases, self.config.bus.embedded_threads).start()
         in_process = self.config.broker_url.startswith("memory://")
         self.runtime.start_up(

@@ -11,7 +11,8 @@ queue drained by ``join()`` in the test's own thread).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 def queue_name(alias: str) -> str:
@@ -63,3 +64,15 @@ class Recoverer(Protocol):
 
     def after_loss(self, aliases: list[str], since: float) -> object:
         """The broker lost its messages at ``since`` (epoch seconds)."""
+
+
+class Heartbeat(Protocol):
+    """What a worker's bus calls every ``bus.heartbeat_interval`` s to say the worker
+    is alive (:class:`pipelinejobs.observability.heartbeats.Heartbeat` is the one
+    there is). ``worker``: ``node``, ``actors``, ``concurrency``, ``pool``."""
+
+    def beat(self, worker: Mapping[str, Any]) -> object:
+        """The worker is alive now."""
+
+    def stop(self, worker: Mapping[str, Any]) -> object:
+        """The worker is stopping."""

@@ -36,7 +36,7 @@ from kombu import Queue
 from kombu.utils.url import maybe_sanitize_url
 
 from pipelinejobs.adapters.bus import pools, redis_transport
-from pipelinejobs.adapters.bus.base import Bus, Recoverer, queue_name
+from pipelinejobs.adapters.bus.base import Bus, Heartbeat, Recoverer, queue_name
 from pipelinejobs.adapters.bus.celery_steps import Reconnected, Sweeps
 from pipelinejobs.adapters.bus.redis_watch import RedisWatch
 from pipelinejobs.config import BusSettings
@@ -165,6 +165,10 @@ class CeleryBus(Bus):
         self.expire = expire
         #: The actors this process's worker consumes, which it sweeps for.
         self.consuming: list[str] = []
+        #: What records this process's worker as alive (set by whoever runs one), and
+        #: what it records: see :meth:`beat`.
+        self.heartbeat: Heartbeat | None = None
+        self.worker_info: dict[str, Any] = {}
         self.app = make_app(settings, broker_url, self.aliases)
         self.app.pipelinejobs_bus = self
         #: This bus's share of kombu's process-wide pools for its broker.
@@ -267,6 +271,20 @@ class CeleryBus(Bus):
         except PipelineJobsError as exc:
             log.warning("broker check for %s failed (%s); trying again later", self.consuming, exc)
 
+    def beat(self, *, stopping: bool = False) -> None:
+        """Record that this process's worker is alive (or stopping), every
+        ``bus.heartbeat_interval`` s; a store that cannot be written is logged, and
+        the next beat tries again (never raises into Celery's timer)."""
+        if self.heartbeat is None or not self.worker_info:
+            return
+        try:
+            if stopping:
+                self.heartbeat.stop(self.worker_info)
+            else:
+                self.heartbeat.beat(self.worker_info)
+        except PipelineJobsError as exc:
+            log.warning("worker heartbeat not recorded (%s); trying again later", exc.message)
+
     def expired(self, alias: str, envelope: dict[str, Any], seconds: float) -> None:
         """A pool process was killed at the hard time limit running ``envelope``."""
         if self.expire is None:
@@ -298,15 +316,25 @@ class CeleryBus(Bus):
     def worker_options(
         self, aliases: Iterable[str], concurrency: int, pool: str, hostname: str | None = None
     ) -> dict[str, Any]:
+        """The options of the worker this process runs for ``aliases`` (remembered
+        as ``worker_info``, what its heartbeat records)."""
+        aliases = list(aliases)
         queues = [queue_name(a) for a in aliases]
         unknown = [a for a in aliases if a not in self.aliases]
         if unknown:
             raise BusUnavailable(f"unknown actors {unknown}; known: {self.aliases}")
+        node = hostname or f"pipelinejobs-{os.getpid()}@{socket.gethostname()}"
+        self.worker_info = {
+            "node": node,
+            "actors": aliases,
+            "concurrency": concurrency,
+            "pool": pool,
+        }
         return {
             "queues": queues,
             "concurrency": concurrency,
             "pool": pool,
-            "hostname": hostname or f"pipelinejobs-{os.getpid()}@{socket.gethostname()}",
+            "hostname": node,
             "without_gossip": True,
             "without_mingle": True,
             "without_heartbeat": True,

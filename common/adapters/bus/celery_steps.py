@@ -7,7 +7,12 @@ ours, so a pool process is never forked while one of them holds a lock.
   <pipelinejobs.adapters.bus.celery.CeleryBus.check>` every ``bus.check_interval`` s —
   a broker that lost its queues, executions lost in flight — and the backstop
   :meth:`CeleryBus.sweep <pipelinejobs.adapters.bus.celery.CeleryBus.sweep>` every
-  ``bus.recover_interval`` s.
+  ``bus.recover_interval`` s, and records the worker's heartbeat
+  (:meth:`CeleryBus.beat <pipelinejobs.adapters.bus.celery.CeleryBus.beat>`) at start,
+  every ``bus.heartbeat_interval`` s and as it stops.
+* The same step drops cancelled entries from the worker's timer every
+  :data:`COMPACT_EVERY` s (:func:`drop_cancelled`): see there why a worker's memory
+  would otherwise grow with its task rate for a whole time limit.
 * :class:`Reconnected` (a consumer step) runs a check as soon as the worker's broker
   connection is up: at start, and again each time it comes back. Celery restarts the
   consumer's steps after a lost connection, once it has reconnected and declared the
@@ -18,9 +23,35 @@ ours, so a pool process is never forked while one of them holds a lock.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from celery import bootsteps
+
+#: Seconds between two :func:`drop_cancelled` passes over the worker's timer.
+COMPACT_EVERY = 30.0
+
+
+def drop_cancelled(timer: Any) -> int:
+    """Remove the cancelled entries from a kombu timer's heap; how many went.
+
+    The prefork pool arms each task's hard time limit as an entry on the worker's
+    event-loop timer, and *cancels* it when the task ends — but kombu's timer only
+    drops a cancelled entry when its time comes. With ``time_limit`` 1,830 s and 100
+    tasks/s that is ~180k dead entries (~100 MiB) held in the worker's main process,
+    growing for half an hour: a soak reads it as a leak. Compacting the heap in place
+    (the timer's iterator holds the same list) keeps it to the live entries. A timer
+    without a heap (the threaded one, no event loop) has nothing to compact.
+    """
+    queue = getattr(timer, "_queue", None)
+    if not isinstance(queue, list):
+        return 0
+    live = [event for event in queue if not getattr(event[2], "canceled", False)]
+    dropped = len(queue) - len(live)
+    if dropped:
+        heapq.heapify(live)
+        queue[:] = live
+    return dropped
 
 
 def _bus(app: Any) -> Any:
@@ -30,7 +61,7 @@ def _bus(app: Any) -> Any:
 
 
 class Sweeps(bootsteps.StartStopStep):
-    """A worker step: the periodic checks and the backstop sweep."""
+    """A worker step: the periodic checks, the backstop sweep, the timer's compaction."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -39,12 +70,19 @@ class Sweeps(bootsteps.StartStopStep):
         super().__init__(worker, **kwargs)
 
     def start(self, worker: Any) -> None:
+        timer = worker.timer
+        self.timer_refs.append(
+            timer.call_repeatedly(COMPACT_EVERY, drop_cancelled, (timer,), priority=10)
+        )
         bus = _bus(worker.app)
         if bus is None:
             return
+        if bus.settings.heartbeat_interval > 0:
+            bus.beat()  # seen from the start, not one interval later
         for interval, job in (
             (bus.settings.check_interval, bus.check),
             (bus.settings.recover_interval, bus.sweep),
+            (bus.settings.heartbeat_interval, bus.beat),
         ):
             if interval > 0:
                 self.timer_refs.append(worker.timer.call_repeatedly(interval, job, priority=10))
@@ -53,6 +91,14 @@ class Sweeps(bootsteps.StartStopStep):
         for ref in self.timer_refs:
             ref.cancel()
         self.timer_refs = []
+        bus = _bus(worker.app)
+        if bus is not None and bus.settings.heartbeat_interval > 0:
+            bus.beat(stopping=True)
+
+    def terminate(self, worker: Any) -> None:
+        """A cold shutdown (and the embedded worker's) stops it the same way: a
+        StartStopStep's own ``terminate`` would only look for an ``obj`` to stop."""
+        self.stop(worker)
 
 
 class Reconnected(bootsteps.StartStopStep):
