@@ -6,7 +6,8 @@ automatically via PipelineJobs Manager when a job enters the FINISHED state, but
 also be activated on its own."
 
 An ``index`` request (JSON ``pipelinejob_index``, or URL parameters ``uuid``,
-``name=index``, ``level``, ``token``, ``fixity`` — ``filters`` only in a JSON body)
+``name=index``, ``level``, ``token``, ``fixity`` — ``filters`` only in a JSON body:
+in the URL it is refused, 400, as the seed says it "cannot currently be passed")
 moves the job to INDEXING, lists every file under its archive path, keeps those
 whose path relative to the archive path matches any filter (URL-decoded regexes;
 none = all), upserts one file record per file with the processing level (default
@@ -17,19 +18,28 @@ moves the job back to FINISHED.
 Built for trees of 100k files and more: the tree is streamed (``os.scandir``), never
 listed whole; filters run on RE2, linear in the path's length whatever the pattern;
 records are written ``indexer.batch_size`` at a time with one store read per batch
-(for the ``created`` dates to keep), and the execution's progress is written once
-per batch, so a client polling the execution sees the count grow.
+(for the ``created`` dates to keep).
+
+Progress is on the execution while it runs (``progress``, README: Indexing), written at
+most once per ``indexer.progress_interval`` s and once at the end: ``files_seen``,
+``files_indexed``, and ``files_total`` as soon as it is known — a second, cheaper
+listing (names only, no ``stat``) counts the tree on a thread of its own, so a large
+tree has its total long before the walk that reads sizes and checksums reaches the
+end. The ``index`` event on the job's history names the execution (``data.execution``),
+so whoever follows the job can follow the indexing too (``pipelinejobs jobs watch``).
 """
 
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import re2
 
+from pipelinejobs import signals
 from pipelinejobs.adapters.storage import sha256_of
 from pipelinejobs.adapters.store.base import Document, In
 from pipelinejobs.config import BOOLEAN_WORDS
@@ -80,12 +90,23 @@ def archive_of(ctx: Context, job: Document) -> str:
     return str(archive)
 
 
+#: The seed: "Remember that filters cannot currently be passed as URL parameters."
+FILTERS_IN_URL = (
+    "filters cannot currently be passed as URL parameters: send them in the JSON body "
+    '({"filters": [...]}), with the other fields as URL parameters or in the body too'
+)
+
+
 class JobsIndexer(Actor):
     alias = "jobs-indexer"
     description = "Indexes the files under a PipelineJob's archive path"
     accepts = ("pipelinejob_index", "pipelinejob_indexed")
 
     def parse(self, message: Any, params: Params) -> Message:
+        if "filters" in params:
+            # Dropping it would index every file and overwrite the levels of files
+            # another request indexed: refuse, in the seed's words.
+            raise ValidationError(FILTERS_IN_URL, path="filters")
         body = dict(self.body_of(message))
         for key in ("uuid", "name", "level", "token"):
             if params.get(key) and key not in body:
@@ -120,12 +141,17 @@ class JobsIndexer(Actor):
         def authorize(job: Document) -> None:
             tokens.authorize(uuid, int(job.get("token_rotation", 0)), msg.token, action=msg.kind)
 
+        # An event_key names the event whoever sends it (see the jobs-manager).
+        key = msg.body.get("event_key")
+        delivery = f"key:{key}" if key else ctx.execution_id
+        if key:
+            authorize(ctx.runtime.jobs.get(uuid))
         if msg.kind == "indexed":
             result = ctx.runtime.jobs.apply(
                 uuid,
                 "indexed",
                 {},
-                delivery_id=ctx.execution_id,
+                delivery_id=delivery,
                 sender=ctx.sender,
                 check=authorize,
             )
@@ -144,9 +170,17 @@ class JobsIndexer(Actor):
         data: dict[str, Any] = {"level": level, "filters": filters}
         if fixity:
             data["fixity"] = True
+        # Where the progress of this indexing is (the execution's id is no secret).
+        data["execution"] = ctx.execution_id
         started = ctx.runtime.jobs.apply(
-            uuid, "index", data, delivery_id=ctx.execution_id, sender=ctx.sender, check=indexable
+            uuid, "index", data, delivery_id=delivery, sender=ctx.sender, check=indexable
         )
+        first = started.entry["data"].get("execution")
+        if key and started.duplicate and first != ctx.execution_id:
+            # The same keyed request, sent again: the execution that applied it indexes
+            # (and is redelivered if it dies), so this one has nothing to add.
+            ctx.log.info(f"Job {uuid}: index {key!r} was applied by execution {first}")
+            return {"uuid": uuid, "duplicate": True, "execution": first}
         job = started.job
         ctx.log.info(
             f"Indexing job {uuid} at level {level} with {len(filters)} filter(s)"
@@ -159,16 +193,21 @@ class JobsIndexer(Actor):
         )
         # The job's own token, not the caller's: an admin token may expire in the queue.
         token = tokens.update_token(uuid, int(job.get("token_rotation", 0)))
-        sent = ctx.send("jobs-manager", {"uuid": uuid, "name": "indexed", "token": token})
+        sent = ctx.send(
+            "jobs-manager",
+            {"uuid": uuid, "name": "indexed", "token": token},
+            key=started.entry["uuid"] if key else None,
+        )
         return {"uuid": uuid, "level": level, "fixity": fixity, **counts, "indexed_execution": sent}
 
     def _index(
         self, ctx: Context, job: Document, level: str, filters: list[Any], fixity: bool
     ) -> dict[str, int]:
         """One pass over the tree. Every ``batch_size`` files seen, the records made
-        so far are written in one ``put_many`` and the progress is recorded: memory
-        stays bounded by the batch (plus the set of uuids seen, needed to find the
-        files that vanished)."""
+        so far are written in one ``put_many``: memory stays bounded by the batch (plus
+        the set of uuids seen, needed to find the files that vanished). The progress is
+        recorded when due (:class:`Progress`), the batch so far written first, so
+        ``files_indexed`` counts records in the store."""
         storage, ids = ctx.runtime.storage, ctx.runtime.ids
         size = ctx.runtime.config.indexer.batch_size
         archive = archive_of(ctx, job)
@@ -186,34 +225,53 @@ class JobsIndexer(Actor):
         seen = indexed = 0
         present: set[str] = set()
         batch: list[Document] = []
-        for entry in storage.walk(archive):
-            seen += 1
-            path = f"{root}/{entry.relative}"
-            file_uuid = ids.file(storage.system, path)
-            present.add(file_uuid)
-            if not filters or any(f.search(entry.relative) for f in filters):
-                name = entry.relative.rsplit("/", 1)[-1]
-                record = {
-                    "uuid": file_uuid,
-                    "name": name,
-                    "path": path,
-                    "relative_path": entry.relative,
-                    "size": entry.size,
-                    "mtime": iso(entry.mtime),
-                    "type": mimetypes.guess_type(name)[0] or "application/octet-stream",
-                    "generated_by": [job["uuid"]],
-                    "child_of": list(linked),
-                    **common,
-                }
-                if fixity and not self._checksum(ctx, record, entry.path):
-                    present.discard(file_uuid)  # gone since it was listed
-                else:
-                    batch.append(record)
-                    indexed += 1
-            if seen % size == 0:
-                self._flush(ctx, batch, seen, indexed)
-        self._flush(ctx, batch, seen, indexed)
+        counted = (0, 0)  # (seen, indexed) as last announced for the metrics
+
+        def flush() -> None:
+            nonlocal counted
+            self._flush(ctx, batch)
+            signals.files_indexed.send(seen=seen - counted[0], indexed=indexed - counted[1])
+            counted = (seen, indexed)
+
+        progress = Progress(ctx, ctx.runtime.config.indexer.progress_interval)
+        counter = Counter(storage, archive)
+        try:
+            for entry in storage.walk(archive):
+                seen += 1
+                path = f"{root}/{entry.relative}"
+                file_uuid = ids.file(storage.system, path)
+                present.add(file_uuid)
+                if not filters or any(f.search(entry.relative) for f in filters):
+                    name = entry.relative.rsplit("/", 1)[-1]
+                    record = {
+                        "uuid": file_uuid,
+                        "name": name,
+                        "path": path,
+                        "relative_path": entry.relative,
+                        "size": entry.size,
+                        "mtime": iso(entry.mtime),
+                        "type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+                        "generated_by": [job["uuid"]],
+                        "child_of": list(linked),
+                        **common,
+                    }
+                    if fixity and not self._checksum(ctx, record, entry.path):
+                        present.discard(file_uuid)  # gone since it was listed
+                    else:
+                        batch.append(record)
+                        indexed += 1
+                end_of_batch = seen % size == 0
+                if end_of_batch:
+                    flush()
+                if progress.due(end_of_batch):
+                    flush()
+                    progress.write(seen, indexed, counter.total)
+            flush()
+        finally:
+            counter.stop()
         vanished = self._mark_vanished(ctx, job["uuid"], present, indexed, date, size)
+        # The last word, also when nothing was due: the listing is complete.
+        progress.write(seen, indexed, seen, vanished=vanished)
         return {"seen": seen, "indexed": indexed, "vanished": vanished}
 
     @staticmethod
@@ -230,11 +288,9 @@ class JobsIndexer(Actor):
         return True
 
     @staticmethod
-    def _flush(ctx: Context, batch: list[Document], seen: int, indexed: int) -> None:
-        """Upsert a batch, keeping each record's original ``created`` (one store read
-        for the whole batch); record progress (also after an empty batch, so the
-        counts move while a selective filter skips most files, and the final counts
-        are always visible)."""
+    def _flush(ctx: Context, batch: list[Document]) -> None:
+        """Upsert a batch (if any), keeping each record's original ``created`` (one
+        store read for the whole batch)."""
         if batch:
             # In key order: neighbouring keys share index pages, so a batch dirties
             # (and its commit writes) fewer pages than in the order of the disk.
@@ -249,7 +305,6 @@ class JobsIndexer(Actor):
                 record["created"] = created.get(record["uuid"]) or record["created"]
             store.put_many("files", batch)
             batch.clear()
-        ctx.progress(files_seen=seen, files_indexed=indexed)
 
     @staticmethod
     def _mark_vanished(
@@ -282,6 +337,83 @@ class JobsIndexer(Actor):
         for start in range(0, len(gone), size):
             store.put_many("files", gone[start : start + size])
         return len(gone)
+
+
+class Progress:
+    """The indexing's progress on its execution, written when due.
+
+    ``due`` is asked after every file: with ``interval`` > 0, it is due once that many
+    seconds (of the runtime's clock) have passed since the last write (or the start);
+    with 0, at the end of every batch. Each write is ``ctx.progress``: stamped with the
+    delivery's attempt, and not written once another delivery has started (a
+    redelivery counts again from zero). The fields (README: Indexing):
+
+    * ``phase``: ``indexing``, then ``done`` for the last write;
+    * ``files_seen``: files listed so far (every regular file, matched or not);
+    * ``files_indexed``: file records written so far (files a filter matched);
+    * ``files_total``: the files under the archive path, once a listing is complete
+      (the counting thread's, then the walk's own); null until then;
+    * ``files_vanished``: (last write) records marked ``present: false``;
+    * ``elapsed``: seconds since the indexing started;
+    * ``attempt``, ``updated``: which delivery wrote it, and when (``ctx.progress``).
+    """
+
+    def __init__(self, ctx: Context, interval: float) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self.clock = ctx.runtime.clock
+        self.started = self.last = self.clock()
+
+    def due(self, end_of_batch: bool) -> bool:
+        if self.interval <= 0:
+            return end_of_batch
+        now = self.clock()
+        # A clock set back must not silence the progress until it catches up.
+        return now - self.last >= self.interval or now < self.last
+
+    def write(
+        self, seen: int, indexed: int, total: int | None, *, vanished: int | None = None
+    ) -> None:
+        self.last = self.clock()
+        values: dict[str, Any] = {
+            "phase": "indexing" if vanished is None else "done",
+            "files_seen": seen,
+            "files_indexed": indexed,
+            "files_total": max(total, seen) if total is not None else None,
+            "elapsed": round(max(self.last - self.started, 0.0), 3),
+        }
+        if vanished is not None:
+            values["files_vanished"] = vanished
+        self.ctx.progress(**values)
+
+
+class Counter:
+    """Counts the files under an archive path on a thread of its own (names only:
+    :meth:`~pipelinejobs.adapters.storage.Storage.count_files`), so the progress has a
+    total long before the indexing walk ends. ``total`` is None until it is done, or
+    if it failed (the walk's own count is then the total, at its end)."""
+
+    def __init__(self, storage: Any, archive: str) -> None:
+        self.total: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._count,
+            args=(storage.count_files, archive),
+            daemon=True,
+            name="pipelinejobs-indexer-count",
+        )
+        self._thread.start()
+
+    def _count(self, count: Callable[..., int | None], archive: str) -> None:
+        try:
+            self.total = count(archive, self._stop.is_set)
+        except Exception:  # noqa: BLE001 - a total is a nicety; the walk has its own
+            self.total = None
+
+    def stop(self) -> None:
+        """Stop counting (the walk is over, or failed) and wait for the thread."""
+        self._stop.set()
+        self._thread.join()
 
 
 ACTOR = JobsIndexer()

@@ -9,10 +9,18 @@ From the seed: "PipelineJobs Manager can update a job's state via three mechanis
 
 It accepts any event save for ``create``, which is reserved for other agents. Every
 event needs the job's update token or an admin token; ``reset`` and ``ready`` need
-an admin token. When a ``finish`` brings a job to FINISHED and the job was launched
-with indexing configured, the manager asks the indexer to index it. When a person
+an admin token. When a ``finish`` brings a job to FINISHED, the manager asks the
+indexer to index it — the seed's "normally run automatically via PipelineJobs Manager
+when a job enters the FINISHED state": every job a launch creates asks for it (every
+file at level "1" unless refined) unless its launch said ``index: false``. The body of
+a status callback (``status``, no explicit event) must be an ``agave_job_callback``. When a person
 (not the job's own backend) fails or resets a job whose compute PipelineJobs runs,
 that compute is stopped — cancel is ``fail`` with a ``reason``.
+
+An event sent with an ``event_key`` (what the client library's ManagedPipelineJob
+sends) is named by it: its history uuid is derived from the job and the key, not from
+the execution, so the same key in another execution is a duplicate, and so is what it
+sets off (a finish's index request is derived from the finish's uuid).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 from pipelinejobs.adapters.launchers.supervisor import request_stop
 from pipelinejobs.domain import lifecycle, validation
 from pipelinejobs.domain.lifecycle import Event, State
-from pipelinejobs.errors import TransitionRefused, ValidationError
+from pipelinejobs.errors import SchemaValidationError, TransitionRefused, ValidationError
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
@@ -64,6 +72,18 @@ LATE_FOR_RUN = frozenset(
     )
 )
 
+#: States a job reaches only after it finished: a FINISHED callback arriving there is
+#: a repeat (Agave's retries, a supervisor's re-post) arriving after its indexing began.
+LATE_FOR_FINISH = frozenset(
+    s.value
+    for s in (State.INDEXING, State.VALIDATING, State.VALIDATED, State.REJECTED, State.FINALIZED)
+)
+#: Callback events a refusal from these states answers with "ignored", and why.
+LATE: dict[str, tuple[frozenset[str], str]] = {
+    Event.RUN: (LATE_FOR_RUN, "late RUNNING callback"),
+    Event.FINISH: (LATE_FOR_FINISH, "repeated FINISHED callback"),
+}
+
 
 def event_for_status(status: str) -> str:
     """The lifecycle event an Agave job status maps to.
@@ -82,6 +102,28 @@ def event_for_status(status: str) -> str:
     if status in STATUS_EVENTS:
         return STATUS_EVENTS[status]
     return Event.RESOURCE if status in AGAVE_PROGRESS else Event.UPDATE
+
+
+def check_callback_body(body: dict[str, Any]) -> None:
+    """Refuse a status callback whose body is not an Agave job notification (the
+    ``agave_job_callback`` schema), naming the field: such a body is recorded as the
+    event's data, so a backend posting something else hears so instead of filling the
+    history with it. ``status`` is already taken from the URL when the body has none.
+    Data of another shape goes with an explicit event (``?event=update``)."""
+    try:
+        validation.validate("agave_job_callback", body)
+    except SchemaValidationError as exc:
+        required = validation.schema_documents()["agave_job_callback"]["required"]
+        missing = [name for name in required if name not in body]
+        path = exc.path or (missing[0] if missing else "")
+        raise SchemaValidationError(
+            f"the body of a status callback must be an Agave job notification: "
+            f"{exc.message} (to attach other data, send the event by name: "
+            f"?event=<name> or ?name=<name>)",
+            schema=exc.schema,
+            path=path,
+            errors=exc.detail.get("errors"),
+        ) from exc
 
 
 class JobsManager(Actor):
@@ -115,9 +157,11 @@ class JobsManager(Actor):
         if params.get("token"):
             event["token"] = params["token"]
         if body:
-            event["data"] = body
+            event["data"] = dict(body)
         if status and "status" not in body:
             event.setdefault("data", {})["status"] = str(status)
+        if kind == "callback" and body:
+            check_callback_body(event["data"])
         self.validated("pipelinejob_manager_event", event)
         return Message(kind, event, event.get("token"), event.get("data"))
 
@@ -138,28 +182,35 @@ class JobsManager(Actor):
                 action=f"send '{name}' to",
             )
 
+        # An event_key names the event whoever sends it: its history uuid comes from
+        # the key, and only a sender holding the token may learn it was applied.
+        key = msg.body.get("event_key")
+        if key:
+            authorize(ctx.runtime.jobs.get(uuid))
         try:
             result = ctx.runtime.jobs.apply(
                 uuid,
                 name,
                 msg.data,
-                delivery_id=ctx.execution_id,
+                delivery_id=f"key:{key}" if key else ctx.execution_id,
                 sender=ctx.sender,
                 check=authorize,
             )
         except TransitionRefused as refused:
-            if msg.kind == "callback" and name == Event.RUN and refused.state in LATE_FOR_RUN:
-                # A backend's RUNNING report that arrives after its FINISHED/FAILED one is
-                # superseded, not an error: the job already went past it.
+            late = LATE.get(name)
+            if msg.kind == "callback" and late and refused.state in late[0]:
+                # A backend's RUNNING report that arrives after its FINISHED/FAILED one, or
+                # a repeated FINISHED arriving while the job is indexed (automatic since
+                # issue 13) or later, is superseded, not an error: the job went past it.
                 ctx.log.warning(
-                    f"Job {uuid}: late RUNNING callback ignored; the job is already {refused.state}"
+                    f"Job {uuid}: {late[1]} ignored; the job is already {refused.state}"
                 )
                 return {
                     "uuid": uuid,
                     "event": name,
                     "state": refused.state,
                     "applied": False,
-                    "ignored": "late RUNNING callback",
+                    "ignored": late[1],
                 }
             raise
         job = result.job
@@ -169,7 +220,8 @@ class JobsManager(Actor):
             ctx.log.info(
                 f"Job {uuid}: {name} was already applied by this delivery; not applied again"
             )
-        index = self._maybe_index(ctx, result.previous_state, name, job)
+        follow = result.entry["uuid"] if key else None
+        index = self._maybe_index(ctx, result.previous_state, name, job, follow=follow)
         reply = {
             "uuid": uuid,
             "event": name,
@@ -197,7 +249,9 @@ class JobsManager(Actor):
         return asked
 
     @staticmethod
-    def _maybe_index(ctx: Context, previous: str, name: str, job: dict[str, Any]) -> str | None:
+    def _maybe_index(
+        ctx: Context, previous: str, name: str, job: dict[str, Any], *, follow: str | None = None
+    ) -> str | None:
         """Send ``index`` to the indexer when a finish completed a job that asks for it.
 
         Only a ``finish`` that changed the state (not a repeated report from FINISHED,
@@ -205,7 +259,9 @@ class JobsManager(Actor):
         ``previous`` is the state the first delivery saw (see ``EventResult``), so a
         redelivered repeat does not index either, and a redelivered first finish
         repeats the send: its execution id is derived from this one, so an index
-        request that was already sent is found, not sent twice.
+        request that was already sent is found, not sent twice. ``follow``: the uuid
+        of a finish sent with an ``event_key``, which the send's id is derived from
+        instead, so the same finish sent again in another execution finds it too.
         """
         config = job.get("index")
         if name != Event.FINISH or not config or job["state"] != State.FINISHED:
@@ -230,7 +286,7 @@ class JobsManager(Actor):
         except ValidationError as exc:  # a stored configuration that no longer validates
             ctx.log.error(f"not indexing {job['uuid']}: {exc.message}")
             return None
-        return ctx.send("jobs-indexer", request)
+        return ctx.send("jobs-indexer", request, key=follow)
 
 
 ACTOR = JobsManager()

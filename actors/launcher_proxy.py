@@ -5,7 +5,11 @@ an Agave job definition, a metadata linkage parameter, optional control
 parameters" (``agave_pipelinejob``). The proxy creates the job — or finds it: the
 same pipeline, linkage and data is the same job — computes its archive path, hands
 it to a launcher backend whose status callbacks reach the jobs-manager with the
-job's token, and records ``run``.
+job's token, and records ``run``. The job records its ``session`` (given, or a new
+``adjective-animal`` naming its instancing directory), ``agent`` and ``task`` as
+absolute URLs, what it derives from and acts on (:mod:`pipelinejobs.domain.provenance`),
+and its automatic indexing: on by default ("normally run automatically ... when a job
+enters the FINISHED state"), every file at level "1", off with ``index: false``.
 
 Which pipeline: ``pipeline_uuid`` if given, else the pipeline with a component whose
 id is the job definition's ``appId``. Which linkage: "if both measurement_id and
@@ -28,6 +32,7 @@ stores nothing, and again in ``handle``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pipelinejobs.access.keys import SYSTEM_OWNER, Principal
@@ -36,7 +41,7 @@ from pipelinejobs.adapters.launchers import Launch, choose, make_launcher, needs
 from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.config import Config
-from pipelinejobs.domain import archive_paths, components
+from pipelinejobs.domain import archive_paths, components, provenance
 from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import Conflict, NotFound, PipelineJobsError, ValidationError
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
@@ -76,11 +81,14 @@ def plan(config: Config, definition: dict[str, Any], pipeline: Document) -> str:
 class LauncherProxy(Actor):
     alias = "launcher-proxy"
     description = "Launches compute jobs as managed PipelineJobs"
-    accepts = ("agave_pipelinejob",)
+    accepts = ("agave_pipelinejob", "pipelinejob_create")
 
     def parse(self, message: Any, params: Params) -> Message:
+        if self.body_of(message).get("action") == "create":
+            return parse_create(self.validated("pipelinejob_create", self.body_of(message)))
         body = self.validated("agave_pipelinejob", self.body_of(message))
         components.refuse_compute_fields(body["job_definition"])
+        refuse_unused_index_refinements(body)
         if body.get("archive_path"):
             # ``..`` and NUL need no storage to refuse: refuse them before anything is stored.
             LocalStorage.normalise(explicit_path(body["archive_path"])[1])
@@ -91,6 +99,9 @@ class LauncherProxy(Actor):
         explicit archive path escaping through a symlink, and a launch its pipeline
         does not allow (an undeclared variable, a backend it or the deployment does
         not run). A pipeline not found is left for ``handle`` to report."""
+        if msg.kind == "create":
+            admit_create(runtime, msg.body)
+            return
         if msg.body.get("archive_path"):
             runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
         definition = msg.body["job_definition"]
@@ -103,6 +114,8 @@ class LauncherProxy(Actor):
         plan(runtime.config, definition, pipeline)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
+        if msg.kind == "create":
+            return create_job(ctx, msg.body)
         rt, body = ctx.runtime, msg.body
         definition = body["job_definition"]
         pipeline = rt.pipelines.resolve(
@@ -113,6 +126,7 @@ class LauncherProxy(Actor):
         make_launcher(backend, rt.config, rt.storage).check(definition, pipeline)
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition
+        session = body.get("session") or archive_paths.new_session()
         if body.get("archive_path"):
             system, path = explicit_path(body["archive_path"])
             if system != rt.storage.system:
@@ -131,22 +145,22 @@ class LauncherProxy(Actor):
                 domain=rt.ids.domain,
                 instanced=body.get("instanced", True),
                 clock=rt.clock,
+                session=session,
             )
         rt.storage.resolve(path)  # refuse an escaping path before anything is written
+        links = provenance.links(rt.store, rt.ids, rt.storage.system, definition, body.get("data"))
         fields: dict[str, Any] = {
             "archive_path": path,
             "archive_system": rt.storage.system,
-            "agent": f"/actors/v2/{rt.actor_id(self.alias)}",
-            "task": f"/actors/v2/{rt.actor_id(self.alias)}/executions/{ctx.execution_id}",
+            "session": session,
+            "agent": ctx.agent_url(),
+            "task": ctx.task_url(),
             "launch": {"job_definition": definition, "backend": backend},
+            **links.fields(),
         }
-        if "index_patterns" in body or "processing_level" in body or body.get("index_fixity"):
-            fields["index"] = {
-                "patterns": list(body.get("index_patterns") or []),
-                "level": body.get("processing_level") or DEFAULT_LEVEL,
-            }
-            if body.get("index_fixity"):
-                fields["index"]["fixity"] = True
+        index = index_fields(body)  # every file at level "1" unless refined or off
+        if index is not None:
+            fields["index"] = index
         created = rt.jobs.create(
             pipeline_uuid=pipeline["uuid"],
             linkage=linked,
@@ -155,7 +169,10 @@ class LauncherProxy(Actor):
             sender=ctx.sender,
         )
         job = created.job
-        ours = created.created or job.get("task") == fields["task"]
+        # A redelivery of the launch that created it (the same execution) goes on.
+        ours = created.created or str(job.get("task", "")).endswith(
+            f"/executions/{ctx.execution_id}"
+        )
         if not ours and job["state"] != State.CREATED:
             ctx.log.info(f"Job {job['uuid']} already exists ({job['state']}); not launched again")
             return {
@@ -277,6 +294,148 @@ class LauncherProxy(Actor):
             "archive_path": job["archive_path"],
             "launch": started,
         }
+
+
+# -- creating a job without launching it (pipelinejob_create) -------------------------------
+#
+# The seed's ManagedPipelineJob ran its compute wherever the script or reactor using it
+# was, and wrote the job into MongoDB itself. Here it sends this message: the proxy
+# creates the job exactly as for a launch — same identity, archive path, agent and task —
+# and stops there. The sender reports the job's events to the jobs-manager with the
+# token it is given (pipelinejobs.client.ManagedPipelineJob).
+
+#: The launch fields that refine automatic indexing; ``index: false`` turns it off.
+INDEX_REFINEMENTS = ("index_patterns", "processing_level", "index_fixity")
+
+
+def refuse_unused_index_refinements(body: dict[str, Any]) -> None:
+    """A launch or create message saying ``index: false`` and also refining the
+    automatic indexing it turns off contradicts itself: refused (400 naming the field)
+    rather than half obeyed."""
+    if body.get("index") is False:
+        given = [name for name in INDEX_REFINEMENTS if name in body]
+        if given:
+            raise ValidationError(
+                f"index is false, so {given[0]} has nothing to refine: automatic indexing "
+                f"is off (send an index request to the jobs-indexer instead)",
+                path=given[0],
+            )
+
+
+def parse_create(body: dict[str, Any]) -> Message:
+    """A validated ``pipelinejob_create``: what needs no store is refused here."""
+    refuse_unused_index_refinements(body)
+    if body.get("archive_path"):
+        LocalStorage.normalise(explicit_path(body["archive_path"])[1])
+    return Message("create", body)
+
+
+def plain_uuid(value: str) -> str:
+    """A typed UUID without its optional ``uri:urn:`` prefix (how records are keyed)."""
+    return value.removeprefix("uri:urn:")
+
+
+def admit_create(runtime: Any, body: dict[str, Any]) -> None:
+    """Refused before anything is queued: an archive path escaping the storage root,
+    a pipeline that is unknown or takes no new jobs, and a ``derived_from`` naming a
+    job or file that does not exist (400 naming the item)."""
+    if body.get("archive_path"):
+        runtime.storage.resolve(explicit_path(body["archive_path"])[1])
+    runtime.pipelines.require_active(runtime.pipelines.get(plain_uuid(body["pipeline_uuid"])))
+    for i, parent in enumerate(body.get("derived_from") or []):
+        key = plain_uuid(parent)
+        kind, collection = ("job", "jobs") if key.startswith("107") else ("file", "files")
+        if runtime.store.get(collection, key) is None:
+            raise ValidationError(
+                f"derived_from/{i}: no {kind} {key}: a job can derive only from jobs and "
+                f"files that exist",
+                path=f"derived_from/{i}",
+            )
+
+
+def index_fields(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's automatic indexing configuration from a launch or create message
+    (None: ``index: false``, off). By default the seed's: every file under the archive
+    path at processing level "1"; ``index_patterns``, ``processing_level`` and
+    ``index_fixity`` refine it."""
+    if body.get("index") is False:
+        return None
+    config: dict[str, Any] = {
+        "patterns": list(body.get("index_patterns") or []),
+        "level": body.get("processing_level") or DEFAULT_LEVEL,
+    }
+    if body.get("index_fixity"):
+        config["fixity"] = True
+    return config
+
+
+def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """Create the job of a ``pipelinejob_create`` (or find it: same pipeline, linkage
+    and data), in state CREATED. Its token is in the result of the execution that
+    created it (a redelivery of it, or a POST repeating its ``Idempotency-Key``, sees
+    the same); any other request for the same job learns its uuid only: knowing what
+    a job is made of must not be enough to write to it."""
+    rt = ctx.runtime
+    pipeline = rt.pipelines.get(plain_uuid(body["pipeline_uuid"]))
+    rt.pipelines.require_active(pipeline)
+    linked, path_ids = linkage(body["parameters"])
+    data = body.get("data") or {}
+    session = body.get("session") or archive_paths.new_session()
+    if body.get("archive_path"):
+        system, path = explicit_path(body["archive_path"])
+        if system != rt.storage.system:
+            raise ValidationError(
+                f"archive path {body['archive_path']!r} is on storage system {system!r}; "
+                f"this deployment archives to {rt.storage.system!r}",
+                path="archive_path",
+            )
+    else:
+        path = archive_paths.archive_path(
+            pipeline_uuid=pipeline["uuid"],
+            linkage=path_ids,
+            data=data,
+            domain=rt.ids.domain,
+            instanced=body.get("instanced", True),
+            clock=rt.clock,
+            session=session,
+        )
+    rt.storage.resolve(path)
+    # As a launch's: the catalog files its data's inputs and parameters name; then the
+    # parent jobs and files the message names, after them, in one derived_from.
+    links = provenance.links(rt.store, rt.ids, rt.storage.system, data)
+    parents = [plain_uuid(p) for p in body.get("derived_from") or []]
+    derived = [*links.derived_from, *(p for p in parents if p not in links.derived_from)]
+    fields: dict[str, Any] = {
+        "archive_path": path,
+        "archive_system": rt.storage.system,
+        "session": session,
+        "agent": ctx.agent_url(),
+        "task": ctx.task_url(),
+        **replace(links, derived_from=derived).fields(),
+    }
+    index = index_fields(body)
+    if index is not None:
+        fields["index"] = index
+    created = rt.jobs.create(
+        pipeline_uuid=pipeline["uuid"], linkage=linked, data=data, fields=fields, sender=ctx.sender
+    )
+    job = created.job
+    result: dict[str, Any] = {
+        "uuid": job["uuid"],
+        "created": created.created,
+        "state": job["state"],
+        "pipeline_uuid": job["pipeline_uuid"],
+        "archive_path": job.get("archive_path"),
+        "session": job.get("session"),
+    }
+    ours = created.created or str(job.get("task") or "").endswith(f"/executions/{ctx.execution_id}")
+    if ours:
+        result["token"] = rt.tokens.update_token(job["uuid"], int(job.get("token_rotation", 0)))
+        ctx.log.info(f"{'Created' if created.created else 'Found'} job {job['uuid']} at {path}")
+    else:
+        result["message"] = "this job already exists; use the token issued when it was created"
+        ctx.log.info(f"Job {job['uuid']} already exists ({job['state']}); not created again")
+    return result
 
 
 ACTOR = LauncherProxy()

@@ -7,7 +7,10 @@ JSON-formatted messages to the Pipelines Manager Reactor."
   result holds the pipeline's UUID and its update token. The same components again
   return the existing pipeline, said so — but not its token: knowing a pipeline's
   components must not be enough to change it. (A redelivery of the execution that
-  registered it is told the token again: the pipeline records that execution.)
+  registered it is told the token again: the pipeline records that execution.) A
+  component id (an Agave app id) another pipeline holds is refused, 409 naming that
+  pipeline: app ids are unique among pipelines until their pipeline is retired
+  (:mod:`pipelinejobs.domain.pipelines`).
 - **Update**: "A pipeline's components cannot be updated, but its human-readable
   name and description can be": send the edited document with ``-q token=...``
   (the seed's way), or a ``pipeline_manager_update`` message ``{uuid, action:
@@ -15,7 +18,10 @@ JSON-formatted messages to the Pipelines Manager Reactor."
 - **Retire, disable, enable, get, rotate_token** (``pipeline_manager_action``): "A
   pipeline cannot be deleted, but it can be retired from active service." A
   disabled or retired pipeline accepts no new jobs; only a disabled one can be
-  enabled again. Rotating the token needs an admin token.
+  enabled again. Rotating the token needs an admin token. The result of an update,
+  disable, enable or retire holds the pipeline's (unchanged) update token, as the
+  seed says "the token for a given document is returned after each update or
+  management action"; rotating returns the new one.
 
 **Who may register what.** A pipeline whose components run on this deployment's own
 machines — a ``command`` (the local launcher) or a ``container`` (docker) component —
@@ -76,6 +82,9 @@ class PipelinesManager(Actor):
 
     def admit(self, runtime: Any, msg: Message, role: str) -> None:
         require_admin_for_compute(runtime, msg, role)
+        if msg.kind == "create":
+            # The early answer (409 to the POST); handle's claim is the race-free one.
+            runtime.pipelines.check_app_ids(msg.body)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         ctx.log.debug(f"Action selected: {msg.kind}")
@@ -136,6 +145,9 @@ class PipelinesManager(Actor):
             "action": msg.kind,
             "changed": result.changed,
             "status": result.pipeline["status"],
+            # The seed: "the token for a given document is returned after each update or
+            # management action" — unchanged, to the caller that presented a valid one.
+            "token": tokens.update_token(uuid, int(result.pipeline.get("token_rotation", 0))),
         }
 
     @staticmethod

@@ -2,13 +2,20 @@
 
 ``/products/v2/<pipeline uuid, no dashes>/<hash of linkage>/<hash of data>`` and,
 when ``instanced`` (the launcher's default), a last directory
-``<adjective-animal>-YYYYMMDDTHHmmssZ`` so that two runs of the same job never
-write over each other. The hashes are UUID5s (32 hex digits) in the deployment's
-namespace over the canonical JSON of the sorted linkage ids and of the data.
+``<session>-YYYYMMDDTHHmmssZ`` so that two runs of the same job never write over
+each other. The hashes are UUID5s (32 hex digits) in the deployment's namespace over
+the canonical JSON of the sorted linkage ids and of the data.
+
+A job's **session** is the short correlation string the original library gave every
+job (``interestinganimal.generate(timestamp=False)``: ``adjective-animal``, e.g.
+``eligible-awk``), written on the job and naming its instancing directory
+(``eligible-awk-20181127T173243Z``). A launch may bring its own (:data:`SESSION`
+is its form: it becomes a directory name).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +27,10 @@ from pipelinejobs.domain.clock import Clock, system_clock
 from pipelinejobs.domain.identifiers import canonical_json, namespace
 
 PREFIX = "/products/v2"
+#: What a session may be (it names a directory): 4–64 ASCII letters, digits, ``-``
+#: and ``_``, starting with a letter or digit. Kept in step with
+#: ``schemas/pipelinejob_session.json``.
+SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{3,63}", re.ASCII)
 
 
 def digest(value: Any, domain: str) -> str:
@@ -27,10 +38,20 @@ def digest(value: Any, domain: str) -> str:
     return uuid.uuid5(namespace(domain), canonical_json(value)).hex
 
 
-def session_name(clock: Clock = system_clock) -> str:
-    """``adjective-animal-YYYYMMDDTHHmmssZ``: readable and unique enough per job."""
+def new_session() -> str:
+    """A new session: ``adjective-animal`` (``eligible-awk``), as the original did."""
+    return str(coolname.generate_slug(2))
+
+
+def instanced_directory(session: str, clock: Clock = system_clock) -> str:
+    """``<session>-YYYYMMDDTHHmmssZ``: the session stamped with the time (UTC)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
-    return f"{coolname.generate_slug(2)}-{stamp}"
+    return f"{session.rstrip('-')}-{stamp}"
+
+
+def session_name(clock: Clock = system_clock) -> str:
+    """``adjective-animal-YYYYMMDDTHHmmssZ``: a new session's instancing directory."""
+    return instanced_directory(new_session(), clock)
 
 
 def archive_path(
@@ -41,8 +62,10 @@ def archive_path(
     domain: str,
     instanced: bool = True,
     clock: Clock = system_clock,
+    session: str | None = None,
 ) -> str:
-    """The archive path of a job (see the module docstring)."""
+    """The archive path of a job (see the module docstring); when ``instanced``, its
+    last directory is ``session`` (a new one if None) stamped with the time."""
     parts = [
         PREFIX,
         pipeline_uuid.replace("-", ""),
@@ -50,5 +73,5 @@ def archive_path(
         digest(dict(data or {}), domain),
     ]
     if instanced:
-        parts.append(session_name(clock))
+        parts.append(instanced_directory(session or new_session(), clock))
     return "/".join(parts)

@@ -75,14 +75,23 @@ class HistoryPage:
     count: int = 0
 
 
-def entry_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record as a history entry in the seed's shape."""
-    return {
+def entry_of(record: Mapping[str, Any], detailed: bool = False) -> dict[str, Any]:
+    """A record as a history entry in the seed's shape; ``detailed``: plus what the log
+    knows beyond it, when it knows it — ``previous_state`` (the state the event was
+    applied to; with the event's name, the state it led to) and ``sender`` (who sent
+    it), as ``GET /jobs/<uuid>/history`` shows them."""
+    entry = {
         "uuid": record.get("uuid"),
         "name": record.get("name"),
         "date": record.get("date"),
         "data": record.get("data") or {},
     }
+    if detailed:
+        if "previous_state" in record:
+            entry["previous_state"] = record["previous_state"]
+        if record.get("sender"):
+            entry["sender"] = record["sender"]
+    return entry
 
 
 def check_data(data: Any) -> dict[str, Any]:
@@ -127,19 +136,40 @@ def check_page(after: int, limit: int) -> None:
         raise ValidationError(f"limit must be between 1 and {PAGE}, not {limit!r}", path="limit")
 
 
-def read(store: Store, job: Document, after: int = 0, limit: int = PAGE) -> HistoryPage:
+def read(
+    store: Store, job: Document, after: int = 0, limit: int = PAGE, *, detailed: bool = False
+) -> HistoryPage:
     """Entries ``after + 1`` … ``after + limit`` of ``job``'s history, as of ``job``
-    (see the module docstring)."""
+    (see the module docstring); ``detailed``: see :func:`entry_of`."""
     check_page(after, limit)
     legacy = job.get(LEGACY)
     if isinstance(legacy, list):
         upto = min(len(legacy), after + limit)
-        entries = [entry_of(e) if isinstance(e, Mapping) else {} for e in legacy[after:upto]]
+        entries = [
+            entry_of(e, detailed) if isinstance(e, Mapping) else {} for e in legacy[after:upto]
+        ]
         return HistoryPage(entries, upto if upto < len(legacy) else None, len(legacy))
+    records, nxt, count = read_records(store, job, after, limit)
+    return HistoryPage([entry_of(r, detailed) for r in records], nxt, count)
+
+
+def read_records(
+    store: Store, job: Document, after: int = 0, limit: int = PAGE
+) -> tuple[list[Document], int | None, int]:
+    """Records ``after + 1`` … ``after + limit`` of ``job``'s log as :func:`read` reads
+    them, whole (``sender`` and ``previous_state`` included: what an operator's
+    timeline shows): (records, the next page's ``after`` or None, the count). An
+    embedded legacy history gives its entries as they are."""
+    check_page(after, limit)
+    legacy = job.get(LEGACY)
+    if isinstance(legacy, list):
+        upto = min(len(legacy), after + limit)
+        entries = [dict(e) if isinstance(e, Mapping) else {} for e in legacy[after:upto]]
+        return entries, upto if upto < len(legacy) else None, len(legacy)
     count = int(job.get("event_count") or 0)
     upto = min(count, after + limit)
     if upto <= after:
-        return HistoryPage([], None, count)
+        return [], None, count
     page = store.find(
         LOG,
         {"job_uuid": job["uuid"], "seq": Range(gte=after + 1, lt=upto + 1)},
@@ -152,8 +182,7 @@ def read(store: Store, job: Document, after: int = 0, limit: int = PAGE) -> Hist
         if after < last["seq"] <= upto and last["seq"] not in records:
             records[last["seq"]] = last
             roll_forward(store, last)
-    entries = [entry_of(records[seq]) for seq in sorted(records)]
-    return HistoryPage(entries, upto if upto < count else None, count)
+    return [records[seq] for seq in sorted(records)], upto if upto < count else None, count
 
 
 def roll_forward(store: Store, record: Document) -> bool:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipelinejobs import signals
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, RETRY_AFTER, back_off
 from pipelinejobs.domain import job_log, lifecycle, validation
@@ -42,8 +43,10 @@ from pipelinejobs.domain.identifiers import Identifiers, require_type
 from pipelinejobs.domain.job_log import LOG, HistoryPage
 from pipelinejobs.domain.lifecycle import Event, State
 from pipelinejobs.errors import (
+    TRANSIENT,
     Conflict,
     DuplicateDocument,
+    PipelineJobsError,
     TooManyConflicts,
     ValidationError,
 )
@@ -148,7 +151,7 @@ class Jobs:
             uuid, 1, self.ids.event(uuid, "create"), Event.CREATE.value, date, data, None, sender
         )
         try:
-            return CreateResult(self.store.insert(self.collection, job, record=(LOG, record)), True)
+            stored = self.store.insert(self.collection, job, record=(LOG, record))
         except DuplicateDocument as exc:
             existing = self.store.get(self.collection, uuid)
             if existing is None:  # the job's uuid is free but its create record is not
@@ -157,7 +160,10 @@ class Jobs:
                     f"records of an earlier job with this uuid (set aside or deleted)",
                     uuid=uuid,
                 ) from exc
+            signals.event_duplicate.send(event=Event.CREATE.value)
             return CreateResult(existing, False)
+        signals.event_applied.send(event=Event.CREATE.value, state=State.CREATED.value)
+        return CreateResult(stored, True)
 
     def apply(
         self,
@@ -176,9 +182,38 @@ class Jobs:
         Raises NotFound, TransitionRefused (with state, event and allowed sources),
         ValidationError, whatever ``check`` raises, or TooManyConflicts if the
         advance lost more than ``retries`` times in a row.
+
+        Says what happened on :mod:`pipelinejobs.signals` (``event_applied``,
+        ``event_duplicate``, ``event_refused``; each lost race ``cas_conflict``), where
+        the metrics count it.
         """
         require_type(uuid, "pipelinejob")
         name = lifecycle.parse_event(event)
+        try:
+            result = self._apply(uuid, name, data, delivery_id, sender, check, allow_reserved)
+        except TRANSIENT:
+            raise  # not a refusal: the same event may well be applied on a retry
+        except PipelineJobsError as exc:
+            signals.event_refused.send(event=name.value, reason=type(exc).__name__)
+            raise
+        if result.applied:
+            signals.event_applied.send(event=name.value, state=result.job["state"])
+        else:
+            signals.event_duplicate.send(event=name.value)
+        return result
+
+    def _apply(
+        self,
+        uuid: str,
+        name: Event,
+        data: Mapping[str, Any] | None,
+        delivery_id: str | None,
+        sender: str | None,
+        check: Check | None,
+        allow_reserved: bool,
+    ) -> EventResult:
+        """:meth:`apply` once the event's name is known: the read → decide → advance
+        loop of the module docstring."""
         if name in lifecycle.RESERVED_EVENTS and not allow_reserved:
             raise lifecycle.refuse_reserved(uuid, name)
         entry_uuid = self.ids.event(uuid, delivery_id)
@@ -217,7 +252,9 @@ class Jobs:
                 return self._duplicate(job, past)
             if new is not None:
                 return EventResult(new, job_log.entry_of(record), True, job["state"])
+            signals.cas_conflict.send(collection=self.collection)
             back_off(attempt)
+        signals.cas_gave_up.send(collection=self.collection)
         raise TooManyConflicts(
             f"job {uuid}: {self.retries} concurrent writers won in a row; "
             f"event '{name.value}' was not applied",
@@ -252,12 +289,15 @@ class Jobs:
 
     # -- history ---------------------------------------------------------------------------
 
-    def history(self, uuid: str, after: int = 0, limit: int = job_log.PAGE) -> HistoryPage:
+    def history(
+        self, uuid: str, after: int = 0, limit: int = job_log.PAGE, *, detailed: bool = False
+    ) -> HistoryPage:
         """Entries ``after + 1`` … ``after + limit`` of job ``uuid``'s history, oldest
         first, and where the next page starts (``next``, None at the end). NotFound
-        if there is no such job; ValidationError for a page out of range."""
+        if there is no such job; ValidationError for a page out of range.
+        ``detailed``: each entry with its ``previous_state`` and ``sender`` too."""
         job_log.check_page(after, limit)
-        return job_log.read(self.store, self.get(uuid), after, limit)
+        return job_log.read(self.store, self.get(uuid), after, limit, detailed=detailed)
 
     def record(self, uuid: str, limit: int = job_log.PAGE) -> Document:
         """Job ``uuid`` in the seed's record shape, as the read API shows it: its fields

@@ -158,7 +158,8 @@ def refuse_reserved(uuid: str | None, event: str) -> TransitionRefused:
         event=str(event),
         allowed=[],
         reason=f"event '{event}' is reserved: jobs are created by the "
-        f"launcher-proxy (or the library), never by an event",
+        f"launcher-proxy (a launch, or a create message as the client library's "
+        f"ManagedPipelineJob sends), never by an event",
     )
 
 

@@ -4,6 +4,7 @@ re-indexing, vanished files, refusals and progress."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,12 @@ def indexed_files(rt: Runtime, job: dict) -> dict[str, dict]:
     return {f["relative_path"]: f for f in found}
 
 
+def counts(execution: dict) -> tuple[int, int, int]:
+    """(files_seen, files_indexed, files_total) of an execution's progress."""
+    progress = execution["progress"]
+    return progress["files_seen"], progress["files_indexed"], progress["files_total"]
+
+
 def seed_request(job: dict, tok: str) -> dict:
     """The seed's 'Index Request as JSON' example, for ``job``."""
     return {
@@ -66,7 +73,12 @@ def test_the_seed_json_index_request(runtime: Runtime):
     after = runtime.jobs.record(job["uuid"])
     assert after["state"] == "FINISHED"
     assert names(after)[-2:] == ["index", "indexed"]
-    assert after["history"][-2]["data"] == {"level": "2", "filters": SEED_FILTERS}
+    # The index event names the execution whose progress a follower can show.
+    assert after["history"][-2]["data"] == {
+        "level": "2",
+        "filters": SEED_FILTERS,
+        "execution": execution["id"],
+    }
 
     # ``indexed`` went to the jobs-manager as a child of this execution.
     indexed = runtime.executions.get(result["indexed_execution"])
@@ -90,13 +102,27 @@ def test_the_seed_url_param_index_request(runtime: Runtime):
     assert runtime.jobs.get(job["uuid"])["state"] == "FINISHED"
 
 
-def test_filters_are_not_taken_from_url_params(runtime: Runtime):
+@pytest.mark.parametrize("body", [None, {"filters": ["csv$"]}], ids=["url-only", "also-in-body"])
+def test_filters_as_a_url_parameter_are_refused_in_the_seeds_words(
+    runtime: Runtime, body: dict[str, Any] | None
+):
+    """The seed: "filters cannot currently be passed as URL parameters". Dropping them
+    would index every file and overwrite levels other requests set: refused, 400."""
     job = make_job(runtime, state="FINISHED")
     write_files(runtime, FILES)
     params = {"uuid": job["uuid"], "token": token(runtime, job), "filters": "nothing-matches"}
-    execution = run(runtime, INDEXER, None, params)
-    assert execution["status"] == "COMPLETE", execution["error"]
-    assert len(indexed_files(runtime, job)) == len(FILES)
+    executions = runtime.store.count("executions")
+
+    with pytest.raises(ValidationError) as err:
+        runtime.submit(INDEXER, body, params)
+
+    assert err.value.message == (
+        "filters cannot currently be passed as URL parameters: send them in the JSON body "
+        '({"filters": [...]}), with the other fields as URL parameters or in the body too'
+    )
+    assert err.value.detail["path"] == "filters"
+    assert runtime.store.count("executions") == executions
+    assert indexed_files(runtime, job) == {}
 
 
 def test_a_json_body_wins_over_url_params(runtime: Runtime):
@@ -403,7 +429,7 @@ def test_an_empty_or_missing_archive_directory_indexes_nothing(runtime: Runtime)
     execution = run(runtime, INDEXER, {"uuid": job["uuid"], "token": token(runtime, job)})
     assert execution["status"] == "COMPLETE"
     assert (execution["result"]["seen"], execution["result"]["indexed"]) == (0, 0)
-    assert execution["progress"] == {"files_seen": 0, "files_indexed": 0}
+    assert counts(execution) == (0, 0, 0)
     assert runtime.jobs.get(job["uuid"])["state"] == "FINISHED"
 
 
@@ -411,7 +437,10 @@ def test_progress_is_recorded_on_the_execution(runtime: Runtime):
     job = make_job(runtime, state="FINISHED")
     write_files(runtime, FILES)
     execution = run(runtime, INDEXER, seed_request(job, token(runtime, job)))
-    assert execution["progress"] == {"files_seen": 4, "files_indexed": 2}
+    assert counts(execution) == (4, 2, 4)
+    assert execution["progress"]["phase"] == "done"
+    assert execution["progress"]["files_vanished"] == 0
+    assert execution["progress"]["attempt"] == 1
     assert any("Indexed 2 of 4 file(s)" in line for line in execution["logs"])
 
 
@@ -420,17 +449,17 @@ def test_progress_is_recorded_when_no_file_matches(runtime: Runtime):
     write_files(runtime, FILES)
     message = {"uuid": job["uuid"], "filters": ["^nothing$"], "token": token(runtime, job)}
     execution = run(runtime, INDEXER, message)
-    assert execution["progress"] == {"files_seen": 4, "files_indexed": 0}
+    assert counts(execution) == (4, 0, 4)
 
 
 def test_large_trees_are_written_in_batches(tmp_path: Path, monkeypatch):
-    runtime = make_runtime(tmp_path, indexer={"batch_size": 2})
+    runtime = make_runtime(tmp_path, indexer={"batch_size": 2, "progress_interval": 0})
     reports: list[dict] = []
     progress = Executions.progress
 
-    def recording(self, execution_id, values, logs=None, current=None):
+    def recording(self, execution_id, values, *args, **kwargs):
         reports.append(dict(values))
-        return progress(self, execution_id, values, logs, current)
+        return progress(self, execution_id, values, *args, **kwargs)
 
     monkeypatch.setattr(Executions, "progress", recording)
     job = make_job(runtime, state="FINISHED")
@@ -438,7 +467,7 @@ def test_large_trees_are_written_in_batches(tmp_path: Path, monkeypatch):
     request = {"uuid": job["uuid"], "token": token(runtime, job)}
     execution = run(runtime, INDEXER, request)
     assert [r["files_indexed"] for r in reports] == [2, 4, 5]
-    assert execution["progress"] == {"files_seen": 5, "files_indexed": 5}
+    assert counts(execution) == (5, 5, 5)
     assert runtime.store.count("files") == 5
 
     # Marking vanished files pages through more than one batch too.

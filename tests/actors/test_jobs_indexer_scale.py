@@ -228,8 +228,13 @@ def test_a_finish_asks_for_fixity_when_the_job_was_configured_with_it(runtime: R
 
 @pytest.fixture
 def small_batches(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
-    """A runtime (memory and SQLite) whose indexer writes 3 records at a time."""
-    rt = make_runtime(tmp_path, getattr(request, "param", "memory"), indexer={"batch_size": 3})
+    """A runtime (memory and SQLite) whose indexer writes 3 records at a time, and its
+    progress after each batch."""
+    rt = make_runtime(
+        tmp_path,
+        getattr(request, "param", "memory"),
+        indexer={"batch_size": 3, "progress_interval": 0},
+    )
     yield rt
     rt.close()
 
@@ -248,15 +253,17 @@ def spy_on_writes(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+def seen_indexed(progress: dict[str, Any]) -> tuple[int, int]:
+    return progress["files_seen"], progress["files_indexed"]
+
+
 def spy_on_progress(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     reports: list[dict[str, Any]] = []
     progress = Executions.progress
 
-    def recording(
-        self: Executions, execution_id: str, values: Any, logs: Any = None, current: Any = None
-    ) -> Any:
+    def recording(self: Executions, execution_id: str, values: Any, *args: Any, **kw: Any) -> Any:
         reports.append(dict(values))
-        return progress(self, execution_id, values, logs, current)
+        return progress(self, execution_id, values, *args, **kw)
 
     monkeypatch.setattr(Executions, "progress", recording)
     return reports
@@ -281,7 +288,7 @@ def test_records_are_written_in_batches_with_progress_per_batch(
         (9, 9),
         (10, 10),
     ]
-    assert execution["progress"] == {"files_seen": 10, "files_indexed": 10}
+    assert seen_indexed(execution["progress"]) == (10, 10)
     assert rt.store.count("files") == 10
 
 
@@ -318,7 +325,8 @@ def test_progress_is_readable_over_http_while_indexing_runs(
     def looking(collection: str, docs: Any) -> int:
         if collection == "files":  # between batches: what does a client see now?
             result = client.get(url, headers=headers).get_json()["result"]
-            seen_over_http.append((result["status"], result["progress"]))
+            progress = result["progress"]
+            seen_over_http.append((result["status"], progress and seen_indexed(progress)))
         return put_many(collection, docs)
 
     monkeypatch.setattr(rt.store, "put_many", looking)
@@ -326,12 +334,13 @@ def test_progress_is_readable_over_http_while_indexing_runs(
 
     assert seen_over_http == [
         ("RUNNING", None),
-        ("RUNNING", {"files_seen": 3, "files_indexed": 3}),
-        ("RUNNING", {"files_seen": 6, "files_indexed": 6}),
+        ("RUNNING", (3, 3)),
+        ("RUNNING", (6, 6)),
     ]
     final = client.get(url, headers=headers).get_json()["result"]
     assert final["status"] == "COMPLETE"
-    assert final["progress"] == {"files_seen": 7, "files_indexed": 7}
+    assert seen_indexed(final["progress"]) == (7, 7)
+    assert final["progress"]["files_total"] == 7 and final["progress"]["phase"] == "done"
 
 
 # -- re-indexing a tree that changed ---------------------------------------------------------

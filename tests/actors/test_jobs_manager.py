@@ -577,3 +577,45 @@ def test_a_late_running_callback_is_ignored_but_a_run_event_is_refused(runtime: 
     )
     assert explicit["error"]["error"] == "TransitionRefused"
     unchanged(job, runtime.jobs.get(job["uuid"]))
+
+
+@pytest.mark.parametrize("state", ["INDEXING", "VALIDATING"])
+def test_a_repeated_finished_callback_after_the_finish_is_ignored(runtime: Runtime, state):
+    """Indexing starts as soon as a job finishes (automatic since issue 13), so a backend's
+    repeated FINISHED report (a retried notification) often arrives while it runs: it is
+    superseded, not an error. An explicit ``finish`` event is still refused."""
+    job = make_job(runtime, state="FINISHED")
+    job = runtime.jobs.apply(job["uuid"], "index" if state == "INDEXING" else "validate").job
+    params = {"uuid": job["uuid"], "status": "FINISHED", "token": token(runtime, job)}
+    late = run(runtime, MANAGER, agave_body("FINISHED"), params)
+    assert late["status"] == "COMPLETE", late["error"]
+    assert late["result"] == {
+        "uuid": job["uuid"],
+        "event": "finish",
+        "state": state,
+        "applied": False,
+        "ignored": "repeated FINISHED callback",
+    }
+    unchanged(job, runtime.jobs.get(job["uuid"]))
+    explicit = run(runtime, MANAGER, ARBITRARY, {**params, "status": "", "event": "finish"})
+    assert explicit["error"]["error"] == "TransitionRefused"
+    unchanged(job, runtime.jobs.get(job["uuid"]))
+
+
+def test_a_status_callback_body_must_be_an_agave_notification(runtime: Runtime):
+    job = make_job(runtime, state="RUNNING")
+    params = {"uuid": job["uuid"], "status": "FINISHED", "token": token(runtime, job)}
+    executions = runtime.store.count("executions")
+
+    with pytest.raises(SchemaValidationError) as err:
+        runtime.submit(MANAGER, {"exitCode": 0}, params)
+
+    assert err.value.path == "appId"
+    assert err.value.message.startswith(
+        "the body of a status callback must be an Agave job notification: AgaveJobsPost: "
+        "(the message itself): 'appId' is a required property"
+    )
+    assert runtime.store.count("executions") == executions
+    # The same data with an explicit event is the URL-parameter mechanism: any object.
+    explicit = run(runtime, MANAGER, {"exitCode": 0}, {**params, "event": "finish"})
+    assert explicit["status"] == "COMPLETE", explicit["error"]

@@ -122,7 +122,7 @@ def clocked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ru
 # -- the seed's worked example -------------------------------------------------------------
 
 
-def test_seed_worked_example_creates_runs_and_finishes_a_job(runtime: Runtime):
+def test_seed_worked_example_creates_runs_finishes_and_indexes_a_job(runtime: Runtime):
     pipeline, _ = register(runtime)
 
     execution = launch(runtime)
@@ -152,19 +152,122 @@ def test_seed_worked_example_creates_runs_and_finishes_a_job(runtime: Runtime):
 
     job = runtime.jobs.get(uuid)
     assert job["state"] == "FINISHED"
-    assert history(runtime, uuid) == ["create", "run", "run", "finish"]
-    assert job["last_event"] == "finish"
+    # Indexed automatically when it finished, as the seed says it normally is.
+    assert history(runtime, uuid) == ["create", "run", "run", "finish", "index", "indexed"]
+    assert job["last_event"] == "indexed"
+    assert job["index"] == {"patterns": [], "level": "1"}
     assert job["pipeline_uuid"] == pipeline
     assert job["generated_by"] == [pipeline]
     assert job["child_of"] == [SAMPLE]
     assert job["data"] == LAUNCH["job_definition"]
     assert job["archive_path"] == path
     assert job["archive_system"] == runtime.storage.system
-    assert job["agent"] == f"/actors/v2/{runtime.actor_id(ALIAS)}"
+    # Submitted without a request (no gateway): the configured public URL.
+    assert job["agent"] == f"{runtime.config.public_url}/actors/v2/{runtime.actor_id(ALIAS)}"
+    assert job["agent"].startswith("http://")
     assert job["task"] == f"{job['agent']}/executions/{execution['id']}"
+    # The session names the instancing directory: eligible-awk -> eligible-awk-2018...Z.
+    assert re.fullmatch(r"[a-z]+-[a-z]+", job["session"])
+    assert session.startswith(job["session"] + "-")
+    # Its input is on another storage system, not a catalog file: nothing to link.
+    assert job["derived_from"] == job["acted_on"] == job["acted_using"] == []
     assert uuid == runtime.ids.job(pipeline, [SAMPLE], LAUNCH["job_definition"])
-    assert "index" not in job
-    assert runtime.store.count("files") == 0
+    assert runtime.store.count("files") == 0  # the inline launch wrote no outputs
+
+
+def test_a_session_given_in_the_launch_is_written_and_names_the_directory(runtime: Runtime):
+    register(runtime)
+
+    result = launched(runtime, {**LAUNCH, "session": "casual-bass"})
+
+    assert runtime.jobs.get(result["uuid"])["session"] == "casual-bass"
+    assert re.fullmatch(r"casual-bass-\d{8}T\d{6}Z", segments(result["archive_path"])[-1])
+
+
+def test_a_job_not_instanced_still_has_a_session(runtime: Runtime):
+    register(runtime)
+
+    result = launched(runtime, {**LAUNCH, "instanced": False})
+
+    assert len(segments(result["archive_path"])) == 3
+    assert re.fullmatch(r"[a-z]+-[a-z]+", runtime.jobs.get(result["uuid"])["session"])
+
+
+@pytest.mark.parametrize("session", ["../up", "a/b", "abc", "-dash-first", "x" * 65, ""])
+def test_a_session_that_cannot_name_a_directory_is_refused(runtime: Runtime, session: str):
+    register(runtime)
+
+    with pytest.raises(SchemaValidationError) as err:
+        runtime.submit(ALIAS, {**copy.deepcopy(LAUNCH), "session": session})
+
+    assert err.value.path == "session"
+    assert runtime.store.count("jobs") == 0
+
+
+def test_agent_and_task_start_with_the_url_the_launch_came_in_through(runtime: Runtime):
+    register(runtime)
+    execution = runtime.submit(
+        ALIAS, copy.deepcopy(LAUNCH), base_url="https://pipelines.example.org"
+    )
+    stub(runtime).join()
+
+    job = runtime.jobs.get(runtime.executions.get(execution["id"])["result"]["uuid"])
+
+    agent = f"https://pipelines.example.org/actors/v2/{runtime.actor_id(ALIAS)}"
+    assert job["agent"] == agent
+    assert job["task"] == f"{agent}/executions/{execution['id']}"
+    # What the launch sent on (its callbacks, the index request) carries it too.
+    children = runtime.store.find("executions", {"actor": "jobs-manager"}, limit=10).items
+    assert children and {c["base_url"] for c in children} == {"https://pipelines.example.org"}
+
+
+def test_a_configured_public_url_wins_over_the_request(tmp_path: Path):
+    from tests.support import make_runtime
+
+    rt = make_runtime(tmp_path, "memory", gateway={"public_url": "https://api.tacc.cloud/"})
+    try:
+        register(rt)
+        execution = rt.submit(ALIAS, copy.deepcopy(LAUNCH), base_url="http://10.0.0.7:8000")
+        stub(rt).join()
+
+        job = rt.jobs.get(rt.executions.get(execution["id"])["result"]["uuid"])
+        assert job["agent"] == f"https://api.tacc.cloud/actors/v2/{rt.actor_id(ALIAS)}"
+        assert job["task"] == f"{job['agent']}/executions/{execution['id']}"
+    finally:
+        rt.close()
+
+
+def test_inputs_and_parameters_naming_catalog_files_are_linked(runtime: Runtime):
+    """A's outputs and a reference are catalogued by indexing; B names them."""
+    register(runtime)
+    system = runtime.storage.system
+    first = copy.deepcopy(LAUNCH)
+    first["job_definition"]["outputs"] = {"sub/b.csv": "1,2\n", "a.txt": "text"}
+    a = launched(runtime, first)
+    reference = {**copy.deepcopy(LAUNCH), "data": {"kind": "reference"}}
+    reference["archive_path"] = f"agave://{system}/reference/genomes"
+    reference["job_definition"]["outputs"] = {"genome.fa": ">chr1"}
+    launched(runtime, reference)
+    catalog = files(runtime)
+    b_csv, a_txt, genome = (catalog[n]["uuid"] for n in ("sub/b.csv", "a.txt", "genome.fa"))
+
+    second = copy.deepcopy(LAUNCH)
+    second["data"] = {"step": 2}
+    second["job_definition"]["inputs"] = {
+        "table": f"agave://{system}{a['archive_path']}/sub/b.csv",
+        "genome": [f"agave://{system}/reference//genomes/genome.fa"],
+        "elsewhere": "agave://data.tacc.cloud/examples/tacobot/test1.txt",
+    }
+    second["job_definition"]["parameters"] = {
+        "notes": f"{a['archive_path']}/a.txt",  # a bare path: the default storage system
+        "missing": f"agave://{system}{a['archive_path']}/not-indexed.txt",
+        "flag": True,
+    }
+    b = runtime.jobs.get(launched(runtime, second)["uuid"])
+
+    assert b["derived_from"] == [b_csv, genome]
+    assert b["acted_on"] == [b_csv, a_txt]
+    assert b["acted_using"] == [genome]
 
 
 def test_callbacks_reach_the_jobs_manager_with_the_jobs_token(runtime: Runtime):
@@ -276,15 +379,75 @@ def test_indexing_after_finish_records_only_matching_files(
         assert record["uuid"] == runtime.ids.file(runtime.storage.system, record["path"])
 
 
-def test_without_index_configuration_nothing_is_indexed(runtime: Runtime):
+def test_without_index_configuration_every_file_is_indexed_at_level_1(runtime: Runtime):
     register(runtime)
     message = copy.deepcopy(LAUNCH)
     message["job_definition"]["outputs"] = OUTPUTS
 
     result = launched(runtime, message)
 
+    assert history(runtime, result["uuid"])[-3:] == ["finish", "index", "indexed"]
+    records = files(runtime)
+    assert set(records) == set(OUTPUTS)
+    assert {r["level"] for r in records.values()} == {"1"}
+    assert all("checksum" not in r for r in records.values())
+
+
+def test_index_false_turns_automatic_indexing_off(runtime: Runtime):
+    register(runtime)
+    message = {**copy.deepcopy(LAUNCH), "index": False}
+    message["job_definition"]["outputs"] = OUTPUTS
+
+    result = launched(runtime, message)
+
     assert history(runtime, result["uuid"]) == ["create", "run", "run", "finish"]
+    assert "index" not in runtime.jobs.get(result["uuid"])
     assert runtime.store.count("files") == 0
+    # Indexing on request still works.
+    index = {"uuid": result["uuid"], "name": "index", "token": result["token"]}
+    assert run(runtime, "jobs-indexer", index)["status"] == "COMPLETE"
+    assert set(files(runtime)) == set(OUTPUTS)
+
+
+def test_index_fixity_refines_the_default_indexing(runtime: Runtime):
+    register(runtime)
+    message = {**copy.deepcopy(LAUNCH), "index_fixity": True}
+    message["job_definition"]["outputs"] = {"a.txt": "text"}
+
+    result = launched(runtime, message)
+
+    assert runtime.jobs.get(result["uuid"])["index"] == {
+        "patterns": [],
+        "level": "1",
+        "fixity": True,
+    }
+    (record,) = files(runtime).values()
+    assert record["level"] == "1" and len(record["checksum"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("refinement", "field"),
+    [
+        pytest.param({"index_patterns": []}, "index_patterns", id="patterns"),
+        pytest.param({"processing_level": "2"}, "processing_level", id="level"),
+        pytest.param({"index_fixity": True}, "index_fixity", id="fixity"),
+    ],
+)
+def test_index_false_with_a_refinement_is_refused_at_submit(
+    runtime: Runtime, refinement: dict[str, Any], field: str
+):
+    register(runtime)
+    executions = runtime.store.count("executions")
+
+    with pytest.raises(ValidationError) as err:
+        runtime.submit(ALIAS, {**copy.deepcopy(LAUNCH), "index": False, **refinement})
+
+    assert err.value.message == (
+        f"index is false, so {field} has nothing to refine: automatic indexing is off "
+        f"(send an index request to the jobs-indexer instead)"
+    )
+    assert err.value.detail["path"] == field
+    assert runtime.store.count("executions") == executions
 
 
 # -- archive path controls ------------------------------------------------------------------
@@ -430,16 +593,31 @@ def test_an_unregistered_pipeline_uuid_is_not_found(runtime: Runtime):
 
 
 def test_an_app_id_shared_by_two_pipelines_must_be_disambiguated(runtime: Runtime):
+    """Registration refuses a second pipeline for an app id (test_pipelines_manager);
+    pipelines stored before that rule may still share one."""
     first, _ = register(runtime)
     shared = pipeline_definition()
     shared["components"].append({"uri": "https://example.org/extra"})
-    second, _ = register(runtime, shared)
+    doc = runtime.pipelines.get(first)
+    second = runtime.pipelines.uuid_for(shared)
+    legacy = {**doc, "uuid": second, "components": shared["components"], "version": 0}
+    runtime.store.insert("pipelines", {k: v for k, v in legacy.items() if k != "task"})
 
     error = refused(runtime, LAUNCH, error="Conflict")
     assert "pipeline_uuid" in error["message"]
     assert runtime.store.count("jobs") == 0
 
     assert launched(runtime, {**LAUNCH, "pipeline_uuid": second})["pipeline_uuid"] == second
+
+
+def test_an_app_id_released_by_a_retired_pipeline_launches_the_new_one(runtime: Runtime):
+    old, token = register(runtime)
+    run(runtime, "pipelines-manager", {"uuid": old, "action": "retire", "token": token})
+    fixed = pipeline_definition()
+    fixed["components"][0]["parameters"] = {"CONTAINER_IMAGE": "sd2e/tacobot:0.2"}
+    new, _ = register(runtime, fixed)
+
+    assert launched(runtime)["pipeline_uuid"] == new
 
 
 @pytest.mark.parametrize(("action", "status"), [("disable", "disabled"), ("retire", "retired")])
@@ -503,7 +681,7 @@ def test_the_same_launch_twice_is_one_job(runtime: Runtime, queued: bool, again:
     assert second["result"]["archive_path"] == first["result"]["archive_path"]
     assert any("not launched again" in line for line in second["logs"])
     assert runtime.store.count("jobs") == 1
-    assert history(runtime, uuid) == ["create", "run", "run", "finish"]
+    assert history(runtime, uuid) == ["create", "run", "run", "finish", "index", "indexed"]
     assert runtime.jobs.get(uuid)["task"].endswith(first["id"])
 
 
@@ -633,7 +811,14 @@ def test_a_redelivered_launch_makes_no_second_run_nor_job(runtime: Runtime):
     assert again["result"]["uuid"] == first["result"]["uuid"]
     assert runtime.store.count("jobs") == 1
     job = runtime.jobs.record(first["result"]["uuid"])
-    assert [h["name"] for h in job["history"]] == ["create", "run", "run", "finish"]
+    assert [h["name"] for h in job["history"]] == [
+        "create",
+        "run",
+        "run",
+        "finish",
+        "index",
+        "indexed",
+    ]
     assert job["history"] == job_before["history"]
     assert job["state"] == "FINISHED"
     # The callbacks it sends again have the same ids: found, not sent a second time.
@@ -651,7 +836,14 @@ def test_a_redelivered_launch_of_a_finished_execution_is_ignored(runtime: Runtim
     stub(runtime).join()
 
     assert runtime.executions.get(execution["id"]) == first
-    assert history(runtime, first["result"]["uuid"]) == ["create", "run", "run", "finish"]
+    assert history(runtime, first["result"]["uuid"]) == [
+        "create",
+        "run",
+        "run",
+        "finish",
+        "index",
+        "indexed",
+    ]
 
 
 # -- malformed launches are refused before anything is stored ------------------------------------

@@ -197,6 +197,7 @@ def test_same_components_again_find_the_existing_pipeline_without_its_token(
 def test_different_components_make_a_different_pipeline(runtime: Runtime):
     first, first_token = create(runtime)
     changed = copy.deepcopy(PIPELINE)
+    changed["components"][0]["id"] = "tacobot9000-0.2.0u1"  # an app id is one pipeline's
     changed["components"][1]["options"]["quantity"] = 5
     second, second_token = create(runtime, changed)
 
@@ -244,6 +245,7 @@ def test_update_the_seed_way_changes_name_and_description(runtime: Runtime):
         "action": "update",
         "changed": True,
         "status": "active",
+        "token": token,  # "returned after each update or management action"
     }
     assert any(line.endswith("DEBUG Action selected: update") for line in execution["logs"])
     assert any(f"Updated pipeline {uuid}" in line for line in execution["logs"])
@@ -271,7 +273,13 @@ def test_update_message_changes_name_and_description(runtime: Runtime):
 
     result = ok(runtime, update(uuid, {"name": "Tacobot 9003", "description": "d2"}, token))
 
-    assert result == {"uuid": uuid, "action": "update", "changed": True, "status": "active"}
+    assert result == {
+        "uuid": uuid,
+        "action": "update",
+        "changed": True,
+        "status": "active",
+        "token": token,
+    }
     doc = stored(runtime, uuid)
     assert (doc["name"], doc["description"]) == ("Tacobot 9003", "d2")
     assert doc["version"] == version + 1

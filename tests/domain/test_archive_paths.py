@@ -86,6 +86,30 @@ def test_session_names_differ_between_runs_at_the_same_second():
     assert len(names) > 1
 
 
+def test_a_new_session_is_adjective_animal_as_the_original_library_made():
+    session = archive_paths.new_session()
+
+    assert re.fullmatch(r"[a-z]+-[a-z]+", session), session
+    assert archive_paths.SESSION.fullmatch(session)
+
+
+def test_the_instancing_directory_is_the_session_stamped():
+    # The seed's archive path ends eligible-awk-20181127T173243Z.
+    assert (
+        archive_paths.instanced_directory("eligible-awk", lambda: 1_543_339_963.9)
+        == "eligible-awk-20181127T173243Z"
+    )
+    assert archive_paths.instanced_directory("casual-bass-", lambda: 0.0) == (
+        "casual-bass-19700101T000000Z"
+    )
+
+
+def test_an_instanced_archive_path_uses_the_session_given():
+    instanced = path(instanced=True, clock=lambda: 1_790_000_000.0, session="casual-bass")
+
+    assert parts(instanced)[-1] == "casual-bass-20260921T141320Z"
+
+
 # -- archive paths --------------------------------------------------------------------------------
 
 

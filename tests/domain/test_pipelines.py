@@ -114,6 +114,8 @@ def test_only_components_make_the_uuid(pipelines: Pipelines, changes: dict[str, 
 )
 def test_any_change_in_components_is_another_pipeline(pipelines: Pipelines, components: list):
     first = pipelines.create(definition()).pipeline
+    # Its app id is one pipeline's at a time: retired, the first releases it.
+    pipelines.set_status(first["uuid"], "retire")
 
     other = pipelines.create(definition(components=components))
 
@@ -368,8 +370,11 @@ def test_resolve_without_a_match_is_not_found(pipelines: Pipelines, app_id: str 
 
 
 def test_resolve_refuses_an_ambiguous_component_id(pipelines: Pipelines):
-    pipelines.create(definition())
-    pipelines.create(definition(components=[APP]))
+    """Registration refuses a second live pipeline for an app id (test_pipeline_app_ids);
+    two stored before that rule are still told apart only by pipeline_uuid."""
+    first = pipelines.create(definition()).pipeline
+    legacy = {**first, "uuid": pipelines.uuid_for(definition(components=[APP]))}
+    pipelines.store.insert("pipelines", {**legacy, "components": [APP], "version": 0})
 
     with pytest.raises(Conflict) as err:
         pipelines.resolve(app_id=APP["id"])
