@@ -3,19 +3,30 @@
 A nonce lets a compute backend call back without holding a user's key: it is
 created on one actor, with a level (READ < EXECUTE < UPDATE), a number of uses
 (``maxUses``, -1 for unlimited) and optionally an expiry, and is presented as
-``?x-nonce=<id>``. The id is shown once; only its SHA-256 is stored. Each use is one
-compare-and-set that decrements the remaining uses, so two concurrent last uses
-cannot both succeed.
+``?x-nonce=<id>``. Only its SHA-256 is stored. Each use is one compare-and-set that
+decrements the remaining uses, so two concurrent last uses cannot both succeed.
+
+Abaco lists a nonce's id to whoever may use it, so a lost id can be read again. Here
+the id is not stored, but derived: with a server secret (``tokens.secret``), a nonce's
+id is an HMAC of a random ``seed`` kept on its record, and :meth:`Nonces.reveal`
+makes it again for its owner. A copy of the database alone holds no usable id (the
+seed without the secret), and the secret alone names none (no seed). Nonces made
+without a secret (the launcher-proxy's callback nonces, owned by no key) have a
+random id that is shown once.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable
 from typing import Any
 
-from pipelinejobs.access.keys import Principal, digest
+from pipelinejobs import signals
+from pipelinejobs.access.keys import Principal, digest, owner_label
 from pipelinejobs.adapters.store.base import QUARANTINE, Document, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
 from pipelinejobs.adapters.store.codec import set_aside
@@ -25,6 +36,7 @@ from pipelinejobs.errors import (
     InvalidCredential,
     NotFound,
     PermissionDenied,
+    PipelineJobsError,
     ValidationError,
 )
 
@@ -80,19 +92,29 @@ def level_rank(level: str) -> int:
     return LEVELS.index(level)
 
 
-def public(doc: Document) -> dict[str, Any]:
-    """A nonce as the API lists it: no secret (the id hash stays internal too)."""
+def public(doc: Document, shown_id: str | None = None) -> dict[str, Any]:
+    """A nonce as the API lists it, in Abaco's fields: its ``id`` is ``shown_id`` (the
+    usable id, for its owner) or else the first 12 characters of its hash; unlimited
+    uses are -1 and the owner is named whole (:func:`~pipelinejobs.access.keys.owner_label`),
+    as Abaco shows them. The hash itself stays internal."""
     return {
-        "id": doc["id"][:12],
+        "id": shown_id or doc["id"][:12],
         "actorId": doc["actor"],
         "level": doc["level"],
         "maxUses": doc["max_uses"],
         "remainingUses": doc["remaining_uses"],
         "description": doc.get("description", ""),
-        "owner": doc["owner"][:12],
+        "owner": owner_label(str(doc["owner"])),
         "createTime": doc["created"],
         "expires": doc.get("expires"),
     }
+
+
+def _derived(secret: str, seed: str) -> str:
+    """The nonce id derived from ``seed`` under ``secret`` (``PJ_`` and 24 URL-safe
+    characters: 144 bits, like a random one)."""
+    mac = hmac.new(secret.encode(), f"pipelinejobs:nonce:{seed}".encode(), hashlib.sha256)
+    return PREFIX + base64.urlsafe_b64encode(mac.digest()).decode()[:24]
 
 
 class Nonces:
@@ -101,12 +123,19 @@ class Nonces:
     collection = "nonces"
 
     def __init__(
-        self, store: Store, *, clock: Clock = system_clock, retries: int = DEFAULT_RETRIES
+        self,
+        store: Store,
+        *,
+        clock: Clock = system_clock,
+        retries: int = DEFAULT_RETRIES,
+        secret: str = "",
     ) -> None:
         self.store = store
         self.clock = clock
         #: Compare-and-set budget (``store.cas_retries``), shared with every other loop.
         self.retries = retries
+        #: What ids are derived with (``tokens.secret``); empty: random ids, shown once.
+        self._secret = secret
 
     def create(
         self,
@@ -118,11 +147,12 @@ class Nonces:
         description: str = "",
         expires_in: Any = None,
     ) -> tuple[str, Document]:
-        """A new nonce on ``actor``: (the id, shown only now; the stored record)."""
+        """A new nonce on ``actor``: (its id; the stored record)."""
         check_request(level, max_uses, description, expires_in)
         expires = None if expires_in is None else iso(self.clock() + float(expires_in))
-        secret = PREFIX + secrets.token_urlsafe(18)
-        doc = {
+        seed = secrets.token_urlsafe(18) if self._secret else None
+        secret = _derived(self._secret, seed) if seed else PREFIX + secrets.token_urlsafe(18)
+        doc: Document = {
             "id": digest(secret),
             "actor": actor,
             "level": level,
@@ -134,7 +164,18 @@ class Nonces:
             "created": now(self.clock),
             "expires": expires,
         }
+        if seed:
+            doc["seed"] = seed
         return secret, self.store.insert(self.collection, doc)
+
+    def reveal(self, doc: Document) -> str | None:
+        """The usable id of nonce ``doc`` when it was derived under this secret (see the
+        module docstring), else None. Callers show it only to the nonce's owner."""
+        seed = doc.get("seed")
+        if not self._secret or not isinstance(seed, str) or not seed:
+            return None
+        secret = _derived(self._secret, seed)
+        return secret if hmac.compare_digest(digest(secret), str(doc["id"])) else None
 
     def redeem(
         self,
@@ -152,6 +193,7 @@ class Nonces:
         ``check_owner`` is called with the owner's key id before a use is spent and
         raises if the owner may no longer act (a revoked key). Every check is made on
         the version the spend replaces, so a use that loses a race is checked again.
+        Each try is announced as :data:`pipelinejobs.signals.nonce_redeemed`.
         """
         nonce_id = digest(secret)
         principal: list[Principal] = []
@@ -184,17 +226,22 @@ class Nonces:
             return None if remaining == -1 else Change(set={"remaining_uses": remaining - 1})
 
         try:
-            compare_and_set(
-                self.store,
-                self.collection,
-                nonce_id,
-                spend,
-                retries=self.retries,
-                current=self._stored(nonce_id),
-                what="the nonce",
-            )
-        except (NotFound, CorruptDocument) as exc:  # gone or spoilt after a lost race
-            raise self._unusable(nonce_id, exc) from exc
+            try:
+                compare_and_set(
+                    self.store,
+                    self.collection,
+                    nonce_id,
+                    spend,
+                    retries=self.retries,
+                    current=self._stored(nonce_id),
+                    what="the nonce",
+                )
+            except (NotFound, CorruptDocument) as exc:  # gone or spoilt after a lost race
+                raise self._unusable(nonce_id, exc) from exc
+        except PipelineJobsError as exc:
+            signals.nonce_redeemed.send(actor=actor, outcome=type(exc).__name__)
+            raise
+        signals.nonce_redeemed.send(actor=actor, outcome="redeemed")
         return principal[0]
 
     def _stored(self, nonce_id: str) -> Document:

@@ -1,126 +1,88 @@
-"""A small HTTP client for the gateway, and the CLI commands that use it.
+"""The CLI commands that talk to a running gateway (the client itself is
+:mod:`pipelinejobs.client.http`; ``Client`` and ``ClientError`` are re-exported here).
 
 Like ``abaco run``: ``pipelinejobs run -m '<json>' -q key=value ACTOR``. The URL and
 the bearer key come from ``--url``/``--key`` or ``PIPELINEJOBS_URL``/``PIPELINEJOBS_KEY``.
-Each command prints the gateway's JSON answer to stderr and the one thing a script
-wants (an execution id, a nonce id, a log) alone on the last line of stdout. Uses
-only the standard library, so the CLI needs nothing beyond the package.
+Each command prints its result on stdout as a person reads it — ``key: value`` lines
+or a short table (:mod:`pipelinejobs.cli.output`) —, and with ``--json`` the gateway's
+answer as it came, for scripts. stderr stays empty unless something is wrong (one
+line, ``pipelinejobs: error: ...``, and what the gateway's answer adds: a schema's
+every complaint, the execution to read the log of) or ``-v`` asks for each request
+and its answer (secret parameters masked). Uses only the standard library, so the
+CLI needs nothing beyond the package.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
+import functools
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipelinejobs.access import boundary
+from pipelinejobs.cli.output import fields, flatten, printable, show, table, text, write_json
+from pipelinejobs.client.http import Client, ClientError
+from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import PipelineJobsError, ValidationError
 
-
-class ClientError(PipelineJobsError):
-    """The gateway answered with an error (its status and message are kept)."""
-
-
-class Client:
-    """Calls the gateway; returns the envelope's ``result``.
-
-    Every message POST carries a fresh ``Idempotency-Key`` (one per logical request,
-    kept across its retries), so a request whose answer was lost can be sent again
-    without applying it twice. Requests that are safe to repeat — reads, deletes and
-    those keyed POSTs — are retried on connection errors and 5xx answers, with
-    exponential back-off (a ``Retry-After`` the gateway sends is honoured); any other
-    request is retried only when it never reached the server (connection refused).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        key: str | None = None,
-        timeout: float = 60.0,
-        *,
-        retries: int = 4,
-        backoff: float = 0.5,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.key = key
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        #: Do not echo every answer to stderr (commands that print their own summary).
-        self.quiet = False
-
-    def request(
-        self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
-    ) -> Any:
-        raw, _ = self._send(method, path, params, body)
-        answer = json.loads(raw or b"null")
-        if not self.quiet:
-            print(json.dumps(answer, indent=2), file=sys.stderr)
-        return (answer or {}).get("result")
-
-    def text(self, path: str, params: dict[str, Any] | None = None) -> tuple[bytes, Any]:
-        """A plain-text GET (a job's log): the body and the response's headers."""
-        return self._send("GET", path, params, None)
-
-    def _send(
-        self, method: str, path: str, params: dict[str, Any] | None, body: Any
-    ) -> tuple[bytes, Any]:
-        query = urllib.parse.urlencode(params or {}, doseq=True)
-        target = f"{self.url}{path}" + (f"?{query}" if query else "")
-        data = json.dumps(body, allow_nan=False).encode() if body is not None else None
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        if method == "POST" and path.endswith("/messages"):
-            headers["Idempotency-Key"] = uuid.uuid4().hex
-        safe = method in ("GET", "HEAD", "DELETE") or "Idempotency-Key" in headers
-        for attempt in itertools.count(1):
-            req = urllib.request.Request(target, data=data, method=method, headers=headers)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                    return resp.read(), resp.headers
-            except urllib.error.HTTPError as exc:
-                try:
-                    answer = json.loads(exc.read() or b"null")
-                    message = answer.get("message") or exc.reason
-                except (ValueError, AttributeError):
-                    answer, message = None, exc.reason
-                error = ClientError(
-                    f"{exc.code}: {message}", status=exc.code, result=(answer or {}).get("result")
-                )
-                if not (safe and exc.code >= 500 and attempt <= self.retries):
-                    raise error from exc
-                self._pause(attempt, exc.headers.get("Retry-After"))
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                unsent = isinstance(reason, ConnectionRefusedError)
-                if not ((safe or unsent) and attempt <= self.retries):
-                    raise ClientError(f"cannot reach {self.url}: {exc}") from exc
-                self._pause(attempt, None)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _pause(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.backoff * 2 ** (attempt - 1)
-        try:
-            delay = max(delay, min(float(retry_after or 0), 30.0))
-        except ValueError:
-            pass
-        time.sleep(delay)
+__all__ = ["Client", "ClientError", "add_commands", "explain"]
 
 
 def _client(args: argparse.Namespace) -> Client:
     url = args.url or os.environ.get("PIPELINEJOBS_URL") or "http://127.0.0.1:8000"
-    return Client(url, args.key or os.environ.get("PIPELINEJOBS_KEY"))
+    trace = _trace if getattr(args, "verbose", False) else None
+    return Client(url, args.key or os.environ.get("PIPELINEJOBS_KEY"), trace=trace)
+
+
+def _trace(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, params: Any = None, body: Any = None
+) -> Any:
+    """The gateway's answer; with ``--json`` it is printed, as it came, on stdout."""
+    answer = _client(args).call(method, path, params, body)
+    if getattr(args, "json", False):
+        write_json(answer)
+    return answer
+
+
+def explain(exc: PipelineJobsError) -> list[str]:
+    """What an error's answer adds to its one line, for stderr: each complaint of a
+    schema (the message names only the first), and where an execution's log is."""
+    result = exc.detail.get("result") if isinstance(exc, ClientError) else None
+    if not isinstance(result, Mapping):
+        return []
+    lines: list[str] = []
+    errors = result.get("errors")
+    if isinstance(errors, list) and len(errors) > 1:
+        lines.extend(printable(e, 300) for e in errors)
+    execution, actor = result.get("executionId") or result.get("id"), result.get("actorId")
+    if execution and actor and result.get("status") == "ERROR":
+        lines.append(
+            f"execution {printable(execution)} of {printable(actor)} ended ERROR; "
+            f"its log: pipelinejobs logs {printable(actor)} {printable(execution)}"
+        )
+    return lines
+
+
+def _answers_json(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """With ``--json``, an error's answer is printed on stdout too (then the error)."""
+
+    @functools.wraps(func)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ClientError as exc:
+            if getattr(args, "json", False) and exc.answer is not None:
+                write_json(exc.answer)
+            raise
+
+    return wrapped
 
 
 def key_values(pairs: list[str] | None) -> dict[str, str]:
@@ -134,60 +96,155 @@ def key_values(pairs: list[str] | None) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Send a message to an actor (like `abaco run`)."""
+    """Send a message to an actor (like abaco run); with --sync, print its result."""
     body = boundary.decode(args.message, where="-m") if args.message else None
     params = key_values(args.query)
     if args.sync:
         params["_abaco_synchronous"] = "true"
-    result = _client(args).request("POST", f"/actors/v2/{args.actor}/messages", params, body)
-    print(result.get("executionId") or result.get("id"))
+    answer = _call(args, "POST", f"/actors/v2/{args.actor}/messages", params, body)
+    view = answer.get("result") or {}
+    execution = view.get("executionId") or view.get("id")
+    if not args.sync:  # only accepted, so far
+        if not args.json:
+            show([f"execution {printable(execution)}  SUBMITTED"])
+        return 0
+    status = view.get("status")
+    if not args.json:
+        show(execution_lines(view))
+    if status != "COMPLETE":  # the gateway stopped waiting (gateway.sync_timeout)
+        print(
+            f"pipelinejobs: {printable(answer.get('message') or status, 200)}; follow it: "
+            f"pipelinejobs executions watch {printable(args.actor)} {printable(execution)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def execution_lines(view: Mapping[str, Any]) -> list[str]:
+    """An execution and its actor's result: ``execution <id>  <status>``, then the
+    result's fields (a new job's uuid and token, a pipeline's uuid...)."""
+    lines = [f"execution {printable(view.get('executionId') or view.get('id'))}  "
+             f"{printable(view.get('status'))}"]  # fmt: skip
+    result = view.get("result")
+    if isinstance(result, Mapping):
+        lines.extend(fields(flatten(result)))
+    elif result is not None:
+        lines.extend(fields([("result", text(result))]))
+    return lines
 
 
 def cmd_executions(args: argparse.Namespace) -> int:
-    """List an actor's executions."""
-    result = _client(args).request(
-        "GET", f"/actors/v2/{args.actor}/executions", {"limit": args.limit}
+    """List an actor's executions (or, executions watch ACTOR ID, follow one)."""
+    if args.actor == "watch" or args.more:
+        from pipelinejobs.cli import watch
+
+        if args.actor != "watch" or len(args.more) != 2:
+            raise ValidationError(
+                "executions takes ACTOR, or watch ACTOR EXECUTION", path="executions"
+            )
+        if args.json:
+            raise ValidationError("--json is for listing: watch prints as it goes", path="--json")
+        return watch.cmd_execution_watch(args, args.more[0], args.more[1])
+    answer = _call(args, "GET", f"/actors/v2/{args.actor}/executions", {"limit": args.limit})
+    if args.json:
+        return 0
+    result = answer["result"]
+    executions = result.get("executions") or []
+    if not executions:
+        show([f"no executions of {printable(args.actor)}"])
+        return 0
+    show(
+        table(
+            ["ID", "STATUS", "CREATED", "FINISHED"],
+            (
+                [e["id"], e["status"], e.get("createTime") or "-", e.get("finishTime") or "-"]
+                for e in executions
+            ),
+        )
     )
-    for e in result["executions"]:
-        print(f"{e['id']}  {e['status']:<9} {e['createTime']}")
+    total = result.get("totalExecutions")
+    if result.get("next") is not None or (isinstance(total, int) and total > len(executions)):
+        show([_more(len(executions), total, args.limit)])
     return 0
+
+
+def _more(shown: int, total: Any, limit: int) -> str:
+    of = f" of {total}" if isinstance(total, int) else ""
+    return f"({shown}{of} shown; --limit, now {limit}, shows more)"
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print an execution's log lines."""
-    result = _client(args).request(
-        "GET", f"/actors/v2/{args.actor}/executions/{args.execution}/logs"
-    )
-    print(result["logs"])
+    answer = _call(args, "GET", f"/actors/v2/{args.actor}/executions/{args.execution}/logs")
+    if not args.json:
+        logs = (answer.get("result") or {}).get("logs") or ""
+        show([printable(line, 10_000) for line in logs.splitlines()] or ["(no log lines)"])
     return 0
+
+
+def _uses(value: Any) -> str:
+    return "unlimited" if value == -1 or value is None else text(value)
 
 
 def cmd_nonces(args: argparse.Namespace) -> int:
     """Create, list or delete nonces of an actor."""
-    client, base = _client(args), f"/actors/v2/{args.actor}/nonces"
+    base = f"/actors/v2/{args.actor}/nonces"
     if args.action == "create":
         body: dict[str, Any] = {"level": args.level, "maxUses": args.max_uses}
         if args.description:
             body["description"] = args.description
         if args.expires_in:
             body["expiresIn"] = args.expires_in
-        print(client.request("POST", base, body=body)["id"])
+        nonce = _call(args, "POST", base, body=body)["result"]
+        if not args.json:
+            show(fields(_nonce_fields(nonce)))
     elif args.action == "list":
-        for n in client.request("GET", base):
-            print(f"{n['id']}  {n['level']:<8} uses left {n['remainingUses']}")
+        nonces = _call(args, "GET", base)["result"] or []
+        if args.json:
+            return 0
+        if not nonces:
+            show([f"no nonces of {printable(args.actor)}"])
+            return 0
+        show(
+            table(
+                ["ID", "LEVEL", "USES LEFT", "OWNER", "EXPIRES", "DESCRIPTION"],
+                (
+                    [
+                        n["id"],
+                        n.get("level") or "-",
+                        _uses(n.get("remainingUses")),
+                        n.get("owner") or "-",
+                        n.get("expires") or "never",
+                        n.get("description") or "",
+                    ]
+                    for n in nonces
+                ),
+            )
+        )
     else:
         if not args.nonce:
             raise ValidationError("nonces delete needs the nonce id", path="nonce")
-        client.request("DELETE", f"{base}/{args.nonce}")
-        print(args.nonce)
+        _call(args, "DELETE", f"{base}/{args.nonce}")
+        if not args.json:
+            show([f"deleted nonce {printable(args.nonce)}"])
     return 0
+
+
+def _nonce_fields(nonce: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("id", text(nonce.get("id"))),
+        ("actor", text(nonce.get("actorId"))),
+        ("level", text(nonce.get("level"))),
+        ("uses", _uses(nonce.get("maxUses"))),
+        ("expires", text(nonce.get("expires") or "never")),
+        ("description", text(nonce.get("description") or "")),
+    ]
 
 
 def cmd_job_log(args: argparse.Namespace) -> int:
     """Print a local or docker job's output; with --follow, until the job has ended."""
     client = _client(args)
-    client.quiet = True
     path, offset, ended = f"/jobs/{args.uuid}/log", 0, False
     while True:
         try:
@@ -215,41 +272,126 @@ LIVE_STATES = ("CREATED", "RUNNING")
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Fail a job saying why; the compute of a local or docker job is stopped."""
-    client = _client(args)
-    client.quiet = True
     event = {"uuid": args.uuid, "name": "fail", "token": args.token}
     event["data"] = {"reason": args.reason}
-    answer = client.request(
-        "POST", "/actors/v2/jobs-manager/messages", {"_abaco_synchronous": "true"}, event
+    answer = _call(
+        args, "POST", "/actors/v2/jobs-manager/messages", {"_abaco_synchronous": "true"}, event
     )
-    result = answer.get("result") or {}
+    if args.json:
+        return 0
+    result = (answer.get("result") or {}).get("result") or {}
     stopping = result.get("stopping") or []
-    print(f"job {args.uuid} is {result.get('state')}; " + (
-        f"its compute is being stopped (launch {', '.join(stopping)})" if stopping
-        else "no compute of it runs here to stop"
-    ))  # fmt: skip
-    print(args.uuid)
+    show([f"job {printable(args.uuid)} is {printable(result.get('state'))}; " + (
+        f"its compute is being stopped (launch {printable(', '.join(stopping), 200)})"
+        if stopping else "no compute of it runs here to stop"
+    )])  # fmt: skip
     return 0
 
 
+def job_states(value: str) -> list[str]:
+    """``--state``'s value: states in any case, comma-separated (``finished,failed``)."""
+    given = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in given if name.upper() not in State.__members__]
+    if unknown or not given:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {', '.join(map(repr, unknown or [value]))}; the states are "
+            f"{', '.join(State.__members__)} (any case, comma-separated)"
+        )
+    return [name.upper() for name in given]
+
+
 def cmd_read(args: argparse.Namespace) -> int:
-    """jobs|pipelines list|show."""
-    client = _client(args)
+    """jobs|pipelines list|show, jobs watch."""
+    if args.action == "watch":
+        from pipelinejobs.cli import watch
+
+        if args.json:
+            raise ValidationError(
+                "--json is for list and show: watch prints as it goes", path="--json"
+            )
+        return watch.cmd_job_watch(args)
     if args.action == "show":
         if not args.uuid:
             raise ValidationError(f"{args.what} show needs a uuid", path="uuid")
-        print(json.dumps(client.request("GET", f"/{args.what}/{args.uuid}"), indent=2))
+        answer = _call(args, "GET", f"/{args.what}/{args.uuid}")
+        if not args.json:
+            if args.what == "jobs":
+                show(_job_lines(_client(args), answer["result"]))
+            else:
+                show(fields(_pipeline_fields(answer["result"])))
         return 0
     params: dict[str, Any] = {"limit": args.limit}
     if getattr(args, "state", None):
         params["state"] = args.state
-    result = client.request("GET", f"/{args.what}", params)
-    for doc in result[args.what]:
-        print(
-            f"{doc['uuid']}  {doc.get('state') or doc.get('status')}  "
-            f"{doc.get('name') or doc.get('pipeline_uuid')}"
+    answer = _call(args, "GET", f"/{args.what}", params)
+    if args.json:
+        return 0
+    result = answer["result"]
+    docs = result.get(args.what) or []
+    if not docs:
+        states = " or ".join(params.get("state") or [])
+        show([f"no {args.what}" + (f" in state {states}" if states else "")])
+        return 0
+    if args.what == "jobs":
+        show(
+            table(
+                ["UUID", "STATE", "UPDATED"],
+                ([d["uuid"], d.get("state"), d.get("updated")] for d in docs),
+            )
         )
+    else:
+        show(
+            table(
+                ["UUID", "STATUS", "NAME"],
+                ([d["uuid"], d.get("status"), d.get("name")] for d in docs),
+            )
+        )
+    if result.get("next") is not None:
+        show([_more(len(docs), None, args.limit)])
     return 0
+
+
+#: A job's fields ``jobs show`` prints, in this order (the rest: --json).
+JOB_FIELDS = (
+    "uuid", "state", "last_event", "pipeline_uuid", "archive_system", "archive_path",
+    "session", "child_of", "derived_from", "acted_on", "created", "updated",
+)  # fmt: skip
+
+
+def _job_lines(client: Client, job: Mapping[str, Any]) -> list[str]:
+    """A job's main fields, then its whole history (read a page at a time)."""
+    shown = {k: job[k] for k in JOB_FIELDS if job.get(k) not in (None, [], "")}
+    launch = job.get("launch")
+    if isinstance(launch, Mapping) and launch.get("backend"):
+        shown["backend"] = launch["backend"]
+    history = list(job.get("history") or [])
+    while len(history) < int(job.get("event_count") or 0):
+        page = client.request(
+            "GET", f"/jobs/{job['uuid']}/history", {"after": str(len(history)), "limit": "1000"}
+        )
+        if not page.get("history"):
+            break
+        history.extend(page["history"])
+    lines = fields(flatten(shown))
+    lines.append(f"history ({len(history)} events):")
+    rows = [[e.get("date"), e.get("name"), _detail(e.get("data"))] for e in history]
+    lines.extend("  " + line for line in table(["DATE", "EVENT", "DETAIL"], rows))
+    return lines
+
+
+def _detail(data: Any) -> str:
+    """What says most about an event: a fail's reason, an update's status..."""
+    if isinstance(data, Mapping):
+        for key in ("reason", "status", "level", "message"):
+            if isinstance(data.get(key), str | int | float):
+                return printable(data[key])
+    return ""
+
+
+def _pipeline_fields(pipeline: Mapping[str, Any]) -> list[tuple[str, str]]:
+    keys = ("uuid", "name", "status", "description", "component_ids", "processing_levels",
+            "accepts", "produces", "created", "updated")  # fmt: skip
+    return flatten({k: pipeline[k] for k in keys if pipeline.get(k) not in (None, "")})
 
 
 DEMO_APP = "pipelinejobs-demo-0.1.0"
@@ -281,7 +423,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelinejobs.domain.lifecycle import next_state
 
     client = _client(args)
-    client.quiet = True
     pipeline = client.request(
         "POST",
         "/actors/v2/pipelines-manager/messages",
@@ -345,10 +486,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Register the HTTP client commands on the CLI's subparsers."""
 
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Any, help_text: str, *, answers: bool = True
+    ) -> argparse.ArgumentParser:
+        """A command of the gateway; ``answers``: it prints an answer --json can give."""
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--url", help="gateway URL (default $PIPELINEJOBS_URL)")
         p.add_argument("--key", help="bearer key (default $PIPELINEJOBS_KEY)")
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="each request and its answer's status on stderr (secrets masked)",
+        )
+        if answers:
+            p.add_argument(
+                "--json",
+                action="store_true",
+                help="print the gateway's JSON answer as it came (for scripts), errors too",
+            )
+            func = _answers_json(func)
         p.set_defaults(func=func, http=True)
         return p
 
@@ -358,10 +515,23 @@ def add_commands(sub: Any) -> None:
     run.add_argument(
         "-q", "--query", action="append", metavar="KEY=VALUE", help="a URL parameter (repeatable)"
     )
-    run.add_argument("--sync", action="store_true", help="wait for the execution's result")
-    ex = add("executions", cmd_executions, "list an actor's executions")
-    ex.add_argument("actor")
+    run.add_argument(
+        "--sync",
+        action="store_true",
+        help="wait for the execution and print its result (exit 1 if the gateway stops "
+        "waiting first: gateway.sync_timeout)",
+    )
+    from pipelinejobs.cli import watch
+
+    ex = add(
+        "executions",
+        cmd_executions,
+        "list an actor's executions; `executions watch ACTOR ID` follows one (status, progress)",
+    )
+    ex.add_argument("actor", help="the actor, or `watch` followed by ACTOR EXECUTION")
+    ex.add_argument("more", nargs="*", help=argparse.SUPPRESS)
     ex.add_argument("--limit", type=int, default=50)
+    watch.add_watch_options(ex)
     logs = add("logs", cmd_logs, "print an execution's logs")
     logs.add_argument("actor")
     logs.add_argument("execution")
@@ -373,7 +543,7 @@ def add_commands(sub: Any) -> None:
     nonces.add_argument("--max-uses", type=int, default=-1)
     nonces.add_argument("--description", default="")
     nonces.add_argument("--expires-in", type=int, default=None)
-    job_log = add("job-log", cmd_job_log, "print a local or docker job's output")
+    job_log = add("job-log", cmd_job_log, "print a local or docker job's output", answers=False)
     job_log.add_argument("uuid")
     job_log.add_argument("-f", "--follow", action="store_true", help="until the job ends")
     job_log.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
@@ -381,13 +551,40 @@ def add_commands(sub: Any) -> None:
     cancel.add_argument("uuid")
     cancel.add_argument("--token", required=True, help="the job's update token (or an admin token)")
     cancel.add_argument("--reason", default="cancelled from the command line")
-    demo = add("demo", cmd_demo, "run a small local job on the server and watch it walk")
+    from pipelinejobs.cli import lineage
+
+    lineage.add_command(add)
+    demo = add(
+        "demo", cmd_demo, "run a small local job on the server and watch it walk", answers=False
+    )
     demo.add_argument("--timeout", type=float, default=60.0)
     for what in ("jobs", "pipelines"):
-        p = add(what, cmd_read, f"list or show {what}")
-        p.add_argument("action", choices=["list", "show"])
+        if what == "jobs":
+            p = add(what, cmd_read, "list or show jobs; `jobs watch UUID` follows one live")
+            p.add_argument("action", choices=["list", "show", "watch"])
+        else:
+            p = add(what, cmd_read, f"list or show {what}")
+            p.add_argument("action", choices=["list", "show"])
         p.add_argument("uuid", nargs="?")
         p.add_argument("--limit", type=int, default=50)
         if what == "jobs":
-            p.add_argument("--state")
+            p.add_argument(
+                "--state",
+                type=job_states,
+                action="extend",
+                metavar="STATE[,STATE]",
+                help="list: only jobs in these states (any case: finished, FINISHED)",
+            )
+            p.add_argument(
+                "--until",
+                help="watch: stop when the job is in one of these states (comma-separated); "
+                "default: when it is done (README: jobs watch)",
+            )
+            p.add_argument(
+                "--tail",
+                type=int,
+                default=None,
+                help="watch: show only the last N events of the history so far",
+            )
+            watch.add_watch_options(p)
         p.set_defaults(what=what)

@@ -1,4 +1,5 @@
-"""The HTTP gateway (Flask): Abaco's actors API, the read API, health and OpenAPI.
+"""The HTTP gateway (Flask): Abaco's actors API, the read API, health and OpenAPI, and
+the operator console (:mod:`pipelinejobs.console`) at ``/ui/``.
 
 :func:`create_app` builds the app around a :class:`~pipelinejobs.runtime.dispatch.Runtime` that
 already has a bus — the embedded server's, or a production client's whose workers
@@ -12,13 +13,22 @@ from typing import Any
 
 from flask import Flask, request
 
+from pipelinejobs import console
 from pipelinejobs.access.boundary import check_params
 from pipelinejobs.access.keys import Keys
 from pipelinejobs.access.nonces import Nonces
 from pipelinejobs.adapters.store import Store
 from pipelinejobs.config import Config
 from pipelinejobs.errors import PipelineJobsError
-from pipelinejobs.gateway import actors_api, files_api, read_api
+from pipelinejobs.gateway import (
+    abaco_api,
+    actors_api,
+    files_api,
+    lineage_api,
+    metrics_api,
+    read_api,
+    request_log,
+)
 from pipelinejobs.gateway.http import envelope, error_response, failure
 from pipelinejobs.gateway.openapi import document as openapi_document
 from pipelinejobs.gateway.parameters import check_request
@@ -35,8 +45,11 @@ class Gateway:
         self.store: Store = self.runtime.store
         self.config: Config = self.runtime.config
         retries = self.config.store.cas_retries
-        self.keys = Keys(self.store, clock=self.runtime.clock, retries=retries)
-        self.nonces = Nonces(self.store, clock=self.runtime.clock, retries=retries)
+        # The server's secret signs JWT keys and derives nonce ids (which their owner
+        # can then list again, as on Abaco).
+        secret = self.config.tokens.secret
+        self.keys = Keys(self.store, clock=self.runtime.clock, retries=retries, secret=secret)
+        self.nonces = Nonces(self.store, clock=self.runtime.clock, retries=retries, secret=secret)
 
 
 def create_app(runtime: Runtime) -> Flask:
@@ -46,9 +59,15 @@ def create_app(runtime: Runtime) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.gateway.max_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(actors_api.bp)
+    app.register_blueprint(abaco_api.bp)  # Abaco v2 discovery, results; Tapis v3 tenancy
     app.register_blueprint(read_api.bp)
     app.register_blueprint(files_api.bp)
+    app.register_blueprint(lineage_api.bp)
     app.register_error_handler(Exception, error_response)
+    request_log.install(app)  # a line per request; its timer runs before every other hook
+    metrics_api.install(app)  # GET /metrics; every answer counted (route, method, status)
+    console.install(app)  # the operator console at /ui/ (and / leading to it)
+    abaco_api.install_v3(app)  # every /actors/v2 route again at /v3/actors (Tapis v3)
     # Every route's URL parameters are checked against the same declarations the
     # OpenAPI document is made from, before authentication and before the route.
     app.before_request(check_request)

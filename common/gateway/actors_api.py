@@ -1,7 +1,9 @@
 """Abaco's actors API: messages, executions, logs and nonces of one actor.
 
 ``POST /actors/v2/<actor>/messages`` takes a JSON body, URL parameters, or both (as
-each actor accepts), validates the message with the actor's own ``parse`` before
+each actor accepts) — a body that is only ``{"message": X}``, or the form field
+``message=``, is Abaco's clients' wrapping and is read as X
+(:mod:`pipelinejobs.gateway.abaco`) —, validates the message with the actor's own ``parse`` before
 anything is queued, stores the execution and publishes it. With
 ``?_abaco_synchronous=true`` (or ``sync=true``) it waits, bounded by
 ``gateway.sync_timeout``, and answers with the finished execution — an actor's
@@ -14,13 +16,15 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, g, request, url_for
+from flask import Blueprint, current_app, g, request
 
 from pipelinejobs.access.boundary import check_params
+from pipelinejobs.access.keys import owner_label
 from pipelinejobs.access.nonces import public as public_nonce
 from pipelinejobs.adapters.store.base import Document, not_found
 from pipelinejobs.domain import validation
 from pipelinejobs.errors import NotFound, StoreError, ValidationError, http_status_named
+from pipelinejobs.gateway import abaco, public_url
 from pipelinejobs.gateway.auth import requires
 from pipelinejobs.gateway.http import (
     REDACTED,
@@ -37,23 +41,28 @@ from pipelinejobs.runtime.executions import FINISHED_STATUSES
 bp = Blueprint("actors", __name__)
 log = logging.getLogger("pipelinejobs.gateway")
 
-#: URL parameters that steer the gateway and are not part of the message.
-RESERVED = frozenset({"x-nonce", "_abaco_synchronous", "sync"})
+#: URL parameters that steer the gateway and are not part of the message (agavepy's
+#: ``environment``: see pipelinejobs.gateway.parameters.ENVIRONMENT).
+RESERVED = frozenset({"x-nonce", "_abaco_synchronous", "sync", "environment"})
 #: The fields of a nonce request (schemas/nonce_request.json).
 NONCE_FIELDS = ("level", "maxUses", "description", "expiresIn")
+#: The same fields as Tapis v3 (tapipy's ``create_nonce(max_uses=...)``) spells them.
+SNAKE_CASE = {"max_uses": "maxUses", "expires_in": "expiresIn"}
 
 
 def _gateway() -> Any:
     return current_app.config["PIPELINEJOBS"]
 
 
-def _links(alias: str, execution_id: str) -> dict[str, str]:
+def _links(alias: str, execution_id: str, owner: str | None = None) -> dict[str, str]:
+    """An execution's ``_links``: absolute URLs on the public base URL (through a
+    trusted TLS proxy, its scheme and host: :mod:`pipelinejobs.gateway.abaco`), and the
+    owner as the API names it."""
+    where = f"{abaco.base()}/actors/v2/{alias}/executions/{execution_id}"
     return {
-        "self": url_for(
-            "actors.get_execution", actor=alias, execution_id=execution_id, _external=True
-        ),
-        "logs": url_for("actors.get_logs", actor=alias, execution_id=execution_id, _external=True),
-        "owner": g.principal.owner[:12],
+        "self": where,
+        "logs": f"{where}/logs",
+        "owner": owner_label(owner if owner is not None else g.principal.owner),
     }
 
 
@@ -75,6 +84,11 @@ def _view(execution: Document) -> dict[str, Any]:
         "createTime": execution["created"],
         "startTime": execution.get("started"),
         "finishTime": execution.get("finished"),
+        # Abaco's names for who sent it, when it arrived, and where to find it.
+        "executor": owner_label(str(execution.get("owner") or "")) or None,
+        "messageReceivedTime": execution["created"],
+        "workerId": execution.get("worker"),
+        "_links": _links(execution["actor"], execution["id"], str(execution.get("owner") or "")),
     }
     return out
 
@@ -83,8 +97,9 @@ def _view(execution: Document) -> dict[str, Any]:
 @requires("EXECUTE")
 def post_message(actor: str) -> Any:
     gateway = _gateway()
-    message = read_json_body()
-    params = {k: v for k, v in check_params(request.args).items() if k not in RESERVED}
+    message = abaco.read_message(g.actor)
+    args = check_params(request.args, multi=("environment",))
+    params = {k: v for k, v in args.items() if k not in RESERVED}
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     wait = truthy(request.args.get("_abaco_synchronous")) or truthy(request.args.get("sync"))
     echo = redact(message)  # made before anything is stored: nothing after may fail
@@ -106,6 +121,7 @@ def post_message(actor: str) -> Any:
         sender=f"key:{g.principal.owner[:12]}",
         owner=g.principal.owner,
         role=g.principal.sends_as,
+        base_url=public_url.base_url(gateway.config),
     )
     if key is not None:
         # Refused before anything new was stored: the existing execution is untouched.
@@ -149,7 +165,7 @@ def post_message(actor: str) -> Any:
     )
 
 
-def _execution(alias: str, execution_id: str) -> Document:
+def actor_execution(alias: str, execution_id: str) -> Document:
     """The execution, if it is ``alias``'s: a quarantined one answers 404 with the
     reason, a corrupt one 500 naming it (see :func:`pipelinejobs.gateway.read_api.one`)."""
     store = _gateway().store
@@ -165,36 +181,57 @@ def _execution(alias: str, execution_id: str) -> Document:
 @bp.get("/actors/v2/<actor>/executions")
 @requires("READ")
 def list_executions(actor: str) -> Any:
+    """Newest first: a page from ``cursor`` and (Abaco's paging) ``offset`` past it."""
     limit, cursor = page_args()
-    page = _gateway().runtime.executions.page(
-        g.actor.alias, limit=limit, after=cursor, status=request.args.get("status") or None
-    )
+    offset = abaco.offset_arg()
+    gateway = _gateway()
+    status = request.args.get("status") or None
+
+    def fetch(size: int, after: str | None) -> Any:
+        return gateway.runtime.executions.page(
+            g.actor.alias, limit=size, after=after, status=status
+        )
+
+    page = abaco.skip(fetch, offset, limit, gateway.config.gateway.max_page_size, cursor)
     summaries = [
         {
             "id": e["id"],
             "status": e.get("status"),
             "createTime": e.get("created"),
+            "messageReceivedTime": e.get("created"),
+            "startTime": e.get("started"),
             "finishTime": e.get("finished"),
         }
         for e in page.items
     ]
-    return envelope({"actorId": g.actor.alias, "executions": summaries, "next": page.next})
+    where = {"actor": g.actor.alias, **({"status": status} if status else {})}
+    total = gateway.store.count("executions", where)
+    base = f"{abaco.base()}/actors/v2/{g.actor.alias}"
+    return envelope(
+        {
+            "actorId": g.actor.alias,
+            "executions": summaries,
+            "next": page.next,
+            "totalExecutions": total,
+            "_links": {"self": f"{base}/executions", "actor": base},
+        }
+    )
 
 
 @bp.get("/actors/v2/<actor>/executions/<execution_id>")
 @requires("READ")
 def get_execution(actor: str, execution_id: str) -> Any:
-    return envelope(_view(_execution(g.actor.alias, execution_id)))
+    return envelope(_view(actor_execution(g.actor.alias, execution_id)))
 
 
 @bp.get("/actors/v2/<actor>/executions/<execution_id>/logs")
 @requires("READ")
 def get_logs(actor: str, execution_id: str) -> Any:
-    execution = _execution(g.actor.alias, execution_id)
+    execution = actor_execution(g.actor.alias, execution_id)
     return envelope(
         {
             "logs": "\n".join(execution.get("logs") or []),
-            "_links": _links(g.actor.alias, execution_id),
+            "_links": _links(g.actor.alias, execution_id, str(execution.get("owner") or "")),
         }
     )
 
@@ -208,6 +245,11 @@ def create_nonce(actor: str) -> Any:
     body = read_json_body()
     if not isinstance(body, dict):
         raise ValidationError("the nonce request must be a JSON object", path="")
+    for snake, camel in SNAKE_CASE.items():
+        if snake in body:
+            if camel in body:
+                raise ValidationError(f"give {camel} or {snake}, not both", path=snake)
+            body[camel] = body.pop(snake)
     unknown = sorted(set(body) - set(NONCE_FIELDS))
     if unknown:
         raise ValidationError(
@@ -225,9 +267,8 @@ def create_nonce(actor: str) -> Any:
         description=body.get("description", ""),
         expires_in=body.get("expiresIn"),
     )
-    return envelope(
-        {**public_nonce(doc), "id": secret}, "Nonce created: its id is shown only now", 201
-    )
+    shown = {**_nonce_view(doc), "id": secret}
+    return envelope(shown, "Nonce created", 201)
 
 
 @bp.get("/actors/v2/<actor>/nonces")
@@ -238,7 +279,18 @@ def list_nonces(actor: str) -> Any:
         for n in _gateway().nonces.list(g.actor.alias)
         if g.principal.is_admin or n["owner"] == g.principal.owner
     ]
-    return envelope([public_nonce(n) for n in mine])
+    return envelope([_nonce_view(n) for n in mine])
+
+
+def _nonce_view(doc: Document) -> dict[str, Any]:
+    """A nonce in Abaco's fields: its usable id for its owner (as Abaco lists it; see
+    :mod:`pipelinejobs.access.nonces`), else — an admin looking at another's, or one
+    made with a random id — the 12 characters naming it; and its ``_links``."""
+    shown = _gateway().nonces.reveal(doc) if doc["owner"] == g.principal.owner else None
+    view = public_nonce(doc, shown)
+    base = f"{abaco.base()}/actors/v2/{doc['actor']}"
+    view["_links"] = {"self": f"{base}/nonces/{doc['id'][:12]}", "actor": base}
+    return view
 
 
 def _own_nonce(alias: str, nonce_id: str) -> Document:
@@ -251,7 +303,7 @@ def _own_nonce(alias: str, nonce_id: str) -> Document:
 @bp.get("/actors/v2/<actor>/nonces/<nonce_id>")
 @requires("READ", keys_only=True)
 def get_nonce(actor: str, nonce_id: str) -> Any:
-    return envelope(public_nonce(_own_nonce(g.actor.alias, nonce_id)))
+    return envelope(_nonce_view(_own_nonce(g.actor.alias, nonce_id)))
 
 
 @bp.delete("/actors/v2/<actor>/nonces/<nonce_id>")

@@ -1,7 +1,9 @@
 """Authentication and authorisation of HTTP requests, as one layer.
 
 Routes declare what they need with :func:`requires`; nothing inside a route looks at
-credentials. A request authenticates with ``Authorization: Bearer <key>`` or, on an
+credentials. A request authenticates with ``Authorization: Bearer <key>`` — or the
+same key in ``X-Tapis-Token: <key>``, the header Tapis v3 clients (tapipy) send; a
+key issued as a JWT is accepted in either — or, on an
 actor's routes only, ``?x-nonce=<id>`` — a nonce is scoped to one actor and used up
 one request at a time (a request refused as malformed, or answered 503 "retry", gives
 its use back). Missing or unknown credentials are 401; a valid credential without the
@@ -29,6 +31,8 @@ from pipelinejobs.errors import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Tapis v3's credential header: a key (plain or JWT) without the ``Bearer`` word.
+TAPIS_TOKEN = "X-Tapis-Token"
 #: Errors after which a request's nonce use is given back: refused as malformed
 #: (400/413/415), or not carried out for a moment (503: "retry, nothing was written").
 REFUNDED: tuple[type[Exception], ...] = (ValidationError, RequestEntityTooLarge, *RETRY_AFTER)
@@ -37,12 +41,15 @@ REFUNDED: tuple[type[Exception], ...] = (ValidationError, RequestEntityTooLarge,
 def _principal(alias: str | None, level: str, *, keys_only: bool = False) -> Principal:
     gateway = current_app.config["PIPELINEJOBS"]
     header = request.headers.get("Authorization", "")
+    tapis = request.headers.get(TAPIS_TOKEN, "").strip()
     nonce = request.args.get("x-nonce")
-    if header:
+    if header:  # with both headers, Authorization is the credential
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise InvalidCredential("the Authorization header must be 'Bearer <key>'")
         principal = gateway.keys.authenticate(secret.strip())
+    elif tapis:
+        principal = gateway.keys.authenticate(tapis)
     elif nonce:
         if alias is None:
             raise InvalidCredential(
@@ -53,7 +60,8 @@ def _principal(alias: str | None, level: str, *, keys_only: bool = False) -> Pri
         return gateway.nonces.redeem(nonce, alias, level, check_owner=gateway.keys.require_active)
     else:
         raise MissingCredential(
-            "send 'Authorization: Bearer <key>' or, on an actor's routes, the x-nonce URL parameter"
+            "send 'Authorization: Bearer <key>' (or 'X-Tapis-Token: <key>') or, on an "
+            "actor's routes, the x-nonce URL parameter"
         )
     if (
         alias is not None

@@ -15,7 +15,10 @@ them rewritten and could not say what the boundary accepts.
 
 Messages are documented at one path per actor alias (``/actors/v2/jobs-manager/messages``)
 so each gets its own body; the route itself is ``/actors/v2/<actor>/messages`` and takes
-an actor's Abaco-style id as well.
+an actor's Abaco-style id as well. Every ``/actors/v2`` path is documented again under
+Tapis v3's ``/v3/actors`` (the same routes: :mod:`pipelinejobs.gateway.abaco_api`), its
+operation ids prefixed ``v3_``, with the ``X-Tapis-Token`` security scheme beside the
+bearer key.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from typing import Any
 
 from pipelinejobs import __version__
 from pipelinejobs.gateway import openapi_schemas as oas
-from pipelinejobs.gateway.openapi_paths import Operations
+from pipelinejobs.gateway.openapi_paths import Operations, v3_paths
 
 
 def document(runtime: Any) -> dict[str, Any]:
     """The OpenAPI document of the gateway serving ``runtime`` (its settings and
     its actors' ids are part of what the document promises)."""
     builder = Operations(runtime)
+    v2 = {**builder.actor_paths(), **builder.abaco_paths()}  # Abaco v2
     actors = "; ".join(f"{a} = {runtime.actor_id(a)}" for a in runtime.actors)
     return {
         "openapi": "3.1.0",
@@ -49,6 +53,13 @@ def document(runtime: Any) -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "an API key (pipelinejobs keys create)",
                 },
+                "tapis": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Tapis-Token",
+                    "description": "the same API key, as Tapis v3 clients (tapipy) send "
+                    "it; a key issued as a JWT (pipelinejobs keys create --jwt) too",
+                },
                 "nonce": {
                     "type": "apiKey",
                     "in": "query",
@@ -59,6 +70,6 @@ def document(runtime: Any) -> dict[str, Any]:
             },
             "schemas": oas.components(),
         },
-        "security": [{"bearer": []}],
-        "paths": {**builder.actor_paths(), **builder.read_paths()},
+        "security": [{"bearer": []}, {"tapis": []}],
+        "paths": {**v2, **v3_paths(v2), **builder.tapis_paths(), **builder.read_paths()},
     }

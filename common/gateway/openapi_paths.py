@@ -19,10 +19,12 @@ from pipelinejobs.gateway.parameters import ABACO_ID, Param, route_params
 from pipelinejobs.runtime.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 JSON = "application/json"
-#: Security of an actor's routes (a bearer key or a nonce of the actor), and of the
-#: routes that manage nonces (a key only).
-ACTOR_ROUTES: list[dict[str, list[str]]] = [{"bearer": []}, {"nonce": []}]
-KEYS_ONLY: list[dict[str, list[str]]] = [{"bearer": []}]
+#: Security of an actor's routes (a bearer key — or the same key in X-Tapis-Token —
+#: or a nonce of the actor), and of the routes that manage nonces (a key only).
+ACTOR_ROUTES: list[dict[str, list[str]]] = [{"bearer": []}, {"tapis": []}, {"nonce": []}]
+KEYS_ONLY: list[dict[str, list[str]]] = [{"bearer": []}, {"tapis": []}]
+#: Abaco v2's prefix, and Tapis v3's (the same routes: pipelinejobs.gateway.abaco_api).
+V2, V3 = "/actors/v2", "/v3/actors"
 #: A nonce id as the API shows it (12 hex characters, up to the whole 64) or the
 #: secret itself (``PJ_`` and 24 URL-safe characters).
 NONCE_ID = "^(" + ID_FORM.pattern + ")$"
@@ -39,11 +41,87 @@ REASONS = {
     "503": "the store or the broker cannot be reached, or is too contended: nothing was "
     "written, and the same request may be sent again (after Retry-After seconds)",
 }
+#: A lineage graph (pipelinejobs.domain.lineage): edges go from the record holding the
+#: field to what it names.
+_STRING = {"type": "string"}
+LINEAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["root", "direction", "depth", "nodes", "edges", "truncated", "reasons", "limits"],
+    "properties": {
+        "root": {
+            "type": "object",
+            "required": ["id", "kind"],
+            "properties": {"id": _STRING, "kind": {"type": "string", "enum": ["job", "file"]}},
+        },
+        "direction": {"type": "string", "enum": ["up", "down", "both"]},
+        "depth": {"type": "integer", "minimum": 1},
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "kind", "depth"],
+                "properties": {
+                    "id": _STRING,
+                    "kind": {
+                        "type": "string",
+                        "enum": ["pipeline", "job", "file", "linkage", "reference"],
+                    },
+                    "depth": {"type": "integer", "minimum": 0},
+                    "direction": {"type": "string", "enum": ["up", "down"]},
+                    "more": {
+                        "type": "boolean",
+                        "description": "it has neighbours a bound left out",
+                    },
+                    "missing": {
+                        "type": "boolean",
+                        "description": "named by a record, but not stored here",
+                    },
+                },
+            },
+        },
+        "edges": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["from", "to", "type"],
+                "properties": {
+                    "from": _STRING,
+                    "to": _STRING,
+                    "type": {
+                        "type": "string",
+                        "enum": ["generated_by", "child_of", "derived_from", "acted_on"],
+                    },
+                },
+            },
+        },
+        "truncated": {"type": "boolean"},
+        "reasons": {"type": "array", "items": _STRING},
+        "limits": {
+            "type": "object",
+            "properties": {"max_depth": {"type": "integer"}, "max_nodes": {"type": "integer"}},
+        },
+    },
+}
 #: The header of a 503: when the same request may be sent again.
 RETRY_AFTER = {
     "description": "seconds to wait before sending the same request again",
     "schema": {"type": "integer", "minimum": 0},
 }
+
+
+def v3_paths(paths: dict[str, Any]) -> dict[str, Any]:
+    """Tapis v3's copy of every ``/actors/v2`` path (the same routes at ``/v3/actors``):
+    each operation the same but for its id (``v3_`` first) and its summary."""
+    out: dict[str, Any] = {}
+    for path, operations in paths.items():
+        if path != V2 and not path.startswith(V2 + "/"):
+            continue
+        copied = copy.deepcopy(operations)
+        for operation in copied.values():
+            operation["operationId"] = "v3_" + operation["operationId"]
+            operation["summary"] += " (Tapis v3)"
+        out[V3 + path[len(V2) :]] = copied
+    return out
 
 
 def _schema(node: Any) -> Any:
@@ -156,8 +234,9 @@ class Operations:
                 {
                     **oas.ref("JsonObject"),
                     "title": "event data",
-                    "description": "with uuid and name (or status) as URL "
-                    "parameters: any JSON object, attached to the event as its data",
+                    "description": "with uuid and name (or event) as URL parameters: "
+                    "any JSON object, attached to the event as its data (with status and "
+                    "no name, an agave_job_callback)",
                 }
             )
             required = False
@@ -167,7 +246,8 @@ class Operations:
                 title="index request with URL parameters",
                 required=[],
                 description="the fields the URL parameters do not give "
-                "(filters only in the body); uuid is then required in the URL",
+                "(filters only in the body: as a URL parameter it is refused); uuid is "
+                "then required in the URL",
             )
             forms.append(url_form)
             required = False
@@ -200,7 +280,13 @@ class Operations:
             f"Send a message to the {alias} ({actor.description})",
             responses,
             security=ACTOR_ROUTES,
-            body=_body({"anyOf": forms}, required, f"one of the messages the {alias} accepts"),
+            body=_body(
+                {"anyOf": forms},
+                required,
+                f"one of the messages the {alias} accepts; Abaco's clients' wrapping of it, "
+                'exactly {"message": <it>} (a string: its JSON text), or the form field '
+                "message=<its JSON text>, is read as the message itself",
+            ),
             actor=alias,
         )
         op["parameters"].append(idempotency)
@@ -282,6 +368,98 @@ class Operations:
         }
         return paths
 
+    def abaco_paths(self) -> dict[str, Any]:
+        """Abaco v2's discovery and results (:mod:`pipelinejobs.gateway.abaco_api`)."""
+        execution = _path("execution_id", "an execution id", ABACO_ID)
+        alias = _path(
+            "alias", "an actor's alias", {"type": "string", "enum": list(self.runtime.actors)}
+        )
+        errors = "400 401 403 404 503"
+
+        def listed(name: str) -> dict[str, Any]:
+            return _ok({"type": "array", "items": oas.ref(name)})
+
+        results = {
+            "description": "the result of a COMPLETE execution as Abaco serves one: its "
+            "bytes alone (here its JSON), not enveloped; empty before it is COMPLETE",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+        return {
+            V2: {
+                "get": self.op(
+                    "abaco.list_actors",
+                    "The actors: id, alias, description, status, the schemas they accept",
+                    _responses(listed("Actor"), "400 401 403 503"),
+                    security=KEYS_ONLY,
+                )
+            },
+            f"{V2}/aliases": {
+                "get": self.op(
+                    "abaco.list_aliases",
+                    "The actors' aliases and their ids",
+                    _responses(listed("Alias"), "400 401 403 503"),
+                    security=KEYS_ONLY,
+                )
+            },
+            f"{V2}/aliases/{{alias}}": {
+                "get": self.op(
+                    "abaco.get_alias",
+                    "One alias and its actor's id",
+                    _responses(_ok("Alias"), errors),
+                    path=(alias,),
+                    security=KEYS_ONLY,
+                )
+            },
+            f"{V2}/{{actor}}": {
+                "get": self.op(
+                    "abaco.get_actor",
+                    "One actor (by alias or id)",
+                    _responses(_ok("Actor"), errors),
+                    path=(self.actor,),
+                    security=ACTOR_ROUTES,
+                )
+            },
+            f"{V2}/{{actor}}/workers": {
+                "get": self.op(
+                    "abaco.list_workers",
+                    "The worker processes consuming an actor's queue, from their heartbeats",
+                    _responses(listed("Worker"), errors),
+                    path=(self.actor,),
+                    security=ACTOR_ROUTES,
+                )
+            },
+            f"{V2}/{{actor}}/executions/{{execution_id}}/results": {
+                "get": self.op(
+                    "abaco.get_results",
+                    "An execution's result, as Abaco serves one",
+                    _responses(results, errors),
+                    path=(self.actor, execution),
+                    security=ACTOR_ROUTES,
+                )
+            },
+        }
+
+    def tapis_paths(self) -> dict[str, Any]:
+        """What tapipy reads of Tapis v3's tenants API, given only a base URL."""
+        return {
+            "/v3/tenants": {
+                "get": self.op(
+                    "abaco.list_tenants",
+                    "This gateway as Tapis v3's one tenant (what tapipy reads at start)",
+                    _responses(_ok({"type": "array", "items": oas.ref("Tenant")}), "503"),
+                    security=[],
+                )
+            },
+            "/v3/sites": {
+                "get": self.op(
+                    "abaco.list_sites",
+                    "This gateway as Tapis v3's one site (what tapipy reads at start)",
+                    _responses(_ok({"type": "array", "items": oas.ref("Site")}), "503"),
+                    security=[],
+                )
+            },
+        }
+
     # -- read API ----------------------------------------------------------------------
 
     def read_paths(self) -> dict[str, Any]:
@@ -356,6 +534,24 @@ class Operations:
                     path=(uuid("pipelinejob"),),
                 )
             },
+            "/jobs/{uuid}/lineage": {
+                "get": self.op(
+                    "lineage.job_lineage",
+                    "What a job came from (up) and what was made from it (down), as a "
+                    "bounded graph of pipelines, jobs, files and linkage ids",
+                    _responses(_ok(LINEAGE), errors),
+                    path=(uuid("pipelinejob"),),
+                )
+            },
+            "/files/{uuid}/lineage": {
+                "get": self.op(
+                    "lineage.file_lineage",
+                    "What a file came from (up) and what was made from it (down), as a "
+                    "bounded graph of pipelines, jobs, files and linkage ids",
+                    _responses(_ok(LINEAGE), errors),
+                    path=(uuid("file"),),
+                )
+            },
             "/files": {
                 "get": self.op(
                     "files.list_files",
@@ -377,6 +573,20 @@ class Operations:
                     "Store and broker reachable",
                     _responses(_ok("Health"), "503"),
                     security=[],
+                )
+            },
+            "/metrics": {
+                "get": self.op(
+                    "metrics.metrics_page",
+                    "Prometheus metrics (text exposition format; README: Metrics)",
+                    _responses(
+                        {
+                            "description": "the metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401" if self.runtime.config.metrics.require_key else "",
+                    ),
+                    security=None if self.runtime.config.metrics.require_key else [],
                 )
             },
             "/openapi.json": {

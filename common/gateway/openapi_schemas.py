@@ -178,6 +178,10 @@ def results() -> dict[str, dict[str, Any]]:
         createTime=DATE,
         startTime=MAYBE_DATE,
         finishTime=MAYBE_DATE,
+        executor={"type": ["string", "null"], "description": "who sent it (Abaco's name)"},
+        messageReceivedTime=DATE,
+        workerId={"type": ["string", "null"], "description": "the worker that ran it"},
+        _links=LINKS,
     )
     synchronous = copy.deepcopy(execution)
     synchronous["properties"].update(
@@ -205,18 +209,27 @@ def results() -> dict[str, dict[str, Any]]:
                     id=STRING,
                     status=execution["properties"]["status"],
                     createTime=DATE,
+                    messageReceivedTime=DATE,
+                    startTime=MAYBE_DATE,
                     finishTime=MAYBE_DATE,
                 ),
             },
             next=NEXT,
+            totalExecutions={
+                "type": "integer",
+                "minimum": 0,
+                "description": "the actor's executions (in the status asked for) in all",
+            },
+            _links=LINKS,
         ),
         "ExecutionLogs": _object(["logs", "_links"], logs=STRING, _links=LINKS),
         "Nonce": _object(
             ["id", "actorId", "level", "maxUses", "remainingUses", "owner", "createTime"],
             id={
                 "type": "string",
-                "description": "the id's first 12 characters, or at "
-                "creation the whole id (shown only then)",
+                "description": "the id, usable as x-nonce, for its owner (as Abaco lists "
+                "it); for anyone else (an admin), or a nonce made with a random id, its "
+                "hash's first 12 characters",
             },
             actorId=STRING,
             level={"type": "string", "enum": ["READ", "EXECUTE", "UPDATE"]},
@@ -226,7 +239,9 @@ def results() -> dict[str, dict[str, Any]]:
             owner=STRING,
             createTime=DATE,
             expires=MAYBE_DATE,
+            _links=LINKS,
         ),
+        **abaco_results(),
         "Pipeline": public("pipeline"),
         "Job": public("pipelinejob_record"),
         "JobSummary": public("pipelinejob", drop=("token_rotation", "version", "last_entry")),
@@ -260,6 +275,63 @@ def results() -> dict[str, dict[str, Any]]:
             ["files", "next"], files={"type": "array", "items": ref("File")}, next=NEXT
         ),
         "Health": {"type": "object", "additionalProperties": STRING},
+    }
+
+
+def abaco_results() -> dict[str, dict[str, Any]]:
+    """The results of Abaco v2's discovery routes and Tapis v3's tenancy
+    (:mod:`pipelinejobs.gateway.abaco_api`)."""
+    return {
+        "Actor": _object(
+            ["id", "alias", "description", "status", "accepts", "_links"],
+            id=STRING,
+            alias=STRING,
+            name=STRING,
+            description=STRING,
+            owner=STRING,
+            status={"type": "string", "enum": ["READY", "SUBMITTED"]},
+            statusMessage=STRING,
+            queue=STRING,
+            stateless={"type": "boolean"},
+            workers={"type": "integer", "minimum": 0},
+            accepts={
+                "type": "array",
+                "items": _object(["name", "$id"], name=STRING, **{"$id": STRING}),
+            },
+            _links=LINKS,
+        ),
+        "Alias": _object(
+            ["alias", "actorId", "_links"], alias=STRING, actorId=STRING, owner=STRING, _links=LINKS
+        ),
+        "Worker": _object(
+            ["id", "status", "lastHealthCheckTime"],
+            id=STRING,
+            status={"type": "string", "enum": ["READY"]},
+            hostId=STRING,
+            pid={"type": "integer"},
+            kind=STRING,
+            node=STRING,
+            actors={"type": "array", "items": STRING},
+            concurrency={"type": "integer"},
+            pool=STRING,
+            createTime=DATE,
+            lastHealthCheckTime=DATE,
+        ),
+        "Tenant": _object(
+            ["tenant_id", "site_id", "base_url"],
+            tenant_id=STRING,
+            site_id=STRING,
+            base_url=STRING,
+            description=STRING,
+            status=STRING,
+        ),
+        "Site": _object(
+            ["site_id", "base_url"],
+            site_id=STRING,
+            base_url=STRING,
+            primary={"type": "boolean"},
+            services={"type": "array", "items": STRING},
+        ),
     }
 
 

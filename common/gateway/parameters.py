@@ -29,9 +29,10 @@ from jsonschema.exceptions import best_match
 
 from pipelinejobs.access.boundary import MAX_PARAM, check_params
 from pipelinejobs.access.nonces import PREFIX as NONCE_PREFIX
-from pipelinejobs.domain import validation
+from pipelinejobs.domain import lineage, validation
 from pipelinejobs.domain.job_log import PAGE as HISTORY_PAGE
 from pipelinejobs.errors import InvalidCredential, PipelineJobsError, ValidationError
+from pipelinejobs.gateway.abaco import MAX_OFFSET as MAX_SKIP
 from pipelinejobs.runtime.executions import ALPHABET, COMPLETE, ERROR, ID_LENGTH, RUNNING, SUBMITTED
 
 #: A plain-text parameter value: anything printable enough for a URL, never NUL.
@@ -108,6 +109,14 @@ SYNC = (
     Param("_abaco_synchronous", BOOLEAN, "wait for the execution and answer with it"),
     Param("sync", BOOLEAN, "the same as _abaco_synchronous"),
 )
+#: agavepy's ``sendMessage(environment={...})`` sends each key as a URL parameter of
+#: its own and, besides, ``environment=<key>`` once per key: taken, and ignored.
+ENVIRONMENT = Param(
+    "environment",
+    {"type": "array", "items": TEXT},
+    "ignored: agavepy repeats here the names of the parameters its environment= sends",
+    multi=True,
+)
 
 #: The URL parameters each actor's ``parse`` reads from a message's URL (Abaco passes
 #: the others through to the actor, so they are not refused).
@@ -120,8 +129,9 @@ ACTOR_PARAMS: dict[str, tuple[Param, ...]] = {
         Param(
             "status",
             TEXT,
-            "an Agave job status (with uuid): RUNNING, FINISHED, FAILED... (the body is "
-            "an Agave job callback or any JSON object, attached to the event as data)",
+            "an Agave job status (with uuid): RUNNING, FINISHED, FAILED... (without event "
+            "or name the body, if any, must be an Agave job callback, agave_job_callback; "
+            "it is attached to the event as data, status taken from here when it has none)",
         ),
     ),
     "jobs-indexer": (
@@ -143,12 +153,37 @@ ACTOR_PARAMS: dict[str, tuple[Param, ...]] = {
 }
 
 
+def _offset(what: str) -> Param:
+    """Abaco's ``offset`` (pipelinejobs.gateway.abaco: read past, so bounded)."""
+    return Param(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+        f"{what} to skip first, from the cursor when one is given (Abaco's paging; at "
+        f"most {MAX_SKIP:,}: beyond, follow each page's next)",
+    )
+
+
+#: The lineage routes' parameters (pipelinejobs.domain.lineage).
+LINEAGE = (
+    Param(
+        "direction",
+        {"type": "string", "enum": list(lineage.DIRECTIONS)},
+        "up (what it came from), down (what was made from it) or both (the default)",
+    ),
+    Param(
+        "depth",
+        {"type": "integer", "minimum": 1, "maximum": lineage.MAX_DEPTH},
+        f"edges from the start, at most {lineage.MAX_DEPTH} (default {lineage.DEFAULT_DEPTH})",
+    ),
+)
+
+
 @cache  # settings are frozen: one table per deployment and actor
 def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
     page = _page(settings)
     level = Param("level", ref("processing_level"), "only files of this processing level")
     return {
-        "actors.post_message": (X_NONCE, *SYNC, *ACTOR_PARAMS.get(actor or "", ())),
+        "actors.post_message": (X_NONCE, *SYNC, ENVIRONMENT, *ACTOR_PARAMS.get(actor or "", ())),
         "actors.list_executions": (
             Param(
                 "status",
@@ -156,6 +191,7 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
                 "only executions in this status",
             ),
             *page,
+            _offset("executions"),
             X_NONCE,
         ),
         "actors.get_execution": (X_NONCE,),
@@ -164,6 +200,15 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
         "actors.list_nonces": (),
         "actors.get_nonce": (),
         "actors.delete_nonce": (),
+        # Abaco v2 discovery and results, Tapis v3 tenancy (pipelinejobs.gateway.abaco_api).
+        "abaco.list_actors": (page[0], _offset("actors")),
+        "abaco.get_actor": (X_NONCE,),
+        "abaco.list_aliases": (page[0], _offset("aliases")),
+        "abaco.get_alias": (),
+        "abaco.list_workers": (X_NONCE,),
+        "abaco.get_results": (X_NONCE,),
+        "abaco.list_tenants": (),
+        "abaco.list_sites": (),
         "read.list_pipelines": (
             Param(
                 "status",
@@ -232,8 +277,11 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             *page,
         ),
         "files.get_file": (),
+        "lineage.job_lineage": LINEAGE,
+        "lineage.file_lineage": LINEAGE,
         "healthz": (),
         "openapi": (),
+        "metrics.metrics_page": (),
     }
 
 

@@ -164,11 +164,13 @@ def job_history(uuid: str) -> Any:
     """A page of a job's history: the entries after the ``after``-th (0, the default:
     from the first), at most ``limit`` (default and most 1,000), oldest first. ``next``
     is the ``after`` of the following page, null at the end; a client following a job
-    asks again from its last ``after`` + the entries it got."""
+    asks again from its last ``after`` + the entries it got. Each entry also says the
+    state its event was applied to (``previous_state``) and who sent it (``sender``),
+    when known: what a follower needs to show the state it led to, and by whom."""
     require_type(uuid, "pipelinejob")
     after = int(request.args.get("after", "0"))  # checked by parameters.py
     limit = int(request.args.get("limit", str(PAGE)))
-    page = _jobs().history(uuid, after, limit)
+    page = _jobs().history(uuid, after, limit, detailed=True)
     return envelope({"uuid": uuid, "history": page.entries, "next": page.next, "count": page.count})
 
 

@@ -63,7 +63,17 @@ class JsonErrorChannel(HTTPChannel):
 
 def serve_waitress(app: Any, *, host: str, port: int, threads: int, quiet: bool) -> None:
     """``waitress.serve``, with errors waitress answers itself written as JSON."""
-    server = create_server(app, host=host, port=port, threads=threads, ident="pipelinejobs")
+    # X-Forwarded-* are left for the app, which believes them only from the addresses
+    # gateway.trusted_proxies lists (pipelinejobs.gateway.public_url): waitress would
+    # otherwise drop them all, trusting no proxy, and links behind a TLS front say http.
+    server = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="pipelinejobs",
+        clear_untrusted_proxy_headers=False,
+    )
     # The server makes a channel per connection from this attribute.
     server.channel_class = JsonErrorChannel
     if not quiet:

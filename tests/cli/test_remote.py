@@ -57,9 +57,7 @@ def flaky() -> Iterator[Flaky]:
 
 
 def client(server: Flaky) -> Client:
-    found = Client(f"http://127.0.0.1:{server.server_address[1]}", "k", backoff=0.01)
-    found.quiet = True
-    return found
+    return Client(f"http://127.0.0.1:{server.server_address[1]}", "k", backoff=0.01)
 
 
 def test_a_message_is_retried_with_the_same_idempotency_key(flaky: Flaky) -> None:
@@ -95,3 +93,19 @@ def test_retries_end(flaky: Flaky) -> None:
     with pytest.raises(ClientError, match="503"):
         http.request("GET", "/jobs")
     assert len(flaky.seen) == 3
+
+
+def test_the_client_prints_nothing_and_its_trace_masks_secrets(
+    flaky: Flaky, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines: list[str] = []
+    http = client(flaky)
+    http.trace = lines.append
+    assert http.request("GET", "/actors/v2/jobs-manager/nonces/PJ_secret", {"token": "t0k3n"}) == {
+        "id": 1
+    }
+    assert capsys.readouterr() == ("", "")
+    assert lines[0].endswith("/actors/v2/jobs-manager/nonces/********?token=********")
+    assert [line.split()[1] for line in lines if line.startswith("<")] == ["503", "503", "200"]
+    assert sum("retrying" in line for line in lines) == 2
+    assert not any("PJ_secret" in line or "t0k3n" in line or "k" == line for line in lines)

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from pipelinejobs.access.keys import digest
 from pipelinejobs.adapters.bus.stub import StubBus
 from pipelinejobs.adapters.store.base import Document, Store
 from pipelinejobs.adapters.store.memory import MemoryStore
@@ -88,7 +87,7 @@ class Ctx:
 
     def uses_left(self, nonce: str) -> int:
         listed = result_of(self.client.get("/actors/v2/jobs-manager/nonces", headers=self.admin))
-        return int(next(n["remainingUses"] for n in listed if n["id"] == digest(nonce)[:12]))
+        return int(next(n["remainingUses"] for n in listed if n["id"] == nonce))
 
     def event(self, job: Document) -> dict[str, Any]:
         return {"uuid": job["uuid"], "name": "update", "token": token_of(self.runtime, job)}

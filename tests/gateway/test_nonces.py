@@ -50,8 +50,8 @@ def post_with_nonce(
 # -- managing nonces --------------------------------------------------------------------------
 
 
-def test_create_defaults_and_the_id_is_shown_once(
-    client: FlaskClient, admin: dict[str, str], admin_key: str
+def test_create_defaults_and_the_owner_lists_the_id_again(
+    client: FlaskClient, admin: dict[str, str], admin_key: str, gateway: Gateway
 ) -> None:
     created = create_nonce(client, admin)
 
@@ -61,10 +61,16 @@ def test_create_defaults_and_the_id_is_shown_once(
     assert created["actorId"] == "jobs-manager"
     assert created["expires"] is None
     assert created["owner"] == digest(admin_key)[:12]
+    # As Abaco lists them: the id its owner can use (derived again, never stored).
     listed = client.get(NONCES.format("jobs-manager"), headers=admin)
+    assert result_of(listed)[0]["id"] == created["id"]
+    assert digest(created["id"]) not in listed.get_data(as_text=True)
+    assert created["id"] not in json.dumps(gateway.store.find("nonces").items)
+    # Anyone else who may list it (another admin) sees only the name it goes by.
+    other = bearer(gateway.keys.create("admin")[0])
+    listed = client.get(NONCES.format("jobs-manager"), headers=other)
     assert result_of(listed)[0]["id"] == digest(created["id"])[:12]
     assert created["id"] not in listed.get_data(as_text=True)
-    assert digest(created["id"]) not in listed.get_data(as_text=True)
 
 
 def test_create_with_every_field(clocked: tuple[Runtime, Flask, FakeClock]) -> None:
@@ -167,7 +173,7 @@ def test_get_one_and_delete_one(
     url = f"{NONCES.format('jobs-manager')}/{short}"
 
     one = result_of(client.get(url, headers=admin))
-    assert one["id"] == short and one["remainingUses"] == 2
+    assert one["id"] == secret and one["remainingUses"] == 2  # its owner's: the usable id
     assert result_of(client.get(f"{NONCES.format('jobs-manager')}/{secret}", headers=admin))
 
     assert result_of(client.delete(url, headers=admin)) is None
@@ -197,9 +203,9 @@ def test_users_see_and_delete_only_their_own_nonces(
         items = result_of(client.get(NONCES.format("jobs-manager"), headers=headers))
         return {n["id"] for n in items}
 
-    assert listed(user) == {digest(mine)[:12]}
-    assert listed(other_user) == {digest(theirs)[:12]}
-    assert listed(admin) == {digest(mine)[:12], digest(theirs)[:12]}
+    assert listed(user) == {mine}  # each owner sees the id it can use
+    assert listed(other_user) == {theirs}
+    assert listed(admin) == {digest(mine)[:12], digest(theirs)[:12]}  # others' by name
     theirs_url = f"{NONCES.format('jobs-manager')}/{digest(theirs)[:12]}"
     error_of(client.get(theirs_url, headers=user), 404)
     error_of(client.delete(theirs_url, headers=user), 404)

@@ -72,13 +72,16 @@ def test_openapi_is_version_3_with_info_and_security(runtime: Runtime, client: F
     assert re.fullmatch(r"3\.\d+\.\d+", data["openapi"])
     assert data["info"]["title"] and data["info"]["version"]
     assert runtime.actor_id("jobs-manager") in data["info"]["description"]
-    assert set(data["components"]["securitySchemes"]) == {"bearer", "nonce"}
+    assert set(data["components"]["securitySchemes"]) == {"bearer", "tapis", "nonce"}
+    assert data["components"]["securitySchemes"]["tapis"]["name"] == "X-Tapis-Token"
 
 
 def app_routes(app: Flask) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The console's pages (/ui/..., and / leading there) are HTML for people, not
+        # the API: they are not in the OpenAPI document.
+        if rule.endpoint == "static" or rule.endpoint.startswith("console"):
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():
@@ -89,11 +92,13 @@ def app_routes(app: Flask) -> set[tuple[str, str]]:
 
 def documented_routes(data: dict[str, Any], runtime: Runtime) -> set[tuple[str, str]]:
     """(route template, method) of every operation, a per-actor path
-    (``/actors/v2/jobs-manager/messages``) read as the route it is an instance of."""
+    (``/actors/v2/jobs-manager/messages``, ``/v3/actors/jobs-manager/messages``) read
+    as the route it is an instance of."""
     routes = set()
     for path, operations in data["paths"].items():
         for alias in runtime.actors:
-            path = path.replace(f"/actors/v2/{alias}/", "/actors/v2/{actor}/")
+            for prefix in ("/actors/v2", "/v3/actors"):
+                path = path.replace(f"{prefix}/{alias}/", prefix + "/{actor}/")
         routes |= {(path, method) for method in operations}
     return routes
 
@@ -110,11 +115,27 @@ def test_openapi_paths_are_exactly_the_apps_routes(
     # route is documented once, with {actor} (an alias or an id).
     for alias in runtime.actors:
         assert "post" in data["paths"][f"/actors/v2/{alias}/messages"]
+        assert "post" in data["paths"][f"/v3/actors/{alias}/messages"]
     assert "/actors/v2/{actor}/messages" not in data["paths"]
     for path in data["paths"]:
         assert not any(f"/actors/v2/{a}/" in path for a in runtime.actors) or path.endswith(
             "/messages"
         )
+
+
+def test_tapis_v3_documents_every_abaco_v2_route_again(client: FlaskClient) -> None:
+    paths = spec(client)["paths"]
+    v2 = {p for p in paths if p == "/actors/v2" or p.startswith("/actors/v2/")}
+    v3 = {p for p in paths if p == "/v3/actors" or p.startswith("/v3/actors/")}
+
+    assert {"/v3/actors" + p.removeprefix("/actors/v2") for p in v2} == v3
+    for path in v2:
+        twin = paths["/v3/actors" + path.removeprefix("/actors/v2")]
+        assert set(twin) == set(paths[path])
+        for method, operation in paths[path].items():
+            assert twin[method]["operationId"] == "v3_" + operation["operationId"]
+            assert twin[method]["parameters"] == operation["parameters"]
+    assert paths["/v3/tenants"]["get"]["security"] == []
 
 
 def test_every_operation_declares_its_path_parameters_and_responses(client: FlaskClient) -> None:
@@ -175,7 +196,9 @@ def test_schemathesis_reads_every_operation(client: FlaskClient) -> None:
     operations = list(loaded.get_all_operations())
 
     assert all(op.ok() for op in operations)
-    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == 22
+    # 25 of Abaco v2 and the read API, 6 of Abaco v2 discovery and results, each of
+    # the 17 actor operations again under Tapis v3's /v3/actors, and its tenants and sites.
+    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == 25 + 6 + 17 + 2
 
 
 def test_each_actors_messages_are_the_schemas_it_accepts(
@@ -228,7 +251,7 @@ def test_the_documents_parameters_are_the_ones_the_gateway_enforces(
 
     for path, operations in spec(client)["paths"].items():
         for operation in operations.values():
-            endpoint = operation["operationId"]
+            endpoint = operation["operationId"].removeprefix("v3_")
             actor = next((a for a in runtime.actors if f"/{a}/" in path), None)
             name = endpoint.removesuffix(f"_{actor}") if actor else endpoint
             declared = route_params(name.replace("_", ".", 1), runtime.config.gateway, actor)

@@ -109,7 +109,7 @@ def test_a_poisoned_nonce(world, how):
     stored, shown = digest(secret), digest(secret)[:12]
     poison(rt, "nonces", stored, how)
     corrupt_answer(client.get(f"{url}/{shown}", headers=admin), "nonces", stored)
-    assert [n["id"] for n in result_of(client.get(url, headers=admin))] == [digest(other)[:12]]
+    assert [n["id"] for n in result_of(client.get(url, headers=admin))] == [other]
     used = client.get(f"/actors/v2/{MANAGER}/executions", query_string={"x-nonce": secret})
     assert "moved to the quarantine" in error_of(used, 401)["message"]
     quarantined_answer(client.get(f"{url}/{shown}", headers=admin))

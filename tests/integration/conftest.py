@@ -128,8 +128,10 @@ class Workers:
         concurrency: int = 2,
         pool: str = "prefork",
         module: str = "pipelinejobs.cli",
+        extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        """``module``: what runs ``worker`` (a test's own wrapper of the CLI)."""
+        """``module``: what runs ``worker`` (a test's own wrapper of the CLI);
+        ``extra``: more of its flags."""
         log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -145,6 +147,7 @@ class Workers:
                 pool,
                 "--loglevel",
                 "INFO",
+                *extra,
             ],
             env=env,
             stdout=log,

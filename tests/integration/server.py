@@ -37,11 +37,17 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, port: int, timeout: float = 30.0, admin_key: str | None = None
+    data_dir: Path,
+    port: int,
+    timeout: float = 30.0,
+    admin_key: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Server:
     """Serve ``data_dir`` on ``port``. A new data dir prints its admin key; a restart
-    on an existing one does not, so pass the key it printed then."""
+    on an existing one does not, so pass the key it printed then. ``settings``: extra
+    ``PIPELINEJOBS_*`` environment variables for the server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
+    env.update(settings or {})
     env["PYTHONPATH"] = str(ROOT)
     # The tests run as root and these servers run local jobs: say that root may run them
     # (the embedded mode's default too, but a test should not lean on it).

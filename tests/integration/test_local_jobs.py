@@ -167,14 +167,40 @@ def test_a_callback_job_gets_its_agave_notification(server: Server) -> None:
     url = launched["callback_url"]
     assert url.endswith("&status=${JOB_STATUS}") and "x-nonce=PJ_" in url
     assert launched["notifications"] == [{"url": url, "event": "*", "persistent": True}]
-    # Post as Agave would (macro filled in), with no key: the nonce and token suffice.
+    # Post as Agave would (macro filled in, its job as the body), with no key: the nonce
+    # and token suffice.
+    agave = {
+        "appId": APP,
+        "owner": "tacobot",
+        "executionSystem": "hpc-tacc-stampede2",
+        "archivePath": result["archive_path"],
+        "archiveSystem": "data-sd2e-community",
+        "inputs": {},
+        "parameters": {},
+        "_links": {},
+    }
     for status in ("QUEUED", "RUNNING", "FINISHED"):
         answer = requests.post(
-            url.replace("${JOB_STATUS}", status) + "&sync=true", json={"status": status}, timeout=30
+            url.replace("${JOB_STATUS}", status) + "&sync=true",
+            json={**agave, "status": status},
+            timeout=30,
         )
         assert answer.status_code == 200, answer.text
-    job = job_when(server, result["uuid"], lambda j: j["state"] == "FINISHED", "FINISHED")
-    assert [h["name"] for h in job["history"]] == ["create", "run", "resource", "run", "finish"]
+    # Something else as a status callback's body is refused, naming the field.
+    answer = requests.post(
+        url.replace("${JOB_STATUS}", "FINISHED"), json={"status": "FINISHED"}, timeout=30
+    )
+    assert answer.status_code == 400 and answer.json()["result"]["path"] == "appId", answer.text
+    job = job_when(server, result["uuid"], lambda j: j["last_event"] == "indexed", "indexed")
+    assert [h["name"] for h in job["history"]] == [
+        "create",
+        "run",
+        "resource",
+        "run",
+        "finish",
+        "index",
+        "indexed",
+    ]
 
 
 def test_archive_path_escapes_are_refused_with_400(server: Server, tmp_path: Path) -> None:
@@ -257,9 +283,12 @@ def test_a_job_still_reports_its_end_after_serve_is_killed_mid_run(tmp_path: Pat
     second = start_server(data, port, admin_key=first.admin_key)
     try:
         go.touch()
-        job = job_when(second, uuid, lambda j: j["state"] == "FINISHED", "the job to finish")
-        assert [h["name"] for h in job["history"]] == ["create", "run", "run", "finish"]
-        assert job["history"][-1]["data"]["exitCode"] == 0
+        # Finished, then indexed automatically (every file, level "1").
+        job = job_when(second, uuid, lambda j: j["last_event"] == "indexed", "the job to finish")
+        names = [h["name"] for h in job["history"]]
+        assert names == ["create", "run", "run", "finish", "index", "indexed"]
+        assert job["state"] == "FINISHED"
+        assert job["history"][3]["data"]["exitCode"] == 0
         log = requests.get(f"{second.url}/jobs/{uuid}/log", headers=auth, timeout=10).text
         assert "finished after the restart" in log
     finally:
