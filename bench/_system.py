@@ -27,6 +27,8 @@ APP = "bench-events-app"
 LAUNCH = {
     "parameters": {"sample_id": "sample.bench.events"},
     "job_definition": {"appId": APP, "launcher": "callback"},
+    # Events are what is measured: no automatic indexing after each finish (issue 13).
+    "index": False,
 }
 
 

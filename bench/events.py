@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
@@ -164,6 +166,30 @@ def run_phases(
     return out
 
 
+def check_metrics(url: str, args: argparse.Namespace, phases: int) -> dict[str, Any]:
+    """``/metrics`` after the run: the events applied by name next to those sent (the
+    issue's check: counted across every gateway and worker process). Read until they
+    agree or 10 s pass: a counter moves just after its event became visible."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sent = {"update": args.jobs * phases * args.updates, "finish": args.jobs * phases}
+    applied: dict[str, float] = {}
+    deadline = time.monotonic() + 10
+    while True:
+        text = requests.get(f"{url}/metrics", timeout=30).text
+        applied = {
+            s.labels["event"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "pipelinejobs_events_applied_total"
+        }
+        if all(applied.get(e) == n for e, n in sent.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    ok = all(applied.get(e) == n for e, n in sent.items())
+    return {"sent": sent, "applied": {e: applied.get(e, 0) for e in sent}, "equal": ok}
+
+
 def bench_echo(
     args: argparse.Namespace, procs: Procs, tmp: Path, bodies: list[dict], dl: Deadline
 ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -253,6 +279,12 @@ def report(results: dict[str, Any], steps: int) -> None:
             cpu = r[key]["cpu_ms"]
             print(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in cpu.items() if k != "total"))
     print("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
+    m = r["metrics"]
+    print(
+        "/metrics events applied / sent: "
+        + ", ".join(f"{e} {int(m['applied'][e])}/{n}" for e, n in m["sent"].items())
+        + (" (equal)" if m["equal"] else " (NOT EQUAL)")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             url, auth = start_system(args, procs, tmp, dl)
             phases = run_phases(args, procs, url, auth, dl)
+            metrics = check_metrics(url, args, 3 if args.mode == "redis" else 2)
             rss.update(procs.peak_rss())
             procs.stop_all()
             echo, echo_rss = bench_echo(args, procs, tmp, phases["bodies"], dl)
@@ -309,13 +342,15 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_events_to_celery": round(phases["max"]["per_second"] / celery["per_second"], 3),
         "ratio_accept_to_echo": round(phases["accept"]["per_second"] / echo["per_second"], 3),
         "peak_rss_mib": rss,
+        "metrics": metrics,
     }
     if "drain" in phases:
         results["workers_drain"] = phases["drain"]
     report(results, steps)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+    failed = sum(results[k]["failed"] for k in ("events_max", "events_paced"))
+    return 0 if metrics["equal"] or failed else 1
 
 
 if __name__ == "__main__":

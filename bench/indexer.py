@@ -5,7 +5,8 @@ storage root, makes a FINISHED job whose archive path is that tree, and indexes 
 through the production path: ``Runtime.submit`` of an ``index`` message to the
 jobs-indexer, delivered on the stub bus (parse, job to INDEXING, streamed walk,
 RE2 filters, batched upserts into the SQLite store with their ``created`` lookups,
-progress per batch, vanished-file pass, ``indexed`` back to the jobs-manager).
+progress at most once a second with the counting listing beside the walk, vanished-file
+pass, ``indexed`` back to the jobs-manager).
 Three runs: the first index, a re-index of the unchanged tree (every record
 replaced), and a re-index with ``fixity`` (SHA-256 of every file).
 

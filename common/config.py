@@ -17,7 +17,9 @@ a typo in a config file should stop start-up, not be silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +33,14 @@ ENV_PREFIX = "PIPELINEJOBS_"
 #: Every launcher backend (common/launchers), and those production allows by default.
 LAUNCHER_BACKENDS = ("inline", "local", "docker", "callback")
 PRODUCTION_BACKENDS = ("inline", "docker", "callback")
+#: What logging.format and logging.level may be (the level in any case).
+LOG_FORMATS = ("human", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: The words a boolean setting or flag may be written as; anything else is refused.
 #: The longest back-off between two attempts of a delivery (s).
 MAX_RETRY_DELAY = 300.0
+#: What ``gateway.public_url`` may be: http(s), a host, an optional path, no query.
+PUBLIC_URL = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?", re.ASCII)
 BOOLEAN_WORDS: dict[str, bool] = {
     **dict.fromkeys(("1", "true", "yes", "on"), True),
     **dict.fromkeys(("0", "false", "no", "off"), False),
@@ -80,6 +87,10 @@ class StoreSettings:
     sqlite_path: str = ""
     #: Seconds a SQLite writer waits for a lock held by another process.
     sqlite_busy_timeout: float = 30.0
+    #: SQLite page cache per connection, KiB. Each thread has its own connection, so
+    #: a process holds (threads x this); the OS caches the file as well, so a small
+    #: cache costs a read syscall per page missed, not a disk read.
+    sqlite_cache_kib: int = 512
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = "pipelinejobs"
     #: How many times a compare-and-set is retried when a concurrent writer wins: the one
@@ -143,6 +154,9 @@ class BusSettings:
     worker_concurrency: int = 0
     #: Worker threads in the embedded mode.
     embedded_threads: int = 4
+    #: How often (s) each worker (and the embedded runtime) records that it is alive
+    #: in the store's ``workers`` collection (the console's "workers seen recently").
+    heartbeat_interval: float = 5.0
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds before retrying a delivery whose ``attempt``-th run failed
@@ -226,8 +240,11 @@ class IndexerSettings:
     #: Most filters one index request may carry; more are refused at submit. Each
     #: filter is tried on every file, so this bounds the work one request can ask for.
     max_filters: int = 100
-    #: File records upserted per store write; progress is recorded once per batch.
+    #: File records upserted per store write.
     batch_size: int = 500
+    #: At most one progress write on the execution (files seen / indexed / total) per
+    #: this many seconds, plus a last one at the end; 0: one per batch.
+    progress_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +267,46 @@ class GatewaySettings:
     #: How long (s) an ``Idempotency-Key`` names the execution it first created: a POST
     #: repeated with the same key within this time returns that execution.
     idempotency_ttl: float = 86400.0
+    #: How long (s) a console sign-in lasts (its server-side session); then sign in again.
+    session_ttl: float = 43200.0
+    #: The gateway's public base URL (``https://api.example.org``, optionally with a
+    #: path prefix): what a job's ``agent`` and ``task`` URLs start with. Empty: the
+    #: URL each request came in on (its scheme and host), through a proxy only as
+    #: ``gateway.trusted_proxies`` allows.
+    public_url: str = ""
+    #: Addresses or networks (``10.0.0.5, 10.1.0.0/16``) of the reverse proxies whose
+    #: ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` the gateway believes when it takes
+    #: a public URL from a request. Empty (the default): never believed.
+    trusted_proxies: str = ""
+    #: How often (s) the console's live parts (a job's page, the jobs list) ask for changes.
+    console_poll: float = 2.0
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at ``/metrics`` (README: Metrics)."""
+
+    #: Where the processes of this machine (gateway workers, worker pool processes)
+    #: keep their counters for ``/metrics`` to add up (prometheus_client's
+    #: multi-process mode). Empty: $PROMETHEUS_MULTIPROC_DIR when set, else
+    #: ``<data_dir>/metrics``. Emptied when the first process of the machine starts.
+    dir: str = ""
+    #: Whether ``/metrics`` needs a bearer key (any role). Off by default: scrapers
+    #: rarely carry one, and the page holds only counts (no job data, no ids).
+    require_key: bool = False
+    #: How long (s) a gateway process reuses what it read from the store and the
+    #: broker for ``/metrics`` (jobs per state, queue depths, workers seen).
+    cache_ttl: float = 5.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The process log of ``serve``, ``gateway`` and ``worker`` (stderr; README: Logs)."""
+
+    #: ``human`` (one timestamped line per record) or ``json`` (one JSON object per line).
+    format: str = "human"
+    #: DEBUG, INFO, WARNING or ERROR. INFO: a line per HTTP request and per execution.
+    level: str = "INFO"
 
 
 @dataclass(frozen=True)
@@ -265,6 +322,8 @@ class Config:
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     indexer: IndexerSettings = field(default_factory=IndexerSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def broker_url(self) -> str:
@@ -294,6 +353,23 @@ class Config:
     def public_url(self) -> str:
         url = self.launcher.public_url or f"http://{self.gateway.host}:{self.gateway.port}"
         return url.rstrip("/")
+
+    @property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``gateway.trusted_proxies`` as networks (an address is a network of one)."""
+        out = []
+        for item in self.gateway.trusted_proxies.split(","):
+            if not item.strip():
+                continue
+            try:
+                out.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"setting gateway.trusted_proxies: {item.strip()!r} is not an IP "
+                    f"address or network ({exc})",
+                    setting="gateway.trusted_proxies",
+                ) from exc
+        return tuple(out)
 
     @property
     def log_dir(self) -> Path:
@@ -444,6 +520,7 @@ _CHOICES = {
     ("system", "mode"): ("embedded", "production"),
     ("store", "backend"): ("sqlite", "mongodb", "memory"),
     ("launcher", "backend"): ("auto", *LAUNCHER_BACKENDS),
+    ("logging", "format"): LOG_FORMATS,
 }
 
 
@@ -476,7 +553,25 @@ def _check(config: Config) -> None:
             raise ConfigError(
                 f"setting indexer.{key} must be a positive integer", setting=f"indexer.{key}"
             )
+    if config.logging.level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"setting logging.level is {config.logging.level!r}; allowed: {', '.join(LOG_LEVELS)}",
+            setting="logging.level",
+            allowed=list(LOG_LEVELS),
+        )
+    if not config.indexer.progress_interval >= 0:
+        raise ConfigError(
+            "setting indexer.progress_interval must be 0 or more seconds",
+            setting="indexer.progress_interval",
+        )
     config.bus.limits()  # refuses a malformed bus.time_limits
+    _ = config.trusted_proxies  # refuses a malformed gateway.trusted_proxies
+    if config.gateway.public_url and not PUBLIC_URL.fullmatch(config.gateway.public_url):
+        raise ConfigError(
+            f"setting gateway.public_url is {config.gateway.public_url!r}; it must be an "
+            f"http(s) URL with a host and no query, such as https://api.example.org",
+            setting="gateway.public_url",
+        )
     for key in ("time_limit", "time_limit_grace", "check_interval", "lost_after"):
         if not getattr(config.bus, key) >= 0:
             raise ConfigError(f"setting bus.{key} must be 0 or more seconds", setting=f"bus.{key}")

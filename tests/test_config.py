@@ -81,3 +81,38 @@ def test_env_names_and_types():
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.yml", env={})
+
+
+@pytest.mark.parametrize(
+    ("env", "setting", "message"),
+    [
+        (
+            {"PIPELINEJOBS_GATEWAY_PUBLIC_URL": "api.example.org"},
+            "gateway.public_url",
+            "setting gateway.public_url is 'api.example.org'; it must be an http(s) URL with "
+            "a host and no query, such as https://api.example.org",
+        ),
+        (
+            {"PIPELINEJOBS_GATEWAY_TRUSTED_PROXIES": "10.0.0.1, proxy.local"},
+            "gateway.trusted_proxies",
+            "setting gateway.trusted_proxies: 'proxy.local' is not an IP address or network "
+            "('proxy.local' does not appear to be an IPv4 or IPv6 network)",
+        ),
+    ],
+)
+def test_public_url_settings_are_checked_at_start(env, setting, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    assert info.value.message == message
+    assert info.value.detail["setting"] == setting
+
+
+def test_trusted_proxies_are_networks():
+    config = load_config(
+        env={
+            "PIPELINEJOBS_GATEWAY_TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16,, ::1",
+            "PIPELINEJOBS_GATEWAY_PUBLIC_URL": "https://api.example.org/pipelines/",
+        }
+    )
+    assert [str(n) for n in config.trusted_proxies] == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]
+    assert Config().trusted_proxies == ()

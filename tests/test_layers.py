@@ -7,8 +7,12 @@
   (lifecycle, jobs, pipelines, identifiers — the rules, knowing nothing of HTTP,
   brokers, databases or processes), **access** (tokens, keys, nonces, the boundary),
   **adapters** (store, bus, launchers, storage: each backend behind its interface),
+  **observability** (metrics, heartbeats, the process log: it reads the store and the
+  bus; the layers below announce on ``pipelinejobs.signals`` instead of importing it),
   **runtime** (actors, dispatch, executions, the system wiring them), and the entry
-  points on top (**gateway**, **cli**). A layer imports only itself and the layers
+  points on top (**console** — the operator's pages, which the gateway's app serves —,
+  **gateway**, **client** — the HTTP client library —, **cli**). A layer imports only
+  itself and the layers
   below it; the domain and access layers import none of flask, celery, kombu, redis,
   pymongo, sqlite3, docker or subprocess. What they may use of the adapters is the
   store's port: its interface, its codec and its compare-and-set loop
@@ -30,9 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTORS = ROOT / "actors"
 COMMON = ROOT / "common"
 
-LAYERS = ("domain", "access", "adapters", "runtime", "gateway", "cli")
-#: Importable from any layer: the version, the errors, the settings, the schema files.
-SHARED = ("pipelinejobs", "pipelinejobs.errors", "pipelinejobs.config", "pipelinejobs.schemas")
+LAYERS = (
+    "domain", "access", "adapters", "observability", "runtime", "console", "gateway", "client",
+    "cli",
+)  # fmt: skip
+#: Importable from any layer: the version, the errors, the settings, the schema files,
+#: the signals (what lower layers announce for observers above them).
+SHARED = (
+    "pipelinejobs",
+    "pipelinejobs.errors",
+    "pipelinejobs.config",
+    "pipelinejobs.schemas",
+    "pipelinejobs.signals",
+)
 PORTS = (
     "pipelinejobs.adapters.store.base",
     "pipelinejobs.adapters.store.codec",

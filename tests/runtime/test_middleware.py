@@ -24,6 +24,7 @@ from pipelinejobs.runtime.dispatch import Runtime
 from pipelinejobs.runtime.middleware import (
     Delivery,
     ExecutionLogging,
+    Metrics,
     Middleware,
     Retries,
     TimeLimit,
@@ -67,9 +68,9 @@ class Recorder(Middleware):
         self.calls.append(f"{self.name}.after_skip:{execution['status']}")
 
 
-def test_the_default_stack_is_logging_retries_time_limit(runtime: Runtime):
+def test_the_default_stack_is_logging_retries_time_limit_metrics(runtime: Runtime):
     kinds = [type(m) for m in runtime.middleware]
-    assert kinds == [ExecutionLogging, Retries, TimeLimit]
+    assert kinds == [ExecutionLogging, Retries, TimeLimit, Metrics]
     assert runtime.middleware.find(TimeLimit) is runtime.middleware[2]
 
 

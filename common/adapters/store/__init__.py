@@ -35,7 +35,11 @@ def open_store(config: Config) -> Store:
     if backend == "sqlite":
         from pipelinejobs.adapters.store.sqlite import SQLiteStore
 
-        return SQLiteStore(config.sqlite_path, busy_timeout=config.store.sqlite_busy_timeout)
+        return SQLiteStore(
+            config.sqlite_path,
+            busy_timeout=config.store.sqlite_busy_timeout,
+            cache_kib=config.store.sqlite_cache_kib,
+        )
     if backend == "mongodb":
         from pipelinejobs.adapters.store.mongo import MongoStore
 

@@ -1,9 +1,10 @@
 """The document store interface every backend implements.
 
-Collections of JSON documents (pipelines, jobs, files, executions, nonces, keys), each
-keyed by one field; ``events``, the jobs' append-only history log; ``migrations``, the
-data conversions done; and ``quarantine``, for records set aside. The interface is
-deliberately small — the operations the system needs, not a query language:
+Collections of JSON documents (pipelines, jobs, files, executions, nonces, keys, the
+console's sessions, the pipelines' claims on app ids), each keyed by one field;
+``events``, the jobs' append-only history log; ``migrations``, the data conversions
+done; and ``quarantine``, for records set aside. The interface is deliberately
+small — the operations the system needs, not a query language:
 
 * ``insert`` a new document (refused if its key exists),
 * ``get`` one by key,
@@ -91,7 +92,10 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             "jobs",
             "uuid",
             ("state", "pipeline_uuid", "created", "updated"),
-            ("child_of",),
+            # ``derived_from`` and ``acted_on``: what a job's inputs were (parent jobs,
+            # catalog files), so the lineage API finds the jobs made from a file or job
+            # by one index lookup.
+            ("child_of", "derived_from", "acted_on"),
             (
                 ("state", "created"),
                 ("pipeline_uuid", "created"),
@@ -110,22 +114,39 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         CollectionSpec(
             "executions",
             "id",
-            ("actor", "status", "created", "updated"),
+            # ``job``: the job a message is about (jobs-manager, indexer), so a job's
+            # executions are one index range (the console's job page).
+            ("actor", "status", "created", "updated", "job"),
             (),
-            (("actor", "created"), ("actor", "status", "created"), ("status", "updated")),
+            (
+                ("actor", "created"),
+                ("actor", "status", "created"),
+                ("status", "updated"),
+                ("job", "created"),
+            ),
         ),
         CollectionSpec("nonces", "id", ("actor", "owner", "created")),
         CollectionSpec("keys", "id", ("role", "created")),
         # One record per applied job event, keyed by its typed (108) uuid — which is
         # what makes a redelivered event a duplicate — and unique on (job, seq).
+        # ``date`` is indexed for the events applied over a recent window (the
+        # console's overview: events/s over the last hour).
         CollectionSpec(
             "events",
             "uuid",
-            ("job_uuid", "seq"),
+            ("job_uuid", "seq", "date"),
             unindexed=("seq",),
             unique=(("job_uuid", "seq"),),
         ),
         CollectionSpec("migrations", "id"),
+        # One claim per component (app) id, keyed by it: inserting one is what makes an
+        # app id belong to one pipeline, race-free on every backend (a unique key).
+        CollectionSpec("app_ids", "id", ("pipeline_uuid",)),
+        # The console's sign-in sessions, keyed by a hash of the cookie's secret.
+        CollectionSpec("sessions", "id", ("expires",)),
+        # One record per running worker process (``<host>:<pid>``), rewritten at each
+        # heartbeat: pipelinejobs.observability.heartbeats.
+        CollectionSpec("workers", "id", ("last_seen",)),
         CollectionSpec("quarantine", "id", ("collection", "date")),
     )
 }

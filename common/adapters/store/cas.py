@@ -12,6 +12,10 @@ the document as read), or raises to refuse — a refusal is decided against the 
 version the write would replace, and nothing is written. A lost race re-reads and
 calls ``change`` again, so it must be a function of the document it is given (plus
 what it closes over), not of an earlier read.
+
+Each lost race is announced as :data:`pipelinejobs.signals.cas_conflict`, running out
+as ``cas_gave_up`` (the metrics count them per collection: contention shows before it
+turns into 503s).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelinejobs import signals
 from pipelinejobs.adapters.store.base import Document, Store
 from pipelinejobs.errors import NotFound, TooManyConflicts
 
@@ -75,8 +80,10 @@ def compare_and_set(
         )
         if new is not None:
             return new
+        signals.cas_conflict.send(collection=collection)
         doc = None
         back_off(attempt)
+    signals.cas_gave_up.send(collection=collection)
     raise TooManyConflicts(
         f"{what or f'{collection} {key}'}: {retries} concurrent writers won in a row",
         key=key,

@@ -37,12 +37,16 @@ from pipelinejobs.adapters.store.base import (
 from pipelinejobs.adapters.store.codec import loads, raw_text, report_corrupt
 from pipelinejobs.adapters.store.sqlite_connections import SQLiteConnections
 from pipelinejobs.adapters.store.sqlite_query import (
+    added_columns,
+    added_side_tables,
     after_clause,
     column,
     dumps,
+    fill_side_table,
     scalar,
     schema_statements,
     side_table,
+    split_field,
     update_statement,
     where_clauses,
 )
@@ -57,10 +61,12 @@ DOC = "CAST(doc AS BLOB)"
 class SQLiteStore(SQLiteConnections, Store):
     """Documents in one SQLite file; safe for many threads and several processes."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, cache_kib: int = 512
+    ) -> None:
         # The connections keep a lock of their own: _create holds _ready_lock while it
         # opens a connection.
-        super().__init__(path, busy_timeout=busy_timeout)
+        super().__init__(path, busy_timeout=busy_timeout, cache_kib=cache_kib)
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
 
@@ -76,8 +82,23 @@ class SQLiteStore(SQLiteConnections, Store):
 
     def _create(self, spec: CollectionSpec) -> None:
         with self._write() as conn:
+            # Array fields filterable since the table was made (jobs' derived_from):
+            # their side tables are filled from the documents below.
+            new_sides = added_side_tables(spec, conn)
             for sql in schema_statements(spec):
+                if sql.startswith("CREATE INDEX") or sql.startswith("CREATE UNIQUE"):
+                    continue
                 conn.execute(sql)
+            # A table made before its spec gained an indexed field lacks that column:
+            # it is added and filled from the documents, in the same transaction, so
+            # a second process opening the file sees it whole (or waits for it).
+            for sql in added_columns(spec, conn):
+                conn.execute(sql)
+            for field in new_sides:
+                conn.execute(fill_side_table(spec, field))
+            for sql in schema_statements(spec):
+                if sql.startswith("CREATE INDEX") or sql.startswith("CREATE UNIQUE"):
+                    conn.execute(sql)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -348,19 +369,34 @@ class SQLiteStore(SQLiteConnections, Store):
         self.check_filter(collection, where, order)
         order = order or spec.key
         limit = max(limit, 0)
-        clauses, args = where_clauses(spec, where)
         col = "k" if order == spec.key else column(order)
         direction = "DESC" if descending else "ASC"
-        if after is not None:
-            value, key = decode_cursor(after)
-            clause, extra = after_clause(col, value, key, descending)
-            clauses.append(clause)
-            args.extend(extra)
-        sql = f'SELECT k, {col}, {DOC} FROM "{spec.name}"'
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {col} {direction}, k {direction} LIMIT ?"
-        rows = self._conn().execute(sql, [*args, limit + 1]).fetchall()
+        cursor = None if after is None else decode_cursor(after)
+
+        def select(part: Filter | None) -> tuple[str, list[Any]]:
+            clauses, args = where_clauses(spec, part)
+            if cursor is not None:
+                clause, extra = after_clause(col, cursor[0], cursor[1], descending)
+                clauses.append(clause)
+                args.extend(extra)
+            sql = f'SELECT k, {col} AS o, {DOC} AS d FROM "{spec.name}"'
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            return sql + f" ORDER BY {col} {direction}, k {direction} LIMIT ?", [*args, limit + 1]
+
+        split = split_field(spec, where)
+        if split is None:
+            sql, args = select(where)
+        else:
+            # ``state IN (a, b)`` ordered by ``created``: one index range per value
+            # (the (state, created) index gives each in order), merged, instead of
+            # sorting every matching row.
+            values = dict.fromkeys(where[split].values)  # type: ignore[index]
+            parts = [select({**dict(where or {}), split: v}) for v in values]
+            sql = " UNION ALL ".join(f"SELECT * FROM ({part})" for part, _ in parts)
+            sql += f" ORDER BY 2 {direction}, 1 {direction} LIMIT ?"
+            args = [a for _, part_args in parts for a in part_args] + [limit + 1]
+        rows = self._conn().execute(sql, args).fetchall()
         page = Page()
         for key, _, raw in rows[:limit]:
             try:
@@ -385,18 +421,30 @@ class SQLiteStore(SQLiteConnections, Store):
             return int(
                 conn.execute(f'SELECT COUNT(*) FROM "{spec.name}"{cond}', args).fetchone()[0]
             )
-        # The column holds true/false as 1/0; the document's JSON type tells them
-        # apart, so the groups come back as the booleans MongoDB would return. Only
-        # those rows are parsed, and only valid JSON: a corrupt row is counted by its
-        # column rather than failing the count ("malformed JSON").
+        # Grouped on the column alone first: with an index on it, SQLite counts the
+        # index and never reads a document. The column holds true/false as 1/0, so
+        # only the groups 0 and 1 are counted again with the document's JSON type,
+        # which tells them apart (the groups come back as the booleans MongoDB would
+        # return); only valid JSON is parsed: a corrupt row is counted by its column
+        # rather than failing the count ("malformed JSON").
         col = "k" if group_by == spec.key else column(group_by)
-        kind = f"CASE WHEN {col} IN (0, 1) AND json_valid(doc) THEN json_type(doc, ?) END"
-        rows = conn.execute(
-            f'SELECT {col}, {kind}, COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1, 2',
-            [f'$."{group_by}"', *args],
-        ).fetchall()
         counts: dict[Any, int] = {}
-        for value, kind, n in rows:
+        ambiguous = False
+        for value, n in conn.execute(
+            f'SELECT {col}, COUNT(*) FROM "{spec.name}"{cond} GROUP BY 1', args
+        ).fetchall():
+            if isinstance(value, int | float) and value in (0, 1):
+                ambiguous = True
+            else:
+                counts[value] = counts.get(value, 0) + n
+        if not ambiguous:
+            return counts
+        json_kind = "CASE WHEN json_valid(doc) THEN json_type(doc, ?) END"
+        both = (" AND " if cond else " WHERE ") + f"{col} IN (0, 1)"
+        for value, kind, n in conn.execute(
+            f'SELECT {col}, {json_kind}, COUNT(*) FROM "{spec.name}"{cond}{both} GROUP BY 1, 2',
+            [f'$."{group_by}"', *args],
+        ).fetchall():
             value = value == 1 if kind in ("true", "false") else value
             counts[value] = counts.get(value, 0) + n
         return counts

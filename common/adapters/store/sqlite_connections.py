@@ -27,9 +27,16 @@ from pipelinejobs.errors import StoreUnavailable
 class SQLiteConnections:
     """The connections to one SQLite file, for the store built on them."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, cache_kib: int = 512
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        #: Page cache per connection (KiB). Connections are per thread, so a gateway of
+        #: N threads holds N caches; SQLite's default (2 MiB each) filled slowly as the
+        #: file grew and read as growth in a soak (+12% over 8 minutes in a gateway of 8
+        #: threads, +1% with 256 KiB). Pages missed are read back from the OS's cache.
+        self.cache_kib = cache_kib
         self._local = threading.local()
         self._conns_lock = threading.Lock()
         self._open: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
@@ -37,7 +44,11 @@ class SQLiteConnections:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Connections and locks are per process; a copy makes its own on first use.
-        return (type(self), (self.path,), {"busy_timeout": self.busy_timeout})
+        return (
+            type(self),
+            (self.path,),
+            {"busy_timeout": self.busy_timeout, "cache_kib": self.cache_kib},
+        )
 
     # -- connections ---------------------------------------------------------------------
 
@@ -56,6 +67,7 @@ class SQLiteConnections:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=10000")
+            conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._local.conn, self._local.pid = conn, os.getpid()

@@ -69,6 +69,45 @@ def schema_statements(spec: CollectionSpec) -> list[str]:
     return statements
 
 
+def added_columns(spec: CollectionSpec, conn: Any) -> list[str]:
+    """Statements adding the indexed columns an existing table of ``spec`` lacks (a
+    field indexed since the table was made: events' ``date``), each filled from its
+    documents as :func:`scalar` writes it (``json_extract`` gives scalars as they are,
+    true/false as 1/0, objects and arrays as JSON text). Empty for a new table."""
+    present = {row[1] for row in conn.execute(f'PRAGMA table_info("{spec.name}")')}
+    statements = []
+    for f in spec.indexed:
+        if column(f).strip('"') not in present:
+            statements.append(f'ALTER TABLE "{spec.name}" ADD COLUMN {column(f)}')
+            statements.append(
+                f"UPDATE \"{spec.name}\" SET {column(f)} = json_extract(doc, '{_path(f)}') "
+                f"WHERE json_valid(doc)"
+            )
+    return statements
+
+
+def added_side_tables(spec: CollectionSpec, conn: Any) -> list[str]:
+    """The array fields of ``spec`` whose side table is missing from an existing table
+    (a field made filterable since: jobs' ``derived_from``). Asked before the schema
+    statements create them empty; :func:`fill_side_table` then fills each. Empty for a
+    new table."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if spec.name not in tables:
+        return []
+    return [f for f in spec.multi if side_table(spec, f).strip('"') not in tables]
+
+
+def fill_side_table(spec: CollectionSpec, field: str) -> str:
+    """Fill the side table of ``field`` from the documents' arrays (as ``_write_row``
+    writes it: one row per distinct scalar member)."""
+    return (
+        f"INSERT OR IGNORE INTO {side_table(spec, field)} (v, k) "
+        f"SELECT m.value, t.k FROM \"{spec.name}\" AS t, json_each(t.doc, '{_path(field)}') AS m "
+        f"WHERE json_valid(t.doc) AND json_type(t.doc, '{_path(field)}') = 'array' "
+        f"AND m.value IS NOT NULL AND m.type NOT IN ('object', 'array')"
+    )
+
+
 def _path(field: str) -> str:
     """A JSON path to a top-level field (field names are plain identifiers)."""
     return f'$."{field}"'
@@ -161,6 +200,27 @@ def where_clauses(spec: CollectionSpec, where: Filter | None) -> tuple[list[str]
             clauses.append(f"{col} = ?")
             args.append(scalar(cond))
     return clauses, args
+
+
+#: Most values of an ``In`` filter :func:`split_field` splits into one query each.
+MAX_SPLIT = 16
+
+
+def split_field(spec: CollectionSpec, where: Filter | None) -> str | None:
+    """A field ``where`` filters with ``In`` of several values that a paged query is
+    better run as one query per value (a scalar, non-key field, at most
+    :data:`MAX_SPLIT` values): each is then a range of a compound index in the
+    page's order, and only a page per value is merged, where one query would sort
+    every matching row. None when there is none."""
+    for name, cond in (where or {}).items():
+        if (
+            isinstance(cond, In)
+            and 1 < len(set(cond.values)) <= MAX_SPLIT
+            and name != spec.key
+            and name not in spec.multi
+        ):
+            return name
+    return None
 
 
 def after_clause(col: str, value: Any, key: Any, descending: bool) -> tuple[str, list[Any]]:

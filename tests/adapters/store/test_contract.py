@@ -44,9 +44,20 @@ def all_keys(store: Store, collection: str = JOBS) -> list[str]:
 
 def test_the_real_collection_specs_are_used() -> None:
     jobs = COLLECTIONS["jobs"]
-    assert (jobs.key, jobs.multi) == ("uuid", ("child_of",))
+    assert (jobs.key, jobs.multi) == ("uuid", ("child_of", "derived_from", "acted_on"))
     assert {"state", "pipeline_uuid", "created", "updated"} <= set(jobs.indexed)
     assert "present" in COLLECTIONS["files"].indexed
+
+
+def test_jobs_are_found_by_what_they_derive_from_and_act_on(store: Store) -> None:
+    """The lineage API's downward lookups: one index each, on every backend."""
+    store.insert(JOBS, job("j1", state="CREATED", derived_from=["f1", "j0"], acted_on=["f1"]))
+    store.insert(JOBS, job("j2", state="CREATED", derived_from=["j0"]))
+    assert keys(store.find(JOBS, {"derived_from": "j0"}).items) == ["j1", "j2"]
+    assert keys(store.find(JOBS, {"acted_on": "f1"}).items) == ["j1"]
+    store.update(JOBS, "j2", version=0, push={"acted_on": ["f1"]})
+    assert keys(store.find(JOBS, {"acted_on": "f1"}).items) == ["j1", "j2"]
+    assert keys(store.find(JOBS, {"derived_from": "f2"}).items) == []
 
 
 # -- insert and get ----------------------------------------------------------------------

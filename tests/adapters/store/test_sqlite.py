@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -181,3 +182,88 @@ def test_connections_of_ended_threads_are_closed(
     # 41 connections were opened. SQLite itself may hold a few closed ones' files a
     # while (so as not to drop another connection's locks), but not one per thread.
     assert open_files() < 20
+
+
+def test_a_table_made_before_its_spec_gained_a_field_gets_the_column(path: Path) -> None:
+    # An events table as it was before ``date`` was indexed: no f_date column.
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            'CREATE TABLE "events" (k TEXT PRIMARY KEY, version INTEGER NOT NULL, '
+            'doc TEXT NOT NULL, "f_job_uuid", "f_seq")'
+        )
+        conn.executemany(
+            'INSERT INTO "events" VALUES (?, 0, ?, ?, ?)',
+            [
+                (
+                    "e1",
+                    '{"uuid": "e1", "job_uuid": "j", "seq": 1, "date": "2026-01-01", "version": 0}',
+                    "j",
+                    1,
+                ),
+                (
+                    "e2",
+                    '{"uuid": "e2", "job_uuid": "j", "seq": 2, "date": "2026-02-01", "version": 0}',
+                    "j",
+                    2,
+                ),
+                ("e3", "not json", "j", 3),
+            ],
+        )
+        conn.commit()
+    store = SQLiteStore(path)
+    try:
+        from pipelinejobs.adapters.store.base import Range
+
+        assert store.count("events", {"date": Range(gte="2026-01-15")}) == 1
+        assert [e["uuid"] for e in store.find("events", order="date").items] == ["e1", "e2"]
+        with closing(sqlite3.connect(path)) as conn:
+            indexes = {row[1] for row in conn.execute("PRAGMA index_list('events')")}
+        assert "events_date" in indexes
+    finally:
+        store.close()
+    SQLiteStore(path).close()  # opening it again changes nothing
+
+
+def test_a_page_filtered_on_several_values_is_merged_in_order(
+    sqlite_store: SQLiteStore,
+) -> None:
+    from pipelinejobs.adapters.store.base import In
+
+    states = ["CREATED", "RUNNING", "FAILED", None]
+    docs = [
+        {"uuid": f"j{i:02d}", "state": states[i % 4], "created": f"2026-01-{1 + i % 9:02d}"}
+        for i in range(30)
+    ]
+    sqlite_store.put_many(JOBS, docs)
+    wanted = In(["RUNNING", None, "CREATED", "RUNNING"])
+    expected = sorted(
+        (d for d in docs if d["state"] in ("RUNNING", None, "CREATED")),
+        key=lambda d: (d["created"], d["uuid"]),
+        reverse=True,
+    )
+    seen: list[str] = []
+    after = None
+    while True:
+        page = sqlite_store.find(
+            JOBS, {"state": wanted}, order="created", descending=True, limit=4, after=after
+        )
+        seen += [d["uuid"] for d in page.items]
+        after = page.next
+        if after is None:
+            break
+    assert seen == [d["uuid"] for d in expected]
+
+
+@pytest.mark.parametrize("kib", [512, 64])
+def test_each_connection_caches_at_most_the_configured_pages(tmp_path: Path, kib: int) -> None:
+    """Connections are per thread: an unbounded-by-us cache per thread read as growth."""
+    store = SQLiteStore(tmp_path / "s.sqlite3", cache_kib=kib)
+    try:
+        assert store._conn().execute("PRAGMA cache_size").fetchone()[0] == -kib
+        copy = pickle.loads(pickle.dumps(store))  # a spawned process's copy keeps it
+        try:
+            assert copy._conn().execute("PRAGMA cache_size").fetchone()[0] == -kib
+        finally:
+            copy.close()
+    finally:
+        store.close()
