@@ -43,6 +43,7 @@ from pipelinejobs import signals
 from pipelinejobs.adapters.storage import sha256_of
 from pipelinejobs.adapters.store.base import Document, In
 from pipelinejobs.config import BOOLEAN_WORDS
+from pipelinejobs.domain import retry
 from pipelinejobs.domain.clock import iso, now
 from pipelinejobs.errors import ValidationError
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
@@ -217,6 +218,7 @@ class JobsIndexer(Actor):
             "storage_system": storage.system,
             "level": level,
             "job_uuid": job["uuid"],
+            "attempt": retry.attempt_of(job),  # issue 15: which attempt wrote it
             "present": True,
             "created": date,
             "updated": date,
@@ -269,7 +271,7 @@ class JobsIndexer(Actor):
             flush()
         finally:
             counter.stop()
-        vanished = self._mark_vanished(ctx, job["uuid"], present, indexed, date, size)
+        vanished = self._mark_vanished(ctx, job["uuid"], present, indexed, date, size, root)
         # The last word, also when nothing was due: the listing is complete.
         progress.write(seen, indexed, seen, vanished=vanished)
         return {"seen": seen, "indexed": indexed, "vanished": vanished}
@@ -308,7 +310,13 @@ class JobsIndexer(Actor):
 
     @staticmethod
     def _mark_vanished(
-        ctx: Context, job_uuid: str, present: set[str], written: int, date: str, size: int
+        ctx: Context,
+        job_uuid: str,
+        present: set[str],
+        written: int,
+        date: str,
+        size: int,
+        root: str,
     ) -> int:
         """Files indexed before that are gone from the archive now are marked
         ``present: false``, not silently kept. (Files that still exist but a filter
@@ -316,7 +324,9 @@ class JobsIndexer(Actor):
 
         Every record written by this run is present; when the job has no other
         present records (the usual re-index: same tree, no filter), one count says
-        so and the page-by-page scan of every record is skipped."""
+        so and the page-by-page scan of every record is skipped. Only records under
+        ``root``, the archive path indexed, can vanish: an earlier attempt's files
+        (a retried job's, in its own instancing directory) stay as they were."""
         store = ctx.runtime.store
         if store.count("files", {"job_uuid": job_uuid, "present": True}) == written:
             return 0
@@ -329,7 +339,7 @@ class JobsIndexer(Actor):
             gone.extend(
                 {**d, "present": False, "updated": date}
                 for d in page.items
-                if d["uuid"] not in present
+                if d["uuid"] not in present and str(d.get("path", "")).startswith(f"{root}/")
             )
             if page.next is None:
                 break

@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from pipelinejobs.adapters.launchers.supervisor import request_stop
-from pipelinejobs.domain import lifecycle, validation
+from pipelinejobs.domain import lifecycle, retry, tags, validation
 from pipelinejobs.domain.lifecycle import Event, State
 from pipelinejobs.errors import SchemaValidationError, TransitionRefused, ValidationError
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
@@ -129,10 +129,12 @@ def check_callback_body(body: dict[str, Any]) -> None:
 class JobsManager(Actor):
     alias = "jobs-manager"
     description = "Applies lifecycle events to PipelineJobs"
-    accepts = ("pipelinejob_manager_event", "agave_job_callback")
+    accepts = ("pipelinejob_manager_event", "agave_job_callback", "pipelinejob_tag")
 
     def parse(self, message: Any, params: Params) -> Message:
         body = self.body_of(message)
+        if body.get("action") == "tag":
+            return parse_tag(self, body, params)
         if params.get("uuid") and (
             params.get("status") or params.get("event") or params.get("name")
         ):
@@ -166,6 +168,8 @@ class JobsManager(Actor):
         return Message(kind, event, event.get("token"), event.get("data"))
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
+        if msg.kind == "tag":
+            return apply_tag(ctx, msg)
         uuid, name = msg.body["uuid"], msg.body["name"]
         if name in lifecycle.RESERVED_EVENTS:
             raise lifecycle.refuse_reserved(uuid, name)
@@ -232,7 +236,35 @@ class JobsManager(Actor):
         }
         if name in STOPPING_EVENTS and msg.kind != "callback":
             reply["stopping"] = self._stop_compute(ctx, name, job, msg)
+        if name == Event.FAIL and result.previous_state != State.FAILED:
+            retrying = self._maybe_retry(ctx, job, msg)
+            if retrying:
+                reply["retrying"] = retrying
         return reply
+
+    @staticmethod
+    def _maybe_retry(ctx: Context, job: dict[str, Any], msg: Message) -> str | None:
+        """A failure its launch's retry policy covers: send the launcher-proxy a retry
+        of this attempt, delivered after the policy's back-off (a delayed publish; the
+        execution is stored SUBMITTED with ``retry_at``, so a worker restarting during
+        the wait loses nothing: recovery publishes it once due). Keyed on (job,
+        attempt): a redelivered ``fail`` finds the retry already sent."""
+        if not retry.should_retry(job, msg.data):
+            return None
+        attempt = retry.attempt_of(job)
+        wait = retry.delay(job["launch"]["retry"], attempt)
+        reason = str((msg.data or {}).get("reason") or (msg.data or {}).get("status") or "failed")
+        request = {
+            "action": "retry",
+            "uuid": job["uuid"],
+            "token": ctx.runtime.tokens.update_token(
+                job["uuid"], int(job.get("token_rotation", 0))
+            ),
+            "reason": f"automatic retry of attempt {attempt} ({reason[:900]})",
+            "attempt": attempt,
+        }
+        ctx.log.info(f"Job {job['uuid']}: attempt {attempt} failed; retrying in {wait:.1f}s")
+        return ctx.send("launcher-proxy", request, key=f"retry:{job['uuid']}:{attempt}", delay=wait)
 
     @staticmethod
     def _stop_compute(ctx: Context, name: str, job: dict[str, Any], msg: Message) -> list[str]:
@@ -287,6 +319,70 @@ class JobsManager(Actor):
             ctx.log.error(f"not indexing {job['uuid']}: {exc.message}")
             return None
         return ctx.send("jobs-indexer", request, key=follow)
+
+
+# -- tags (issue 15) -------------------------------------------------------------------------
+#
+# A tag change is not a sixteenth lifecycle event: it changes no state, and is allowed
+# exactly where ``update`` is (any state but RETIRED). So it is applied as an ``update``
+# whose data is {"tags": {"set": ..., "remove": ...}} — in the history like any other —
+# and the same compare-and-set writes the job's new ``tags`` and ``tag_pairs``.
+
+
+def parse_tag(actor: Actor, body: dict[str, Any], params: Params) -> Message:
+    """A ``pipelinejob_tag`` message (the token may come as ``token=``)."""
+    message = dict(body)
+    if "token" not in message and params.get("token"):
+        message["token"] = params["token"]
+    actor.validated("pipelinejob_tag", message)
+    return Message("tag", message, message.get("token"))
+
+
+def apply_tag(ctx: Context, msg: Message) -> dict[str, Any]:
+    """Set and remove tags of a job: with its update token, an admin token, or sent
+    with an admin key; refused (409) on a RETIRED job."""
+    uuid = msg.body["uuid"]
+    wanted: dict[str, str] = dict(msg.body.get("set") or {})
+    gone: list[str] = list(msg.body.get("remove") or [])
+    tags.changed({}, wanted, gone)  # a key both set and removed: refused before any read
+
+    def authorize(job: dict[str, Any]) -> None:
+        if ctx.role == "admin":
+            return
+        ctx.runtime.tokens.authorize(
+            uuid, int(job.get("token_rotation", 0)), msg.token, action="change the tags of"
+        )
+
+    def changes(job: dict[str, Any]) -> dict[str, Any]:
+        return tags.fields(tags.changed(job.get("tags"), wanted, gone))
+
+    try:
+        result = ctx.runtime.jobs.apply(
+            uuid,
+            Event.UPDATE,
+            {"tags": {"set": wanted, "remove": gone}},
+            delivery_id=ctx.execution_id,
+            sender=ctx.sender,
+            check=authorize,
+            changes=changes,
+        )
+    except TransitionRefused as refused:
+        raise TransitionRefused(
+            uuid=uuid,
+            state=refused.state,
+            event="tag",
+            allowed=refused.allowed,
+            reason=f"job {uuid} is {refused.state}: the tags of a RETIRED job cannot change",
+        ) from refused
+    job = result.job
+    ctx.log.info(f"Job {uuid}: tags now {job.get('tags') or {}}")
+    return {
+        "uuid": uuid,
+        "tags": job.get("tags") or {},
+        "state": job["state"],
+        "applied": result.applied,
+        "duplicate": result.duplicate,
+    }
 
 
 ACTOR = JobsManager()

@@ -40,8 +40,9 @@ from pipelinejobs.access.nonces import Nonces
 from pipelinejobs.adapters.launchers import Launch, choose, make_launcher, needs_callback
 from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.adapters.store.cas import Change, compare_and_set
 from pipelinejobs.config import Config
-from pipelinejobs.domain import archive_paths, components, provenance
+from pipelinejobs.domain import archive_paths, components, job_log, provenance, retry, tags
 from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import Conflict, NotFound, PipelineJobsError, ValidationError
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
@@ -81,9 +82,11 @@ def plan(config: Config, definition: dict[str, Any], pipeline: Document) -> str:
 class LauncherProxy(Actor):
     alias = "launcher-proxy"
     description = "Launches compute jobs as managed PipelineJobs"
-    accepts = ("agave_pipelinejob", "pipelinejob_create")
+    accepts = ("agave_pipelinejob", "pipelinejob_create", "pipelinejob_retry")
 
     def parse(self, message: Any, params: Params) -> Message:
+        if self.body_of(message).get("action") == "retry":
+            return Message("retry", self.validated("pipelinejob_retry", self.body_of(message)))
         if self.body_of(message).get("action") == "create":
             return parse_create(self.validated("pipelinejob_create", self.body_of(message)))
         body = self.validated("agave_pipelinejob", self.body_of(message))
@@ -102,6 +105,9 @@ class LauncherProxy(Actor):
         if msg.kind == "create":
             admit_create(runtime, msg.body)
             return
+        if msg.kind == "retry":
+            admit_retry(runtime, msg.body, role)
+            return
         if msg.body.get("archive_path"):
             runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
         definition = msg.body["job_definition"]
@@ -116,6 +122,8 @@ class LauncherProxy(Actor):
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         if msg.kind == "create":
             return create_job(ctx, msg.body)
+        if msg.kind == "retry":
+            return self._retry(ctx, msg.body)
         rt, body = ctx.runtime, msg.body
         definition = body["job_definition"]
         pipeline = rt.pipelines.resolve(
@@ -155,8 +163,14 @@ class LauncherProxy(Actor):
             "session": session,
             "agent": ctx.agent_url(),
             "task": ctx.task_url(),
-            "launch": {"job_definition": definition, "backend": backend},
+            "launch": {
+                "job_definition": definition,
+                "backend": backend,
+                "instanced": not body.get("archive_path") and body.get("instanced", True),
+                **({"retry": body["retry"]} if body.get("retry") else {}),
+            },
             **links.fields(),
+            **ownership(ctx, body),
         }
         index = index_fields(body)  # every file at level "1" unless refined or off
         if index is not None:
@@ -189,6 +203,86 @@ class LauncherProxy(Actor):
         )
         launched = self._launch(ctx, pipeline, job, definition, backend)
         return {**launched, "created": created.created}
+
+    def _retry(self, ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+        """Retry a FAILED job (see :mod:`pipelinejobs.domain.retry`): ``reset`` and
+        ``ready`` under the system's authority (their data say who asked, why, and the
+        attempt), the job's ``attempt`` and archive path moved on with the earlier
+        attempt kept in ``attempts``, then its stored launch replayed. Every step is
+        keyed on (job, attempt): a redelivery, or a second request for the same
+        attempt, finds them done instead of making attempt n+2."""
+        rt, uuid = ctx.runtime, body["uuid"]
+        job = rt.jobs.get(uuid)
+        authorize_retry(ctx.runtime, job, body.get("token"), ctx.role)
+        current = retry.attempt_of(job)
+        # A manual retry names no attempt: a redelivery of one that already moved the
+        # job on finds the attempt it retried on the job, recorded with its execution.
+        done = [a for a in job.get("attempts") or [] if a.get("execution") == ctx.execution_id]
+        failed = int(body.get("attempt") or (done[-1]["attempt"] if done else current))
+        target = failed + 1
+        if failed > current:
+            raise Conflict(
+                f"job {uuid} is on attempt {current}: there is no attempt {failed} to retry",
+                uuid=uuid,
+                state=job["state"],
+            )
+        ours = self._ours(rt, job, target, ctx)  # a redelivery of this very retry
+        if current > target or (current == target and not ours):
+            ctx.log.info(f"Job {uuid}: attempt {target} was already started; not again")
+            return {"uuid": uuid, "retried": False, "attempt": current, "state": job["state"],
+                    "message": f"attempt {target} of this job was already started"}  # fmt: skip
+        if current == failed and not ours:
+            refused = retry.refusal(job)
+            if refused:
+                raise Conflict(refused, uuid=uuid, state=job["state"])
+        who = {
+            "reason": body.get("reason") or "retried",
+            "requested_by": ctx.sender or "unknown",
+            "attempt": target,
+            "execution": ctx.execution_id,
+        }
+        reset = rt.jobs.apply(uuid, "reset", who, delivery_id=f"retry:{target}", sender=self.alias)
+        if reset.duplicate and reset.entry["data"].get("execution") != ctx.execution_id:
+            ctx.log.info(f"Job {uuid}: attempt {target} is another execution's; not again")
+            return {"uuid": uuid, "retried": False, "attempt": target,
+                    "state": reset.job["state"],
+                    "message": f"attempt {target} of this job was already started"}  # fmt: skip
+
+        def next_attempt(doc: Document) -> Change | None:
+            if retry.attempt_of(doc) >= target:
+                return None  # a redelivery: already moved on
+            earlier = {
+                "attempt": failed,
+                "archive_path": doc.get("archive_path"),
+                "reason": who["reason"],
+                "retried": reset.entry["date"],
+                "execution": ctx.execution_id,
+            }
+            return Change(
+                set={
+                    "attempt": target,
+                    "archive_path": retry.next_archive_path(doc, target, rt.clock),
+                    "attempts": [*(doc.get("attempts") or []), earlier],
+                }
+            )
+
+        job = compare_and_set(rt.store, "jobs", uuid, next_attempt, what=f"job {uuid}")
+        rt.jobs.apply(uuid, "ready", who, delivery_id=f"retry:{target}:ready", sender=self.alias)
+        job = rt.jobs.get(uuid)
+        launch = job["launch"]
+        pipeline = rt.pipelines.get(job["pipeline_uuid"])
+        ctx.log.info(
+            f"Retrying job {uuid} as attempt {target} at {job['archive_path']} ({who['reason']})"
+        )
+        launched = self._launch(ctx, pipeline, job, launch["job_definition"], launch["backend"])
+        return {**launched, "retried": True, "attempt": target}
+
+    @staticmethod
+    def _ours(rt: Any, job: Document, target: int, ctx: Context) -> bool:
+        """Whether attempt ``target`` (already the job's) was started by this execution
+        (a redelivery of it goes on)."""
+        record = rt.store.get(job_log.LOG, rt.ids.event(job["uuid"], f"retry:{target}"))
+        return bool(record) and (record.get("data") or {}).get("execution") == ctx.execution_id
 
     @staticmethod
     def _callback_base(ctx: Context, uuid: str, token: str, backend: str) -> tuple[str, str]:
@@ -296,6 +390,29 @@ class LauncherProxy(Actor):
         }
 
 
+# -- retrying a FAILED job (issue 15) -------------------------------------------------------
+
+
+def authorize_retry(runtime: Any, job: Document, token: str | None, role: str) -> None:
+    """An admin key, or the job's update token (or an admin token), may retry it."""
+    if role == "admin":
+        return
+    runtime.tokens.authorize(job["uuid"], int(job.get("token_rotation", 0)), token, action="retry")
+
+
+def admit_retry(runtime: Any, body: dict[str, Any], role: str) -> None:
+    """Refused before it is queued: an unknown job (404), a wrong token (403), a job
+    that is not FAILED (409 naming its state). A retry naming an attempt the job has
+    already left (a redelivered automatic retry) is let through: ``handle`` answers
+    that it was already done."""
+    job = runtime.jobs.get(body["uuid"])
+    authorize_retry(runtime, job, body.get("token"), role)
+    if int(body.get("attempt") or retry.attempt_of(job)) == retry.attempt_of(job):
+        refused = retry.refusal(job)
+        if refused:
+            raise Conflict(refused, uuid=job["uuid"], state=job["state"])
+
+
 # -- creating a job without launching it (pipelinejob_create) -------------------------------
 #
 # The seed's ManagedPipelineJob ran its compute wherever the script or reactor using it
@@ -351,6 +468,16 @@ def admit_create(runtime: Any, body: dict[str, Any]) -> None:
                 f"files that exist",
                 path=f"derived_from/{i}",
             )
+
+
+def ownership(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """A new job's ``owner`` (whose key or nonce sent the launch or create message;
+    none for one sent without a credential, by the CLI's ``send``) and its ``tags``
+    (with ``tag_pairs``, what the store indexes): issue 15."""
+    out: dict[str, Any] = tags.fields(body.get("tags") or {})
+    if ctx.owner:
+        out["owner"] = ctx.owner
+    return out
 
 
 def index_fields(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -412,6 +539,7 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         "agent": ctx.agent_url(),
         "task": ctx.task_url(),
         **replace(links, derived_from=derived).fields(),
+        **ownership(ctx, body),
     }
     index = index_fields(body)
     if index is not None:

@@ -270,6 +270,40 @@ def cmd_job_log(args: argparse.Namespace) -> int:
 LIVE_STATES = ("CREATED", "RUNNING")
 
 
+def cmd_job_retry(args: argparse.Namespace) -> int:
+    """Retry a FAILED job as its next attempt (a retry message to the launcher-proxy)."""
+    if not args.uuid:
+        raise ValidationError("jobs retry needs a uuid", path="uuid")
+    message: dict[str, Any] = {"action": "retry", "uuid": args.uuid}
+    if args.token:
+        message["token"] = args.token
+    if args.reason:
+        message["reason"] = args.reason
+    answer = _call(
+        args, "POST", "/actors/v2/launcher-proxy/messages", {"_abaco_synchronous": "true"}, message
+    )
+    view = answer.get("result") or {}
+    if view.get("status") != "COMPLETE":  # refused in the worker, or still running
+        why = (view.get("error") or {}).get("message") or view.get("status")
+        execution = view.get("executionId") or view.get("id")
+        print(
+            f"pipelinejobs: error: {printable(why, 300)}; "
+            f"see: pipelinejobs logs launcher-proxy {printable(execution)}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        return 0
+    result = view.get("result") or {}
+    if result.get("retried"):
+        attempt = printable(result.get("attempt"))
+        show([f"job {printable(args.uuid)} is retried as attempt {attempt}",
+              f"archive_path: {printable(result.get('archive_path'), 300)}"])  # fmt: skip
+    else:
+        show([f"job {printable(args.uuid)}: {printable(result.get('message'), 300)}"])
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Fail a job saying why; the compute of a local or docker job is stopped."""
     event = {"uuid": args.uuid, "name": "fail", "token": args.token}
@@ -300,8 +334,64 @@ def job_states(value: str) -> list[str]:
     return [name.upper() for name in given]
 
 
+def tag_pair(value: str) -> tuple[str, str]:
+    """``--set``'s value: ``key=value``."""
+    key, eq, text = value.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"a tag to set is key=value, not {value!r}")
+    return key, text
+
+
+def add_tag_options(p: argparse.ArgumentParser) -> None:
+    """``jobs list --tag --owner`` and ``jobs tag UUID --set k=v --remove k`` (issue 15)."""
+    p.add_argument("--tag", metavar="KEY:VALUE", help="list: only jobs with this tag")
+    p.add_argument(
+        "--owner", help="list: only jobs created by this key (its listed id; me: your own)"
+    )
+    p.add_argument(
+        "--set",
+        type=tag_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tag: set this tag (repeatable)",
+    )
+    p.add_argument(
+        "--remove", action="append", default=[], metavar="KEY", help="tag: remove this tag"
+    )
+
+
+def cmd_job_tag(args: argparse.Namespace) -> int:
+    """Set and remove a job's tags (a tag message to the jobs-manager)."""
+    if not args.uuid:
+        raise ValidationError("jobs tag needs a uuid", path="uuid")
+    if not args.set and not args.remove:
+        raise ValidationError("jobs tag needs --set KEY=VALUE or --remove KEY", path="--set")
+    message: dict[str, Any] = {"action": "tag", "uuid": args.uuid}
+    if args.set:
+        message["set"] = dict(args.set)
+    if args.remove:
+        message["remove"] = list(dict.fromkeys(args.remove))
+    if args.token:
+        message["token"] = args.token
+    answer = _call(
+        args, "POST", "/actors/v2/jobs-manager/messages", {"_abaco_synchronous": "true"}, message
+    )
+    if args.json:
+        return 0
+    result = (answer.get("result") or {}).get("result") or {}
+    tags = result.get("tags") or {}
+    listed = ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "none"
+    show([f"job {printable(args.uuid)} tags: {printable(listed, 500)}"])
+    return 0
+
+
 def cmd_read(args: argparse.Namespace) -> int:
-    """jobs|pipelines list|show, jobs watch."""
+    """jobs|pipelines list|show, jobs watch, jobs retry, jobs tag."""
+    if args.action == "retry":
+        return cmd_job_retry(args)
+    if args.action == "tag":
+        return cmd_job_tag(args)
     if args.action == "watch":
         from pipelinejobs.cli import watch
 
@@ -323,6 +413,9 @@ def cmd_read(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if getattr(args, "state", None):
         params["state"] = args.state
+    for name in ("tag", "owner"):
+        if getattr(args, name, None):
+            params[name] = getattr(args, name)
     answer = _call(args, "GET", f"/{args.what}", params)
     if args.json:
         return 0
@@ -354,7 +447,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 #: A job's fields ``jobs show`` prints, in this order (the rest: --json).
 JOB_FIELDS = (
     "uuid", "state", "last_event", "pipeline_uuid", "archive_system", "archive_path",
-    "session", "child_of", "derived_from", "acted_on", "created", "updated",
+    "session", "child_of", "derived_from", "acted_on", "owner", "tags", "created", "updated",
 )  # fmt: skip
 
 
@@ -560,8 +653,14 @@ def add_commands(sub: Any) -> None:
     demo.add_argument("--timeout", type=float, default=60.0)
     for what in ("jobs", "pipelines"):
         if what == "jobs":
-            p = add(what, cmd_read, "list or show jobs; `jobs watch UUID` follows one live")
-            p.add_argument("action", choices=["list", "show", "watch"])
+            p = add(
+                what,
+                cmd_read,
+                "list or show jobs; `jobs watch UUID` follows one live; `jobs retry UUID`",
+            )
+            p.add_argument("action", choices=["list", "show", "watch", "retry", "tag"])
+            p.add_argument("--token", help="retry: the job's update token (or an admin token)")
+            p.add_argument("--reason", help="retry: why (kept in the job's history)")
         else:
             p = add(what, cmd_read, f"list or show {what}")
             p.add_argument("action", choices=["list", "show"])
@@ -586,5 +685,6 @@ def add_commands(sub: Any) -> None:
                 default=None,
                 help="watch: show only the last N events of the history so far",
             )
+            add_tag_options(p)
             watch.add_watch_options(p)
         p.set_defaults(what=what)

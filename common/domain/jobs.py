@@ -54,6 +54,9 @@ from pipelinejobs.errors import (
 #: Called with the freshly read job before an event is applied; raises to refuse
 #: (token checks live in this hook, so the check and the write see the same document).
 Check = Callable[[Document], None]
+#: Called with the freshly read job once the event is allowed: the fields the same
+#: write sets besides the state (a tag change's ``tags``), computed from that read.
+Changes = Callable[[Document], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -175,9 +178,12 @@ class Jobs:
         sender: str | None = None,
         check: Check | None = None,
         allow_reserved: bool = False,
+        changes: Changes | None = None,
     ) -> EventResult:
         """Apply ``event`` to job ``uuid`` atomically; see the module docstring.
-        ``sender`` (who sent it, when known) is kept on the event's record.
+        ``sender`` (who sent it, when known) is kept on the event's record;
+        ``changes`` adds fields to the same compare-and-set (they may not be the
+        lifecycle's own: state, last_event, updated, event_count).
 
         Raises NotFound, TransitionRefused (with state, event and allowed sources),
         ValidationError, whatever ``check`` raises, or TooManyConflicts if the
@@ -190,7 +196,9 @@ class Jobs:
         require_type(uuid, "pipelinejob")
         name = lifecycle.parse_event(event)
         try:
-            result = self._apply(uuid, name, data, delivery_id, sender, check, allow_reserved)
+            result = self._apply(
+                uuid, name, data, delivery_id, sender, check, allow_reserved, changes
+            )
         except TRANSIENT:
             raise  # not a refusal: the same event may well be applied on a retry
         except PipelineJobsError as exc:
@@ -211,6 +219,7 @@ class Jobs:
         sender: str | None,
         check: Check | None,
         allow_reserved: bool,
+        extra: Changes | None = None,
     ) -> EventResult:
         """:meth:`apply` once the event's name is known: the read → decide → advance
         loop of the module docstring."""
@@ -233,6 +242,7 @@ class Jobs:
                 uuid, seq, entry_uuid, name.value, date, data, job["state"], sender
             )
             changes = {
+                **(extra(job) if extra is not None else {}),
                 "state": target.value,
                 "last_event": name.value,
                 "updated": date,

@@ -47,6 +47,8 @@ FORMATS = {
     "date-time": "an RFC 3339 date-time with its offset, such as 2026-01-31T12:00:00Z "
     "(a '+' in a URL is written %2B)",
 }
+#: A tag filter, ``key:value`` (pipelinejobs.domain.tags).
+TAG_FILTER = "^[A-Za-z0-9_.-]{1,64}:[^\\x00-\\x1f\\x7f]{0,256}$"
 #: Largest byte offset into a job's log (a seek past it overflows).
 MAX_OFFSET = 2**62
 
@@ -245,6 +247,17 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
                 "only jobs changed at or after this RFC 3339 date-time (with its offset; "
                 "a '+' sent unescaped arrives as a space and is read as '+'); oldest "
                 "change first",
+            ),
+            Param(
+                "tag",
+                {"type": "string", "minLength": 3, "maxLength": 321, "pattern": TAG_FILTER},
+                "only jobs with this tag, as key:value (one tag per request)",
+            ),
+            Param(
+                "owner",
+                {"type": "string", "pattern": "^(me|system|[0-9a-f]{12})$"},
+                "only jobs created by this key (its listed id, as keys list shows it; "
+                "me: the caller's own key, or its nonce's owner; system: the service's own)",
             ),
             Param("counts", BOOLEAN, "add the number of matching jobs in each state"),
             *page,

@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
+from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, Range, not_found
+from pipelinejobs.domain import tags
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.domain.job_log import PAGE
 from pipelinejobs.domain.lifecycle import State
@@ -74,6 +76,11 @@ def _job_filter() -> dict[str, Any]:
         where["child_of"] = In(linkage)
     if "updated_since" in args:
         where["updated"] = Range(gte=_since(args["updated_since"]))
+    if "tag" in args:
+        where[tags.PAIRS] = tags.parse_filter(args["tag"])
+    if "owner" in args:
+        owner = args["owner"]
+        where["owner"] = owner_label(g.principal.owner) if owner == "me" else owner
     return where
 
 

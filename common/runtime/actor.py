@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pipelinejobs.access.keys import owner_label
 from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import now
 from pipelinejobs.errors import MalformedMessage
@@ -157,6 +158,14 @@ class Context:
         return str(who) if who else None
 
     @property
+    def owner(self) -> str | None:
+        """Whose credential sent the message, as ``keys list`` names it (a key's listed
+        id — a nonce's owner's —, ``system`` for the service's own), kept as a job's
+        ``owner``; None for a message sent without one (the CLI's ``send``)."""
+        who = self.execution.get("owner")
+        return owner_label(str(who)) if who else None
+
+    @property
     def base_url(self) -> str:
         """The public base URL of this execution: ``gateway.public_url`` when set, else
         the one its message came in through (recorded on the execution at submit; an
@@ -184,8 +193,10 @@ class Context:
         params: Mapping[str, Any] | None = None,
         *,
         key: str | None = None,
+        delay: float = 0.0,
     ) -> str:
         """Send ``message`` to actor ``alias``; returns the new execution's id.
+        ``delay``: delivered no sooner than that many seconds from now.
 
         The child's id is derived from this execution's id and the send's position,
         so if this execution is delivered again after a crash, the same child is
@@ -209,6 +220,7 @@ class Context:
             sender=self.actor,
             role=self.role,  # an actor acts for its sender, never above it
             base_url=self.execution.get("base_url"),  # it came in through the same URL
+            delay=delay,
         )
         self.log.info(
             f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"

@@ -148,6 +148,7 @@ class Runtime:
         owner: str | None = None,
         role: str = USER,
         base_url: str | None = None,
+        delay: float = 0.0,
     ) -> Document:
         """Validate, store and publish a message for actor ``name``; the execution.
 
@@ -161,7 +162,9 @@ class Runtime:
         ``base_url`` is the public base URL it came in through (the gateway's, from
         :mod:`pipelinejobs.gateway.public_url`; an actor's send passes its own on):
         stored on the execution, it is what ``Context.agent_url`` / ``task_url`` start
-        with in the worker, which has no request.
+        with in the worker, which has no request. ``delay`` (s): published that late,
+        the execution stored SUBMITTED with ``retry_at`` now (a worker restarting
+        meanwhile loses nothing: the recovery sweep publishes it once it is due).
 
         A message from outside (no ``parent``) that cannot be published is withdrawn
         before BusUnavailable is raised: its sender is told to send it again (503,
@@ -187,10 +190,11 @@ class Runtime:
             owner=owner,
             role=role,
             base_url=base_url,
+            delay=delay,
         )
         if created or execution["status"] == SUBMITTED:
             try:
-                self.publish(actor.alias, execution["id"])
+                self.publish(actor.alias, execution["id"], delay=delay if created else 0.0)
             except BusUnavailable:
                 if created and parent is None:
                     self._withdraw(execution["id"])

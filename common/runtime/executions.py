@@ -104,12 +104,14 @@ class Executions:
         owner: str | None = None,
         role: str | None = None,
         base_url: str | None = None,
+        delay: float = 0.0,
     ) -> tuple[Document, bool]:
         """Store a new SUBMITTED execution; returns (execution, created).
 
         ``base_url``: the public base URL the message came in through (see
         :mod:`pipelinejobs.gateway.public_url`), kept for the worker, which has no
-        request.
+        request. ``delay``: it is published that many seconds late (``retry_at`` says
+        when it is due, so a recovery sweep does not publish it early).
 
         With an ``execution_id`` that already exists, the existing record is returned
         with ``created=False`` — the caller must not assume it still needs publishing
@@ -140,6 +142,8 @@ class Executions:
             doc["role"] = role
         if base_url:
             doc["base_url"] = base_url
+        if delay > 0:  # published delayed: recovery leaves it alone until it is due
+            doc["retry_at"] = iso(self.clock() + delay)
         try:
             return self.store.insert(self.collection, doc), True
         except DuplicateDocument:

@@ -25,6 +25,8 @@ class StubBus(Bus):
     def __init__(self) -> None:
         self.queue: collections.deque[tuple[str, str]] = collections.deque()
         self.published: list[tuple[str, str]] = []
+        #: execution id -> the delay it was published with (when not 0).
+        self.delays: dict[str, float] = {}
         self.deliver: Deliver | None = None
         self._lock = threading.Lock()
         #: execution id -> the unexpected exception its last delivery ended with.
@@ -34,6 +36,8 @@ class StubBus(Bus):
         with self._lock:
             self.queue.append((alias, execution_id))
             self.published.append((alias, execution_id))
+            if delay:
+                self.delays[execution_id] = delay
 
     def depth(self, alias: str) -> int | None:
         with self._lock:

@@ -91,16 +91,19 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         CollectionSpec(
             "jobs",
             "uuid",
-            ("state", "pipeline_uuid", "created", "updated"),
+            # ``owner``: who created it (issue 15), ``/jobs?owner=`` newest first.
+            ("state", "pipeline_uuid", "created", "updated", "owner"),
             # ``derived_from`` and ``acted_on``: what a job's inputs were (parent jobs,
             # catalog files), so the lineage API finds the jobs made from a file or job
-            # by one index lookup.
-            ("child_of", "derived_from", "acted_on"),
+            # by one index lookup. ``tag_pairs``: its tags as ``key:value``
+            # (pipelinejobs.domain.tags), for ``/jobs?tag=``.
+            ("child_of", "derived_from", "acted_on", "tag_pairs"),
             (
                 ("state", "created"),
                 ("pipeline_uuid", "created"),
                 ("state", "pipeline_uuid", "created"),
                 ("state", "updated"),
+                ("owner", "created"),
             ),
         ),
         CollectionSpec(
@@ -295,15 +298,16 @@ class Store(ABC):
     ) -> tuple[CollectionSpec, Any]:
         """The log's spec and the record's key, for :meth:`advance` and ``insert`` with
         a record; refuses a record for the document's own collection, and ``set``
-        fields that are the store's (the key, ``version``, :data:`LAST_RECORD`) or
-        arrays with member indexes (a log step writes one row of the parent)."""
+        fields that are the store's (the key, ``version``, :data:`LAST_RECORD`). An
+        array with member indexes may be set (a job's ``tag_pairs``): its members are
+        re-indexed in the same step."""
         log_collection, doc = record
         if log_collection == collection:
             raise StoreError(f"{collection} cannot be its own log", path="record")
         log_spec = self.spec(log_collection)
         self.check_change(collection, set, None)
         for name in set or {}:
-            if name == LAST_RECORD or name in self.spec(collection).multi:
+            if name == LAST_RECORD:
                 raise StoreError(f"advance cannot set {collection} {name!r}", path=name)
         return log_spec, self.key_of(log_collection, doc)
 

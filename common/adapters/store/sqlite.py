@@ -122,7 +122,20 @@ class SQLiteStore(SQLiteConnections, Store):
         marks = ", ".join("?" * len(values))
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         conn.execute(f'{verb} INTO "{spec.name}" ({cols}) VALUES ({marks})', values)
-        for f in spec.multi if multi_changed is None else multi_changed:
+        self._write_members(
+            conn, spec, key, doc, spec.multi if multi_changed is None else multi_changed
+        )
+
+    @staticmethod
+    def _write_members(
+        conn: sqlite3.Connection,
+        spec: CollectionSpec,
+        key: Any,
+        doc: Mapping[str, Any],
+        fields: Sequence[str],
+    ) -> None:
+        """Rewrite the side-table rows of the array ``fields`` of document ``key``."""
+        for f in fields:
             conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
             members = {scalar(v) for v in (doc.get(f) or []) if v is not None}
             conn.executemany(
@@ -228,7 +241,8 @@ class SQLiteStore(SQLiteConnections, Store):
     ) -> Document | None:
         """The compare-and-set and the record's INSERT in one IMMEDIATE transaction: they
         commit together or not at all. A record whose key (or place in its log) is taken
-        fails the INSERT, which rolls the UPDATE back: DuplicateDocument."""
+        fails the INSERT, which rolls the UPDATE back: DuplicateDocument. Array fields
+        set (a job's ``tag_pairs``) have their side-table rows rewritten in it too."""
         log_spec, record_key = self.check_record(collection, set, record)
         spec, log_spec = self._table(collection), self._table(log_spec.name)
         entry = {**record[1], "version": 0}
@@ -238,6 +252,8 @@ class SQLiteStore(SQLiteConnections, Store):
                 row = self._apply_update(conn, spec, key, version, fields, {})
                 if row is not None:
                     self._write_row(conn, log_spec, entry, replace=False)
+                    arrays = [f for f in spec.multi if f in fields]
+                    self._write_members(conn, spec, key, fields, arrays)
         except sqlite3.IntegrityError as exc:
             raise DuplicateDocument(
                 f"{log_spec.name} {record_key} (or its place in the log) is taken",

@@ -44,7 +44,10 @@ def all_keys(store: Store, collection: str = JOBS) -> list[str]:
 
 def test_the_real_collection_specs_are_used() -> None:
     jobs = COLLECTIONS["jobs"]
-    assert (jobs.key, jobs.multi) == ("uuid", ("child_of", "derived_from", "acted_on"))
+    assert (jobs.key, jobs.multi) == (
+        "uuid",
+        ("child_of", "derived_from", "acted_on", "tag_pairs"),
+    )
     assert {"state", "pipeline_uuid", "created", "updated"} <= set(jobs.indexed)
     assert "present" in COLLECTIONS["files"].indexed
 
@@ -381,17 +384,17 @@ def test_booleans_filter_and_group_as_booleans(store: Store) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s: s.find(JOBS, {"owner": "x"}),
-        lambda s: s.find(JOBS, order="owner"),
-        lambda s: s.count(JOBS, {"owner": "x"}),
-        lambda s: s.count(JOBS, group_by="owner"),
+        lambda s: s.find(JOBS, {"archive_path": "x"}),
+        lambda s: s.find(JOBS, order="archive_path"),
+        lambda s: s.count(JOBS, {"archive_path": "x"}),
+        lambda s: s.count(JOBS, group_by="archive_path"),
     ],
     ids=["find-where", "find-order", "count-where", "count-group"],
 )
 def test_a_field_that_is_not_indexed_is_refused_by_name(jobs: Store, call: Any) -> None:
-    with pytest.raises(StoreError, match="'owner'") as caught:
+    with pytest.raises(StoreError, match="'archive_path'") as caught:
         call(jobs)
-    assert caught.value.detail["path"] == "owner"
+    assert caught.value.detail["path"] == "archive_path"
 
 
 @pytest.mark.parametrize(
