@@ -32,7 +32,6 @@ stores nothing, and again in ``handle``.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pipelinejobs.access.keys import SYSTEM_OWNER, Principal
@@ -530,15 +529,14 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     # As a launch's: the catalog files its data's inputs and parameters name; then the
     # parent jobs and files the message names, after them, in one derived_from.
     links = provenance.links(rt.store, rt.ids, rt.storage.system, data)
-    parents = [plain_uuid(p) for p in body.get("derived_from") or []]
-    derived = [*links.derived_from, *(p for p in parents if p not in links.derived_from)]
+    links = provenance.with_parents(links, [plain_uuid(p) for p in body.get("derived_from") or []])
     fields: dict[str, Any] = {
         "archive_path": path,
         "archive_system": rt.storage.system,
         "session": session,
         "agent": ctx.agent_url(),
         "task": ctx.task_url(),
-        **replace(links, derived_from=derived).fields(),
+        **links.fields(),
         **ownership(ctx, body),
     }
     index = index_fields(body)

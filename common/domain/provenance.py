@@ -10,8 +10,7 @@ writes, a file's identity being its typed 105 UUID from storage system + path
 file when a record with that UUID exists:
 
 * ``derived_from`` — the catalog files named in the job's ``inputs``, then any
-  **parent jobs** its creator names (:func:`with_parents`: typed 107 UUIDs of jobs
-  that exist);
+  **parent jobs and files** its creator names (:func:`with_parents`);
 * ``acted_on`` — the catalog files named in its ``inputs`` or ``parameters``,
   references excepted;
 * ``acted_using`` — the references among them: catalog files under a ``reference``
@@ -30,8 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipelinejobs.adapters.store.base import In, Store
-from pipelinejobs.domain.identifiers import Identifiers, require_type
-from pipelinejobs.errors import NotFound
+from pipelinejobs.domain.identifiers import Identifiers
 
 #: The most names one job's data is searched for (a data document is bounded by the
 #: gateway's body limit; this bounds the lookups it can cost).
@@ -143,16 +141,11 @@ def links(
     return Links(derived, acted_on, acted_using)
 
 
-def with_parents(store: Store, found: Links, parents: Iterable[str]) -> Links:
-    """``found`` with parent jobs added to ``derived_from`` (after its files, in the
-    order given, each once): for a job made from another job's outputs by whoever
-    creates it. Each parent must be a job's typed 107 UUID (ValidationError naming it)
-    and exist (NotFound)."""
+def with_parents(found: Links, parents: Iterable[str]) -> Links:
+    """``found`` with the parents its creator names added to ``derived_from``: after
+    its files, in the order given, each once. Checking that each parent exists is the
+    caller's (the launcher-proxy refuses an unknown one before anything is queued,
+    naming its place in the message)."""
     derived = list(found.derived_from)
-    for parent in parents:
-        require_type(parent, "pipelinejob")
-        if store.get("jobs", parent) is None:
-            raise NotFound(f"no job {parent}: a job can only derive from one that exists")
-        if parent not in derived:
-            derived.append(parent)
+    derived += [p for p in dict.fromkeys(parents) if p not in derived]
     return replace(found, derived_from=derived)
