@@ -221,6 +221,7 @@ class Context:
             role=self.role,  # an actor acts for its sender, never above it
             base_url=self.execution.get("base_url"),  # it came in through the same URL
             delay=delay,
+            priority=self.execution.get("priority"),  # on behalf of the same job
         )
         self.log.info(
             f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"

@@ -42,6 +42,7 @@ from pipelinejobs.domain.clock import Clock, iso, system_clock
 from pipelinejobs.domain.identifiers import Identifiers
 from pipelinejobs.domain.jobs import Jobs
 from pipelinejobs.domain.pipelines import Pipelines
+from pipelinejobs.domain.priority import DEFAULT_PRIORITY, priority_of
 from pipelinejobs.errors import (
     BusUnavailable,
     CorruptDocument,
@@ -57,6 +58,8 @@ from pipelinejobs.runtime.executions import (
     SUBMITTED,
     Executions,
     derived_id,
+    job_of,
+    stored_message,
 )
 from pipelinejobs.runtime.middleware import (
     Delivery,
@@ -149,6 +152,7 @@ class Runtime:
         role: str = USER,
         base_url: str | None = None,
         delay: float = 0.0,
+        priority: str | None = None,
     ) -> Document:
         """Validate, store and publish a message for actor ``name``; the execution.
 
@@ -165,6 +169,8 @@ class Runtime:
         with in the worker, which has no request. ``delay`` (s): published that late,
         the execution stored SUBMITTED with ``retry_at`` now (a worker restarting
         meanwhile loses nothing: the recovery sweep publishes it once it is due).
+        ``priority``: see :meth:`priority_for`; stored on the execution, so that a
+        re-publish (recovery, a retry) keeps it.
 
         A message from outside (no ``parent``) that cannot be published is withdrawn
         before BusUnavailable is raised: its sender is told to send it again (503,
@@ -191,15 +197,42 @@ class Runtime:
             role=role,
             base_url=base_url,
             delay=delay,
+            priority=self.priority_for(message, params, priority),
         )
         if created or execution["status"] == SUBMITTED:
             try:
-                self.publish(actor.alias, execution["id"], delay=delay if created else 0.0)
+                self.publish(
+                    actor.alias,
+                    execution["id"],
+                    delay=delay if created else 0.0,
+                    priority=execution.get("priority"),
+                )
             except BusUnavailable:
                 if created and parent is None:
                     self._withdraw(execution["id"])
                 raise
         return execution
+
+    def priority_for(
+        self, message: Any, params: Mapping[str, Any], inherited: str | None = None
+    ) -> str:
+        """The priority a message is published with: the one it names itself (a
+        launch's ``priority``), else ``inherited`` (an actor's send passes its own
+        execution's), else that of the job it is about (its events: one read of the
+        job), else ``medium``."""
+        body = message if isinstance(message, dict) else {}
+        named = priority_of(body.get("priority")) or priority_of(inherited)
+        if named:
+            return named
+        job = job_of(stored_message(message), params)
+        if job is None:
+            return DEFAULT_PRIORITY
+        try:
+            record = self.store.get(self.jobs.collection, job)
+        except PipelineJobsError as exc:  # the event's own handling will say what is wrong
+            log.warning("priority of job %s unknown (%s); publishing as medium", job, exc.message)
+            return DEFAULT_PRIORITY
+        return priority_of((record or {}).get("priority")) or DEFAULT_PRIORITY
 
     def _withdraw(self, execution_id: str) -> None:
         """Delete an execution just stored whose message could not be published."""
@@ -208,10 +241,16 @@ class Runtime:
         except PipelineJobsError as exc:  # left SUBMITTED: recovery will publish it
             log.warning("execution %s could not be withdrawn (%s)", execution_id, exc.message)
 
-    def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def publish(
+        self, alias: str, execution_id: str, *, delay: float = 0.0, priority: Any = None
+    ) -> None:
+        """Publish an execution already stored; ``priority``: the one stored on it
+        (a record from before priorities has none: medium)."""
         if self.bus is None:
             raise RuntimeError("this runtime has no bus; connect one before submitting")
-        self.bus.publish(alias, execution_id, delay=delay)
+        self.bus.publish(
+            alias, execution_id, delay=delay, priority=priority_of(priority) or DEFAULT_PRIORITY
+        )
 
     # -- running a delivery -----------------------------------------------------------------
 

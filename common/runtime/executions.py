@@ -105,13 +105,15 @@ class Executions:
         role: str | None = None,
         base_url: str | None = None,
         delay: float = 0.0,
+        priority: str | None = None,
     ) -> tuple[Document, bool]:
         """Store a new SUBMITTED execution; returns (execution, created).
 
         ``base_url``: the public base URL the message came in through (see
         :mod:`pipelinejobs.gateway.public_url`), kept for the worker, which has no
         request. ``delay``: it is published that many seconds late (``retry_at`` says
-        when it is due, so a recovery sweep does not publish it early).
+        when it is due, so a recovery sweep does not publish it early). ``priority``:
+        what it is published with, kept for every re-publish.
 
         With an ``execution_id`` that already exists, the existing record is returned
         with ``created=False`` — the caller must not assume it still needs publishing
@@ -142,6 +144,8 @@ class Executions:
             doc["role"] = role
         if base_url:
             doc["base_url"] = base_url
+        if priority:
+            doc["priority"] = priority
         if delay > 0:  # published delayed: recovery leaves it alone until it is due
             doc["retry_at"] = iso(self.clock() + delay)
         try:

@@ -342,7 +342,9 @@ class Retries(Middleware):
         delay = self.settings.retry_delay(attempts)
         delivery.log.warning(f"{exc.message}; retrying in {delay:.1f}s")
         requeued = runtime.executions.requeue(delivery.execution_id, exc.message, delay)
-        runtime.publish(delivery.alias, delivery.execution_id, delay=delay)
+        runtime.publish(
+            delivery.alias, delivery.execution_id, delay=delay, priority=requeued.get("priority")
+        )
         return requeued
 
 

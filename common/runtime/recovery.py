@@ -146,7 +146,7 @@ class Recovery:
                     execution["actor"],
                     execution["status"],
                 )
-                rt.publish(execution["actor"], execution["id"])
+                rt.publish(execution["actor"], execution["id"], priority=execution.get("priority"))
             except OUTAGES:
                 raise
             except RECORD_ERRORS as exc:

@@ -137,7 +137,9 @@ def deliver_on_publish(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tup
     """Make ``rt.publish`` run the execution at once, in the calling thread."""
     delivered: list[tuple[str, str]] = []
 
-    def publish(alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def publish(
+        alias: str, execution_id: str, *, delay: float = 0.0, priority: str | None = None
+    ) -> None:
         delivered.append((alias, execution_id))
         rt.deliver(alias, execution_id)
 

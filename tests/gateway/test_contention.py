@@ -181,7 +181,7 @@ def test_a_message_post_the_broker_cannot_take(ctx: Ctx, monkeypatch: pytest.Mon
     bus = ctx.runtime.bus
     assert isinstance(bus, StubBus)
 
-    def down(alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def down(alias: str, execution_id: str, *, delay: float = 0.0, priority: str = "") -> None:
         raise BusUnavailable("broker redis://nowhere is not reachable")
 
     monkeypatch.setattr(bus, "publish", down)

@@ -35,7 +35,11 @@ def broker_state(redis_url: str) -> str:
         now = time.time()
         held = client.zrange("unacked_index", 0, -1, withscores=True)
         ages = [(tag.decode(), round(now - score, 1)) for tag, score in held]
-        queues = {q: client.llen(q) for q in ("actor.jobs-indexer", "actor.jobs-manager")}
+        queues = {  # every priority's list (README: Priority)
+            f"{q}{step}": client.llen(f"{q}{step}")
+            for q in ("actor.jobs-indexer", "actor.jobs-manager")
+            for step in ("", ":3", ":6")
+        }
         lock = client.pttl("unacked_mutex")
     finally:
         client.close()

@@ -132,7 +132,7 @@ def test_a_message_the_broker_cannot_take_is_withdrawn_unless_an_actor_sent_it(
     stays SUBMITTED, for recovery to publish (its sender is not told to retry)."""
     job = make_job(runtime)
 
-    def down(alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def down(alias: str, execution_id: str, *, delay: float = 0.0, priority: str = "") -> None:
         raise BusUnavailable("no broker")
 
     monkeypatch.setattr(bus(runtime), "publish", down)

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from pipelinejobs.domain.priority import DEFAULT_PRIORITY
+
 
 def queue_name(alias: str) -> str:
     """One queue per actor: ``actor.<alias>``."""
@@ -24,8 +26,12 @@ class Bus(ABC):
     """Publishes executions to actor queues."""
 
     @abstractmethod
-    def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
-        """Queue execution ``execution_id`` for actor ``alias`` (after ``delay`` s)."""
+    def publish(
+        self, alias: str, execution_id: str, *, delay: float = 0.0, priority: str = DEFAULT_PRIORITY
+    ) -> None:
+        """Queue execution ``execution_id`` for actor ``alias`` (after ``delay`` s),
+        ahead of lower-``priority`` messages waiting in the queue where the broker can
+        (:mod:`pipelinejobs.domain.priority`; a backend may ignore it)."""
 
     def depth(self, alias: str) -> int | None:
         """Messages waiting in ``alias``'s queue (not those a worker holds); None when

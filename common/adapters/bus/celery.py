@@ -17,6 +17,22 @@ interrupts an actor at its limit in every pool; a prefork worker also kills a po
 process still running ``bus.time_limit_grace`` s later (the task's ``time_limit``)
 and closes its execution from the main process (:class:`DeliveryRequest`).
 
+Priority (:mod:`pipelinejobs.domain.priority`) is Celery's and kombu's own, per
+broker. On RabbitMQ every actor queue is declared with ``x-max-priority``
+(:data:`AMQP_MAX_PRIORITY`) and each message carries its level's number, higher
+first (:data:`AMQP_PRIORITY`). A queue declared by an earlier version, without
+that argument, cannot be re-declared with it (PRECONDITION_FAILED, which would fail
+every publish): each bus tries once (:meth:`CeleryBus.fit_queues`) and keeps using
+such a queue as it is, without priority, saying so in the log until an operator
+replaces it (the README's "Priority" says how). On Redis kombu keeps one list per
+step (``priority_steps``), named
+``actor.<alias>`` (step 0, the highest) and ``actor.<alias>:<step>``; a worker's
+BRPOP names every high list before every medium and low one, so it takes high
+first, and its actors in turn within one level (``round_robin``: kombu's
+``priority`` order would starve the actors named last). kombu's queue size, its
+restore of unacknowledged messages and the unacked hash already span every list.
+The in-process memory transport ignores priority.
+
 The embedded mode uses the same app with kombu's ``memory://`` transport and a
 worker running on threads inside the process (:class:`EmbeddedWorker`).
 """
@@ -40,6 +56,7 @@ from pipelinejobs.adapters.bus.base import Bus, Heartbeat, Recoverer, queue_name
 from pipelinejobs.adapters.bus.celery_steps import Reconnected, Sweeps
 from pipelinejobs.adapters.bus.redis_watch import RedisWatch
 from pipelinejobs.config import BusSettings
+from pipelinejobs.domain.priority import DEFAULT_PRIORITY, HIGH, LOW, MEDIUM
 from pipelinejobs.errors import TRANSIENT, BusError, BusUnavailable, PipelineJobsError
 
 log = logging.getLogger("pipelinejobs.bus")
@@ -47,6 +64,21 @@ log = logging.getLogger("pipelinejobs.bus")
 Deliver = Callable[[str, str], object]
 #: expire(alias, execution id, seconds): close an execution whose process was killed.
 Expire = Callable[[str, str, float], object]
+
+
+#: RabbitMQ: a queue's ``x-max-priority``, and each level's number (higher first).
+AMQP_MAX_PRIORITY = 2
+AMQP_PRIORITY = {LOW: 0, MEDIUM: 1, HIGH: 2}
+#: Redis (kombu's emulation): lower first; each level has its own list.
+REDIS_PRIORITY = {HIGH: 0, MEDIUM: 3, LOW: 6}
+REDIS_PRIORITY_STEPS = sorted(REDIS_PRIORITY.values())
+
+
+def broker_priority(broker_url: str, priority: str) -> int:
+    """The number kombu publishes ``priority`` with on this broker (unknown: medium)."""
+    redis = broker_url.split("://", 1)[0] in ("redis", "rediss")
+    table = REDIS_PRIORITY if redis else AMQP_PRIORITY
+    return table.get(priority, table[DEFAULT_PRIORITY])
 
 
 def task_name(alias: str) -> str:
@@ -66,7 +98,10 @@ def make_app(settings: BusSettings, broker_url: str, aliases: Iterable[str]) -> 
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(queue_name(a), routing_key=queue_name(a)) for a in aliases],
+        task_queues=[
+            Queue(queue_name(a), routing_key=queue_name(a), max_priority=AMQP_MAX_PRIORITY)
+            for a in aliases
+        ],
         task_routes={
             task_name(a): {"queue": queue_name(a), "routing_key": queue_name(a)} for a in aliases
         },
@@ -82,6 +117,10 @@ def make_app(settings: BusSettings, broker_url: str, aliases: Iterable[str]) -> 
             # own WATCH transaction, so a short lock risks no double restore.
             "unacked_mutex_expire": max(5.0, 3 * settings.restore_interval),
             "polling_interval": settings.polling_interval,
+            # Redis: one list per priority level (see the module's docstring).
+            "priority_steps": REDIS_PRIORITY_STEPS,
+            "sep": ":",
+            "queue_order_strategy": "round_robin",
         },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.connect_timeout,
@@ -171,6 +210,10 @@ class CeleryBus(Bus):
         self.worker_info: dict[str, Any] = {}
         self.app = make_app(settings, broker_url, self.aliases)
         self.app.pipelinejobs_bus = self
+        #: RabbitMQ: whether the queues' priority argument was checked (fit_queues).
+        self._fitted = broker_url.split("://", 1)[0] not in ("amqp", "amqps", "pyamqp")
+        #: Actors whose RabbitMQ queue predates priorities (declared without it).
+        self.unprioritised: list[str] = []
         #: This bus's share of kombu's process-wide pools for its broker.
         self._pools: Any = pools.opened(self.app)
         redis = broker_url.split("://", 1)[0] in ("redis", "rediss")
@@ -191,11 +234,14 @@ class CeleryBus(Bus):
                 time_limit=limit + settings.time_limit_grace if limit > 0 else None,
             )(run_delivery)
 
-    def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def publish(
+        self, alias: str, execution_id: str, *, delay: float = 0.0, priority: str = DEFAULT_PRIORITY
+    ) -> None:
         if alias not in self.aliases:
             raise BusError(f"no queue for actor {alias!r}")
         envelope = {"execution": execution_id, "actor": alias}
         try:
+            self.fit_queues()
             self.app.send_task(
                 task_name(alias),
                 args=[envelope],
@@ -206,6 +252,7 @@ class CeleryBus(Bus):
                 queue=queue_name(alias),
                 routing_key=queue_name(alias),
                 countdown=delay or None,
+                priority=broker_priority(self.broker_url, priority),
                 retry=True,
                 retry_policy={
                     "max_retries": 3,
@@ -218,6 +265,38 @@ class CeleryBus(Bus):
             raise BusUnavailable(
                 f"cannot publish to {queue_name(alias)} on {self._safe_url()}: {exc}"
             ) from exc
+
+    def fit_queues(self) -> None:
+        """RabbitMQ, once per bus before its first publish or worker: declare each
+        actor queue with ``x-max-priority``; one that exists without it (declared by
+        a version before priorities) refuses (406 PRECONDITION_FAILED) and is used as
+        it is from then on — working, without priority — with an error in the log
+        saying how to replace it. Other brokers have nothing to fit."""
+        if self._fitted:
+            return
+        with self.app.connection_for_write() as conn:
+            for alias in self.aliases:
+                queue = self.app.amqp.queues[queue_name(alias)]
+                channel = conn.channel()
+                try:
+                    queue.bind(channel).declare()
+                except Exception as exc:  # kombu raises each transport's own errors
+                    if str(getattr(exc, "reply_code", "")) != "406":
+                        raise
+                    queue.max_priority = None
+                    self.unprioritised.append(alias)
+                    log.error(
+                        "queue %s exists without x-max-priority: its messages are not "
+                        "prioritised until it is replaced (README, Priority): %s",
+                        queue_name(alias),
+                        exc,
+                    )
+                finally:
+                    try:
+                        channel.close()
+                    except Exception:  # already closed by the broker's refusal
+                        pass
+        self._fitted = True
 
     def depth(self, alias: str) -> int | None:
         """Messages ready in the actor's queue (a passive declare: nothing is created)."""
@@ -323,6 +402,10 @@ class CeleryBus(Bus):
         unknown = [a for a in aliases if a not in self.aliases]
         if unknown:
             raise BusUnavailable(f"unknown actors {unknown}; known: {self.aliases}")
+        try:
+            self.fit_queues()
+        except Exception as exc:  # the worker's own start-up says more; it retries
+            log.warning("queue priorities not checked yet (%s)", exc)
         node = hostname or f"pipelinejobs-{os.getpid()}@{socket.gethostname()}"
         self.worker_info = {
             "node": node,

@@ -5,7 +5,8 @@ thread, including the ones the actors send while it runs, until nothing is left 
 so a test asserts on the outcome without sleeping — and re-raises an actor's
 unexpected exception in the test (``fail_fast``), so a crash in a child execution
 fails the test that caused it instead of hiding in an ERROR record. Delays are
-ignored (ordered after the messages already waiting).
+ignored (ordered after the messages already waiting); so are priorities, which are
+only recorded (``priorities``): ``join`` delivers in publishing order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from pipelinejobs.adapters.bus.base import Bus
+from pipelinejobs.domain.priority import DEFAULT_PRIORITY
 
 Deliver = Callable[[str, str], object]
 
@@ -27,15 +29,20 @@ class StubBus(Bus):
         self.published: list[tuple[str, str]] = []
         #: execution id -> the delay it was published with (when not 0).
         self.delays: dict[str, float] = {}
+        #: execution id -> the priority it was last published with.
+        self.priorities: dict[str, str] = {}
         self.deliver: Deliver | None = None
         self._lock = threading.Lock()
         #: execution id -> the unexpected exception its last delivery ended with.
         self._crashes: dict[str, Exception] = {}
 
-    def publish(self, alias: str, execution_id: str, *, delay: float = 0.0) -> None:
+    def publish(
+        self, alias: str, execution_id: str, *, delay: float = 0.0, priority: str = DEFAULT_PRIORITY
+    ) -> None:
         with self._lock:
             self.queue.append((alias, execution_id))
             self.published.append((alias, execution_id))
+            self.priorities[execution_id] = priority
             if delay:
                 self.delays[execution_id] = delay
 
