@@ -28,6 +28,10 @@ through a shell). The backend follows from the component and may be narrowed by
 ``job_definition.launcher``; it must be one ``launcher.backends`` allows. All of this
 is checked in ``admit`` when the pipeline is already registered, so a refused launch
 stores nothing, and again in ``handle``.
+
+Runs (issue 15, :mod:`pipelinejobs.domain.runs`): a ``create_run`` message makes one
+(or finds it: same pipeline and name); a launch or create naming its ``run`` is
+refused unless that run exists (404) and is of the job's pipeline (400).
 """
 
 from __future__ import annotations
@@ -41,9 +45,17 @@ from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.adapters.store.cas import Change, compare_and_set
 from pipelinejobs.config import Config
-from pipelinejobs.domain import archive_paths, components, job_log, provenance, retry, tags
+from pipelinejobs.domain import archive_paths, components, job_log, provenance, retry, runs, tags
+from pipelinejobs.domain.clock import now
 from pipelinejobs.domain.lifecycle import State
-from pipelinejobs.errors import Conflict, NotFound, PipelineJobsError, ValidationError
+from pipelinejobs.domain.priority import DEFAULT_PRIORITY, priority_of
+from pipelinejobs.errors import (
+    Conflict,
+    DuplicateDocument,
+    NotFound,
+    PipelineJobsError,
+    ValidationError,
+)
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Least specific first: the archive path hashes the first level present, the job is
@@ -81,11 +93,20 @@ def plan(config: Config, definition: dict[str, Any], pipeline: Document) -> str:
 class LauncherProxy(Actor):
     alias = "launcher-proxy"
     description = "Launches compute jobs as managed PipelineJobs"
-    accepts = ("agave_pipelinejob", "pipelinejob_create", "pipelinejob_retry")
+    accepts = (
+        "agave_pipelinejob",
+        "pipelinejob_create",
+        "pipelinejob_retry",
+        "pipelinejob_run_create",
+    )
 
     def parse(self, message: Any, params: Params) -> Message:
         if self.body_of(message).get("action") == "retry":
             return Message("retry", self.validated("pipelinejob_retry", self.body_of(message)))
+        if self.body_of(message).get("action") == "create_run":
+            return Message(
+                "create_run", self.validated("pipelinejob_run_create", self.body_of(message))
+            )
         if self.body_of(message).get("action") == "create":
             return parse_create(self.validated("pipelinejob_create", self.body_of(message)))
         body = self.validated("agave_pipelinejob", self.body_of(message))
@@ -107,6 +128,11 @@ class LauncherProxy(Actor):
         if msg.kind == "retry":
             admit_retry(runtime, msg.body, role)
             return
+        if msg.kind == "create_run":
+            runtime.pipelines.require_active(
+                runtime.pipelines.get(plain_uuid(msg.body["pipeline_uuid"]))
+            )
+            return
         if msg.body.get("archive_path"):
             runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
         definition = msg.body["job_definition"]
@@ -117,12 +143,15 @@ class LauncherProxy(Actor):
         except (NotFound, Conflict):
             return
         plan(runtime.config, definition, pipeline)
+        run_of(runtime, msg.body, pipeline)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         if msg.kind == "create":
             return create_job(ctx, msg.body)
         if msg.kind == "retry":
             return self._retry(ctx, msg.body)
+        if msg.kind == "create_run":
+            return create_run(ctx, msg.body)
         rt, body = ctx.runtime, msg.body
         definition = body["job_definition"]
         pipeline = rt.pipelines.resolve(
@@ -130,6 +159,7 @@ class LauncherProxy(Actor):
         )
         rt.pipelines.require_active(pipeline)
         backend = plan(rt.config, definition, pipeline)
+        run = run_of(rt, body, pipeline)
         make_launcher(backend, rt.config, rt.storage).check(definition, pipeline)
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition
@@ -170,6 +200,9 @@ class LauncherProxy(Actor):
             },
             **links.fields(),
             **ownership(ctx, body),
+            **({"run": run} if run else {}),
+            # What its events are published with (Runtime.priority_for).
+            "priority": priority_of(body.get("priority")) or DEFAULT_PRIORITY,
         }
         index = index_fields(body)  # every file at level "1" unless refined or off
         if index is not None:
@@ -457,7 +490,9 @@ def admit_create(runtime: Any, body: dict[str, Any]) -> None:
     job or file that does not exist (400 naming the item)."""
     if body.get("archive_path"):
         runtime.storage.resolve(explicit_path(body["archive_path"])[1])
-    runtime.pipelines.require_active(runtime.pipelines.get(plain_uuid(body["pipeline_uuid"])))
+    pipeline = runtime.pipelines.get(plain_uuid(body["pipeline_uuid"]))
+    runtime.pipelines.require_active(pipeline)
+    run_of(runtime, body, pipeline)
     for i, parent in enumerate(body.get("derived_from") or []):
         key = plain_uuid(parent)
         kind, collection = ("job", "jobs") if key.startswith("107") else ("file", "files")
@@ -467,6 +502,56 @@ def admit_create(runtime: Any, body: dict[str, Any]) -> None:
                 f"files that exist",
                 path=f"derived_from/{i}",
             )
+
+
+def run_of(runtime: Any, body: dict[str, Any], pipeline: Document) -> str | None:
+    """The run a launch names (its plain uuid), None if it names none: a run that
+    does not exist is a 404, one of another pipeline a 400, both naming it."""
+    if not body.get("run"):
+        return None
+    uuid = plain_uuid(body["run"])
+    found = runtime.store.get("runs", uuid)
+    if found is None:
+        raise NotFound(f"run {uuid} does not exist: create it first (create_run)", uuid=uuid)
+    if found["pipeline_uuid"] != pipeline["uuid"]:
+        raise ValidationError(
+            f"run {uuid} belongs to pipeline {found['pipeline_uuid']}, not to this job's "
+            f"pipeline {pipeline['uuid']}",
+            path="run",
+        )
+    return uuid
+
+
+def create_run(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a run (or find it: the same pipeline and name is the same run, whose
+    stored fields a second creation does not change)."""
+    rt = ctx.runtime
+    pipeline = rt.pipelines.get(plain_uuid(body["pipeline_uuid"]))
+    rt.pipelines.require_active(pipeline)
+    uuid = rt.ids.run(pipeline["uuid"], body["name"])
+    date = now(rt.clock)
+    doc: dict[str, Any] = {
+        "uuid": uuid,
+        "pipeline_uuid": pipeline["uuid"],
+        "name": body["name"],
+        "priority": body.get("priority") or runs.DEFAULT_PRIORITY,
+        "domain_context": body.get("domain_context") or {},
+        **tags.fields(body.get("tags") or {}),
+        "created": date,
+        "updated": date,
+        **({"owner": ctx.owner} if ctx.owner else {}),
+    }
+    existing = rt.store.get("runs", uuid)
+    created = existing is None
+    if created:
+        try:
+            rt.store.insert("runs", doc)
+        except DuplicateDocument:
+            created = False
+    run = rt.store.get("runs", uuid) or doc
+    ctx.log.info(f"{'Created' if created else 'Found'} run {uuid} ({body['name']!r})")
+    return {"uuid": uuid, "created": created, "name": run["name"],
+            "pipeline_uuid": run["pipeline_uuid"], "priority": run["priority"]}  # fmt: skip
 
 
 def ownership(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
@@ -504,6 +589,7 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     rt = ctx.runtime
     pipeline = rt.pipelines.get(plain_uuid(body["pipeline_uuid"]))
     rt.pipelines.require_active(pipeline)
+    run = run_of(rt, body, pipeline)
     linked, path_ids = linkage(body["parameters"])
     data = body.get("data") or {}
     session = body.get("session") or archive_paths.new_session()
@@ -538,6 +624,7 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         "task": ctx.task_url(),
         **links.fields(),
         **ownership(ctx, body),
+        **({"run": run} if run else {}),
     }
     index = index_fields(body)
     if index is not None:

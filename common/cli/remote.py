@@ -647,6 +647,9 @@ def add_commands(sub: Any) -> None:
     from pipelinejobs.cli import lineage
 
     lineage.add_command(add)
+    from pipelinejobs.cli import runs
+
+    runs.add_command(add)
     demo = add(
         "demo", cmd_demo, "run a small local job on the server and watch it walk", answers=False
     )

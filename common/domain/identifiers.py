@@ -47,6 +47,8 @@ UUID_TYPES: dict[str, tuple[str, str]] = {
     "123": ("text_annotation", "Text Annotation"),
     "124": ("association", "Annotation Association"),
     "125": ("structured_request", "Structured Experiment Request"),
+    # Not in the original catalog's table (issue 15): a run, a named batch of jobs.
+    "126": ("pipelinejob_run", "PipelineJob Run"),
 }
 PREFIXES: dict[str, str] = {name: prefix for prefix, (name, _) in UUID_TYPES.items()}
 
@@ -109,6 +111,12 @@ class Identifiers:
         """
         seed = delivery_id if delivery_id is not None else uuid.uuid4().hex
         return self.typed(f"{job_uuid}:{seed}", "pipelinejob_event")
+
+    def run(self, pipeline_uuid: str, name: str) -> str:
+        """Run UUID (type 126): pipeline + name. Creating the same run twice finds it,
+        as a resubmitted job is found; a run's other fields may differ and are not
+        changed by the second creation."""
+        return self.typed(canonical_json([pipeline_uuid, name]), "pipelinejob_run")
 
     def file(self, storage_system: str, path: str) -> str:
         """File UUID (type 105) from the storage system and the file's path."""

@@ -501,6 +501,29 @@ class Operations:
                     _responses(_ok("JobList"), "400 401 403 503"),
                 )
             },
+            "/runs": {
+                "get": self.op(
+                    "read.list_runs",
+                    "Runs, newest first",
+                    _responses(_ok("RunList"), "400 401 403 503"),
+                )
+            },
+            "/runs/{uuid}": {
+                "get": self.op(
+                    "read.get_run",
+                    "One run with its jobs counted by state and its derived status",
+                    _responses(_ok("RunStatus"), errors),
+                    path=(uuid("pipelinejob_run"),),
+                )
+            },
+            "/runs/{uuid}/jobs": {
+                "get": self.op(
+                    "read.run_jobs",
+                    "A page of a run's jobs, newest first",
+                    _responses(_ok("JobList"), errors),
+                    path=(uuid("pipelinejob_run"),),
+                )
+            },
             "/jobs/{uuid}": {
                 "get": self.op(
                     "read.get_job",

@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from pipelinejobs.access.boundary import INT_MAX, INT_MIN, MAX_KEY
-from pipelinejobs.domain import validation
+from pipelinejobs.domain import runs, validation
 
 PREFIX = "#/components/schemas/"
 #: Keywords whose value is a schema, a list of schemas, or a map of name → schema —
@@ -161,6 +161,25 @@ NEXT = {"type": ["string", "null"], "description": "the cursor of the next page;
 LINKS = {"type": "object", "additionalProperties": STRING}
 
 
+RUN_REQUIRED = ["uuid", "pipeline_uuid", "name", "priority", "tags", "created"]
+
+
+def run_properties() -> dict[str, Any]:
+    """A stored run's fields (issue 15), as the read API shows them."""
+    return {
+        "uuid": ref("pipelinejob_run_uuid"),
+        "pipeline_uuid": ref("pipeline_uuid"),
+        "name": STRING,
+        "priority": {"type": "string", "enum": list(runs.PRIORITIES)},
+        "tags": ref("pipelinejob_tags"),
+        "tag_pairs": {"type": "array", "items": STRING},
+        "domain_context": {"type": "object"},
+        "owner": STRING,
+        "created": DATE,
+        "updated": DATE,
+    }
+
+
 def results() -> dict[str, dict[str, Any]]:
     """The ``result`` of each route's success envelope, and the envelopes."""
     execution = _object(
@@ -269,6 +288,26 @@ def results() -> dict[str, dict[str, Any]]:
                 "description": "with counts=true: matching jobs in each of the 11 states",
                 "propertyNames": ref("pipelinejob_statename"),
                 "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+        ),
+        "Run": _object(RUN_REQUIRED, **run_properties()),
+        "RunList": _object(
+            ["runs", "next"], runs={"type": "array", "items": ref("Run")}, next=NEXT
+        ),
+        "RunStatus": _object(
+            [*RUN_REQUIRED, "counts", "jobs", "status"],
+            **run_properties(),
+            counts={
+                "type": "object",
+                "description": "the run's jobs in each of the 11 states",
+                "propertyNames": ref("pipelinejob_statename"),
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+            jobs={"type": "integer", "minimum": 0, "description": "the run's jobs"},
+            status={
+                "type": "string",
+                "enum": list(runs.STATUSES),
+                "description": "derived from counts (README, Runs)",
             },
         ),
         "FileList": _object(

@@ -259,7 +259,37 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
                 "only jobs created by this key (its listed id, as keys list shows it; "
                 "me: the caller's own key, or its nonce's owner; system: the service's own)",
             ),
+            Param("run", ref("pipelinejob_run_uuid"), "only jobs launched in this run"),
             Param("counts", BOOLEAN, "add the number of matching jobs in each state"),
+            *page,
+        ),
+        "read.list_runs": (
+            Param("pipeline_uuid", ref("pipeline_uuid"), "only runs of this pipeline"),
+            Param(
+                "priority",
+                {"type": "string", "enum": ["low", "medium", "high"]},
+                "only runs of this priority",
+            ),
+            Param(
+                "tag",
+                {"type": "string", "minLength": 3, "maxLength": 321, "pattern": TAG_FILTER},
+                "only runs with this tag, as key:value (one tag per request)",
+            ),
+            Param(
+                "owner",
+                {"type": "string", "pattern": "^(me|system|[0-9a-f]{12})$"},
+                "only runs created by this key (its listed id; me: the caller's own key)",
+            ),
+            *page,
+        ),
+        "read.get_run": (),
+        "read.run_jobs": (
+            Param(
+                "state",
+                {"type": "array", "minItems": 1, "items": ref("pipelinejob_statename")},
+                "only the run's jobs in one of these states (repeatable)",
+                multi=True,
+            ),
             *page,
         ),
         "read.get_job": (),

@@ -24,7 +24,9 @@ def test_type_table_covers_100_to_125_of_the_original():
     assert PREFIXES["pipelinejob_event"] == "108" and PREFIXES["file"] == "105"
     assert PREFIXES["experiment"] == "102" and PREFIXES["sample"] == "103"
     assert PREFIXES["measurement"] == "104"
-    assert all(100 <= int(p) <= 125 for p in UUID_TYPES)
+    # 100-125 are the original's; 126 (runs, issue 15) is this service's extension.
+    assert all(100 <= int(p) <= 125 for p in UUID_TYPES if p != "126")
+    assert UUID_TYPES["126"][0] == "pipelinejob_run"
     assert len(UUID_TYPES) == len(PREFIXES)
 
 

@@ -1,7 +1,7 @@
 """The document store interface every backend implements.
 
-Collections of JSON documents (pipelines, jobs, files, executions, nonces, keys, the
-console's sessions, the pipelines' claims on app ids), each keyed by one field;
+Collections of JSON documents (pipelines, jobs, runs, files, executions, nonces, keys,
+the console's sessions, the pipelines' claims on app ids), each keyed by one field;
 ``events``, the jobs' append-only history log; ``migrations``, the data conversions
 done; and ``quarantine``, for records set aside. The interface is deliberately
 small — the operations the system needs, not a query language:
@@ -92,7 +92,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             "jobs",
             "uuid",
             # ``owner``: who created it (issue 15), ``/jobs?owner=`` newest first.
-            ("state", "pipeline_uuid", "created", "updated", "owner"),
+            # ``run``: the run it was launched in (issue 15), ``/runs/<id>/jobs``.
+            ("state", "pipeline_uuid", "created", "updated", "owner", "run"),
             # ``derived_from`` and ``acted_on``: what a job's inputs were (parent jobs,
             # catalog files), so the lineage API finds the jobs made from a file or job
             # by one index lookup. ``tag_pairs``: its tags as ``key:value``
@@ -104,7 +105,18 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                 ("state", "pipeline_uuid", "created"),
                 ("state", "updated"),
                 ("owner", "created"),
+                ("run", "created"),
+                ("run", "state"),
             ),
+        ),
+        # Runs (issue 15): named batches of one pipeline's jobs, newest first, by
+        # pipeline, priority, owner and tag (``tag_pairs``, as on jobs).
+        CollectionSpec(
+            "runs",
+            "uuid",
+            ("pipeline_uuid", "priority", "owner", "created", "name"),
+            ("tag_pairs",),
+            (("pipeline_uuid", "created"), ("owner", "created"), ("priority", "created")),
         ),
         CollectionSpec(
             "files",

@@ -555,3 +555,38 @@ def test_concurrent_compare_and_set_loses_nothing(threaded_store: Store, run_thr
     assert (final["counter"], final["version"]) == (400, 400)
     assert len(final["seen"]) == 400
     assert set(final["seen"]) == {f"{w}-{i}" for w in range(8) for i in range(50)}
+
+
+def test_runs_are_found_by_pipeline_priority_owner_and_tag_newest_first(store: Store) -> None:
+    """Runs (issue 15): the filters and order GET /runs uses, and a run's jobs counted
+    by state (GET /runs/<id>)."""
+    runs = [
+        {"uuid": "r1", "pipeline_uuid": "p1", "priority": "high", "owner": "a",
+         "tag_pairs": ["experiment:e1"], "created": "2026-01-01T00:00:01.000Z"},
+        {"uuid": "r2", "pipeline_uuid": "p1", "priority": "medium", "owner": "b",
+         "tag_pairs": ["experiment:e2"], "created": "2026-01-01T00:00:02.000Z"},
+        {"uuid": "r3", "pipeline_uuid": "p2", "priority": "medium", "owner": "a",
+         "tag_pairs": [], "created": "2026-01-01T00:00:03.000Z"},
+    ]  # fmt: skip
+    for run in runs:
+        store.insert("runs", run)
+
+    def found(**where: Any) -> list[str]:
+        return keys(store.find("runs", where, order="created", descending=True).items)
+
+    assert found() == ["r3", "r2", "r1"]
+    assert found(pipeline_uuid="p1") == ["r2", "r1"]
+    assert found(priority="medium", owner="a") == ["r3"]
+    assert found(tag_pairs="experiment:e1") == ["r1"]
+    assert found(pipeline_uuid="p1", tag_pairs="experiment:e2", priority="medium") == ["r2"]
+    first = store.find("runs", order="created", descending=True, limit=2)
+    rest = store.find("runs", order="created", descending=True, limit=2, after=first.next)
+    assert keys(first.items + rest.items) == ["r3", "r2", "r1"] and rest.next is None
+
+    for uuid, state, run in (("j1", "FAILED", "r1"), ("j2", "FINISHED", "r1"),
+                             ("j3", "FINISHED", "r1"), ("j4", "FINISHED", "r2"),
+                             ("j5", "CREATED", None)):  # fmt: skip
+        store.insert(JOBS, job(uuid, state=state, created=uuid, **({"run": run} if run else {})))
+    assert store.count(JOBS, {"run": "r1"}, group_by="state") == {"FAILED": 1, "FINISHED": 2}
+    assert keys(store.find(JOBS, {"run": "r1", "state": "FINISHED"}).items) == ["j2", "j3"]
+    assert keys(store.find(JOBS, {"run": None}).items) == ["j5"]
