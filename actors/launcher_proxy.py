@@ -74,6 +74,37 @@ def linkage(parameters: dict[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(set(present[-1])), sorted(set(present[0]))
 
 
+def archive_path_for(
+    rt: Any, body: Document, pipeline: Document, path_ids: list[str], data: Any, session: str
+) -> str:
+    """Where a new job's outputs go: the message's ``archive_path`` (on this deployment's
+    storage system only), else the path the design card derives from its pipeline,
+    linkage, data and session (instanced unless ``instanced: false``). Refused before
+    anything is written if it would escape the storage root."""
+    if body.get("archive_path"):
+        system, path = explicit_path(body["archive_path"])
+        if system != rt.storage.system:
+            # Writing elsewhere while the job claims another system would lose the
+            # outputs from the caller's view; say which system this deployment has.
+            raise ValidationError(
+                f"archive path {body['archive_path']!r} is on storage system "
+                f"{system!r}; this deployment archives to {rt.storage.system!r}",
+                path="archive_path",
+            )
+    else:
+        path = archive_paths.archive_path(
+            pipeline_uuid=pipeline["uuid"],
+            linkage=path_ids,
+            data=data,
+            domain=rt.ids.domain,
+            instanced=body.get("instanced", True),
+            clock=rt.clock,
+            session=session,
+        )
+    rt.storage.resolve(path)
+    return str(path)
+
+
 def explicit_path(uri: str) -> tuple[str, str]:
     """(storage system, path) of an ``agave://system/path`` archive URI."""
     rest = uri.split("://", 1)[1]
@@ -164,27 +195,7 @@ class LauncherProxy(Actor):
         linked, path_ids = linkage(body["parameters"])
         data = body.get("data") or definition
         session = body.get("session") or archive_paths.new_session()
-        if body.get("archive_path"):
-            system, path = explicit_path(body["archive_path"])
-            if system != rt.storage.system:
-                # Writing elsewhere while the job claims another system would lose the
-                # outputs from the caller's view; say which system this deployment has.
-                raise ValidationError(
-                    f"archive path {body['archive_path']!r} is on storage system "
-                    f"{system!r}; this deployment archives to {rt.storage.system!r}",
-                    path="archive_path",
-                )
-        else:
-            path = archive_paths.archive_path(
-                pipeline_uuid=pipeline["uuid"],
-                linkage=path_ids,
-                data=data,
-                domain=rt.ids.domain,
-                instanced=body.get("instanced", True),
-                clock=rt.clock,
-                session=session,
-            )
-        rt.storage.resolve(path)  # refuse an escaping path before anything is written
+        path = archive_path_for(rt, body, pipeline, path_ids, data, session)
         links = provenance.links(rt.store, rt.ids, rt.storage.system, definition, body.get("data"))
         fields: dict[str, Any] = {
             "archive_path": path,
@@ -593,25 +604,7 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     linked, path_ids = linkage(body["parameters"])
     data = body.get("data") or {}
     session = body.get("session") or archive_paths.new_session()
-    if body.get("archive_path"):
-        system, path = explicit_path(body["archive_path"])
-        if system != rt.storage.system:
-            raise ValidationError(
-                f"archive path {body['archive_path']!r} is on storage system {system!r}; "
-                f"this deployment archives to {rt.storage.system!r}",
-                path="archive_path",
-            )
-    else:
-        path = archive_paths.archive_path(
-            pipeline_uuid=pipeline["uuid"],
-            linkage=path_ids,
-            data=data,
-            domain=rt.ids.domain,
-            instanced=body.get("instanced", True),
-            clock=rt.clock,
-            session=session,
-        )
-    rt.storage.resolve(path)
+    path = archive_path_for(rt, body, pipeline, path_ids, data, session)
     # As a launch's: the catalog files its data's inputs and parameters name; then the
     # parent jobs and files the message names, after them, in one derived_from.
     links = provenance.links(rt.store, rt.ids, rt.storage.system, data)
