@@ -270,6 +270,29 @@ def cmd_job_log(args: argparse.Namespace) -> int:
 LIVE_STATES = ("CREATED", "RUNNING")
 
 
+def completed(
+    args: argparse.Namespace, actor: str, message: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Send ``message`` to ``actor`` and wait for its execution: the actor's result, or
+    None once a refusal in the worker (or an execution still running when the gateway
+    stopped waiting) has been said on stderr with where its log is."""
+    answer = _call(
+        args, "POST", f"/actors/v2/{actor}/messages", {"_abaco_synchronous": "true"}, message
+    )
+    view = answer.get("result") or {}
+    if view.get("status") != "COMPLETE":  # refused in the worker, or still running
+        why = (view.get("error") or {}).get("message") or view.get("status")
+        execution = view.get("executionId") or view.get("id")
+        print(
+            f"pipelinejobs: error: {printable(why, 300)}; "
+            f"see: pipelinejobs logs {actor} {printable(execution)}",
+            file=sys.stderr,
+        )
+        return None
+    result: dict[str, Any] = view.get("result") or {}
+    return result
+
+
 def cmd_job_retry(args: argparse.Namespace) -> int:
     """Retry a FAILED job as its next attempt (a retry message to the launcher-proxy)."""
     if not args.uuid:
@@ -279,22 +302,11 @@ def cmd_job_retry(args: argparse.Namespace) -> int:
         message["token"] = args.token
     if args.reason:
         message["reason"] = args.reason
-    answer = _call(
-        args, "POST", "/actors/v2/launcher-proxy/messages", {"_abaco_synchronous": "true"}, message
-    )
-    view = answer.get("result") or {}
-    if view.get("status") != "COMPLETE":  # refused in the worker, or still running
-        why = (view.get("error") or {}).get("message") or view.get("status")
-        execution = view.get("executionId") or view.get("id")
-        print(
-            f"pipelinejobs: error: {printable(why, 300)}; "
-            f"see: pipelinejobs logs launcher-proxy {printable(execution)}",
-            file=sys.stderr,
-        )
+    result = completed(args, "launcher-proxy", message)
+    if result is None:
         return 1
     if args.json:
         return 0
-    result = view.get("result") or {}
     if result.get("retried"):
         attempt = printable(result.get("attempt"))
         show([f"job {printable(args.uuid)} is retried as attempt {attempt}",

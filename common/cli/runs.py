@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from pipelinejobs.cli.output import fields, flatten, printable, show, table
@@ -86,7 +85,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from pipelinejobs.cli.remote import _call
+    from pipelinejobs.cli.remote import completed
 
     if not args.pipeline_uuid or not args.name:
         raise ValidationError("runs create needs --pipeline-uuid and --name", path="--name")
@@ -101,22 +100,11 @@ def _create(args: argparse.Namespace) -> int:
         message["tags"] = dict(args.set_tag)
     if args.context is not None:
         message["domain_context"] = args.context
-    answer = _call(
-        args, "POST", "/actors/v2/launcher-proxy/messages", {"_abaco_synchronous": "true"}, message
-    )
-    view = answer.get("result") or {}
-    if view.get("status") != "COMPLETE":  # refused in the worker, or still running
-        why = (view.get("error") or {}).get("message") or view.get("status")
-        execution = view.get("executionId") or view.get("id")
-        print(
-            f"pipelinejobs: error: {printable(why, 300)}; "
-            f"see: pipelinejobs logs launcher-proxy {printable(execution)}",
-            file=sys.stderr,
-        )
+    result = completed(args, "launcher-proxy", message)
+    if result is None:
         return 1
     if args.json:
         return 0
-    result = view.get("result") or {}
     verb = "created" if result.get("created") else "already exists (unchanged)"
     show([f"run {printable(result.get('uuid'))} {verb}: {printable(result.get('name'))}, "
           f"priority {printable(result.get('priority'))}"])  # fmt: skip
