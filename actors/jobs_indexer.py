@@ -122,7 +122,7 @@ class JobsIndexer(Actor):
         compile_filters(body.get("filters") or [])
         return Message("index", body, body.get("token"))
 
-    def admit(self, runtime: Runtime, msg: Message, role: str) -> None:
+    def admit(self, runtime: Runtime, msg: Message, role: str, owner: str | None = None) -> None:
         """The filter limit is a setting, so it is checked here, where the runtime
         is known — still before anything is queued."""
         limit = runtime.config.indexer.max_filters

@@ -17,6 +17,9 @@ a status callback (``status``, no explicit event) must be an ``agave_job_callbac
 (not the job's own backend) fails or resets a job whose compute PipelineJobs runs,
 that compute is stopped — cancel is ``fail`` with a ``reason``.
 
+A ``bulk`` message (issue 15) cancels, retries, retires or tags every job a filter
+selects, one message per job (:mod:`pipelinejobs.domain.bulk`).
+
 An event sent with an ``event_key`` (what the client library's ManagedPipelineJob
 sends) is named by it: its history uuid is derived from the job and the key, not from
 the execution, so the same key in another execution is a duplicate, and so is what it
@@ -32,6 +35,7 @@ from pipelinejobs.adapters.launchers.supervisor import request_stop
 from pipelinejobs.domain import lifecycle, retry, tags, validation
 from pipelinejobs.domain.lifecycle import Event, State
 from pipelinejobs.errors import SchemaValidationError, TransitionRefused, ValidationError
+from pipelinejobs.runtime import bulk
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
@@ -129,12 +133,19 @@ def check_callback_body(body: dict[str, Any]) -> None:
 class JobsManager(Actor):
     alias = "jobs-manager"
     description = "Applies lifecycle events to PipelineJobs"
-    accepts = ("pipelinejob_manager_event", "agave_job_callback", "pipelinejob_tag")
+    accepts = (
+        "pipelinejob_manager_event",
+        "agave_job_callback",
+        "pipelinejob_tag",
+        "pipelinejob_bulk",
+    )
 
     def parse(self, message: Any, params: Params) -> Message:
         body = self.body_of(message)
         if body.get("action") == "tag":
             return parse_tag(self, body, params)
+        if body.get("action") == "bulk":
+            return Message("bulk", self.validated("pipelinejob_bulk", body))
         if params.get("uuid") and (
             params.get("status") or params.get("event") or params.get("name")
         ):
@@ -167,9 +178,17 @@ class JobsManager(Actor):
         self.validated("pipelinejob_manager_event", event)
         return Message(kind, event, event.get("token"), event.get("data"))
 
+    def admit(self, runtime: Any, msg: Message, role: str, owner: str | None = None) -> None:
+        """A bulk action's filter, owner rule, limit and confirmed count are checked
+        before it is queued (:func:`pipelinejobs.runtime.bulk.admit`)."""
+        if msg.kind == "bulk":
+            bulk.admit(runtime, msg.body, role, owner)
+
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
         if msg.kind == "tag":
             return apply_tag(ctx, msg)
+        if msg.kind == "bulk":
+            return bulk.run(ctx, msg.body)
         uuid, name = msg.body["uuid"], msg.body["name"]
         if name in lifecycle.RESERVED_EVENTS:
             raise lifecycle.refuse_reserved(uuid, name)

@@ -148,7 +148,7 @@ class LauncherProxy(Actor):
             LocalStorage.normalise(explicit_path(body["archive_path"])[1])
         return Message("launch", body)
 
-    def admit(self, runtime: Any, msg: Message, role: str) -> None:
+    def admit(self, runtime: Any, msg: Message, role: str, owner: str | None = None) -> None:
         """What needs the disk or the store, refused before the message is queued: an
         explicit archive path escaping through a symlink, and a launch its pipeline
         does not allow (an undeclared variable, a backend it or the deployment does

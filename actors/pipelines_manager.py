@@ -80,7 +80,7 @@ class PipelinesManager(Actor):
             return Message("update", {"uuid": params.get("uuid"), "body": body}, token)
         return Message("create", body)
 
-    def admit(self, runtime: Any, msg: Message, role: str) -> None:
+    def admit(self, runtime: Any, msg: Message, role: str, owner: str | None = None) -> None:
         require_admin_for_compute(runtime, msg, role)
         if msg.kind == "create":
             # The early answer (409 to the POST); handle's claim is the race-free one.

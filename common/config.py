@@ -248,6 +248,17 @@ class IndexerSettings:
 
 
 @dataclass(frozen=True)
+class BulkSettings:
+    """Bulk actions (the jobs-manager's ``bulk`` message; README: Bulk actions)."""
+
+    #: Most jobs one bulk action by a non-admin key may act on (more: admins only).
+    user_limit: int = 100
+    #: Most jobs one bulk action may act on, whoever sends it: a larger batch is
+    #: split by narrowing the filter (by run, pipeline, state, tag or date).
+    max_jobs: int = 10000
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """The HTTP gateway."""
 
@@ -321,6 +332,7 @@ class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     indexer: IndexerSettings = field(default_factory=IndexerSettings)
+    bulk: BulkSettings = field(default_factory=BulkSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -548,6 +560,11 @@ def _check(config: Config) -> None:
             setting="launcher.backend",
             allowed=["auto", *config.allowed_backends],
         )
+    for key in ("user_limit", "max_jobs"):
+        if getattr(config.bulk, key) <= 0:
+            raise ConfigError(
+                f"setting bulk.{key} must be a positive integer", setting=f"bulk.{key}"
+            )
     for key in ("max_filters", "batch_size"):
         if getattr(config.indexer, key) <= 0:
             raise ConfigError(

@@ -68,11 +68,13 @@ def delay(
 def matches(policy: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:
     """Whether a ``fail`` with ``data`` is one ``policy`` retries (``on``: any status
     equal, or any reason containing the word, case-insensitive; no ``on``: every
-    failure)."""
+    failure). A cancel (``data.cancelled``) never is."""
+    data = data or {}
+    if data.get("cancelled"):
+        return False  # a person's decision, not a failure to retry (a bulk cancel)
     wanted = [str(w).lower() for w in policy.get("on") or []]
     if not wanted:
         return True
-    data = data or {}
     status = str(data.get("status") or "FAILED").lower()
     reason = str(data.get("reason") or data.get("error") or "").lower()
     return any(w == status or (w and w in reason) for w in wanted)

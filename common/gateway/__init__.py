@@ -23,6 +23,7 @@ from pipelinejobs.errors import PipelineJobsError
 from pipelinejobs.gateway import (
     abaco_api,
     actors_api,
+    bulk_api,
     files_api,
     lineage_api,
     metrics_api,
@@ -63,6 +64,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(read_api.bp)
     app.register_blueprint(files_api.bp)
     app.register_blueprint(lineage_api.bp)
+    app.register_blueprint(bulk_api.bp)
     app.register_error_handler(Exception, error_response)
     request_log.install(app)  # a line per request; its timer runs before every other hook
     metrics_api.install(app)  # GET /metrics; every answer counted (route, method, status)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelinejobs import __version__
+from pipelinejobs.gateway import openapi_bulk
 from pipelinejobs.gateway import openapi_schemas as oas
 from pipelinejobs.gateway.openapi_paths import Operations, v3_paths
 
@@ -68,8 +69,14 @@ def document(runtime: Any) -> dict[str, Any]:
                     "routes only); each request uses it once",
                 },
             },
-            "schemas": oas.components(),
+            "schemas": {**oas.components(), **openapi_bulk.schemas()},
         },
         "security": [{"bearer": []}, {"tapis": []}],
-        "paths": {**v2, **v3_paths(v2), **builder.tapis_paths(), **builder.read_paths()},
+        "paths": {
+            **v2,
+            **v3_paths(v2),
+            **builder.tapis_paths(),
+            **builder.read_paths(),
+            **openapi_bulk.paths(builder),
+        },
     }

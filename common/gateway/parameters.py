@@ -320,6 +320,18 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             *page,
         ),
         "files.get_file": (),
+        "bulk.list_bulk": (
+            Param(
+                "owner",
+                {"type": "string", "pattern": "^(me|system|[0-9a-f]{12})$"},
+                "only bulk actions sent with this key (its listed id; me: the caller's own)",
+            ),
+            *page,
+        ),
+        "bulk.get_bulk": (
+            Param("errors", BOOLEAN, "only the per-job outcomes that failed or were refused"),
+            *page,
+        ),
         "lineage.job_lineage": LINEAGE,
         "lineage.file_lineage": LINEAGE,
         "healthz": (),

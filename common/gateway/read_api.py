@@ -8,18 +8,17 @@ in any of these documents; the token rotation counter is internal and left out.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
 from pipelinejobs.access.keys import owner_label
-from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, Range, not_found
-from pipelinejobs.domain import runs, tags
+from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, not_found
+from pipelinejobs.domain import job_filter, runs, tags
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.domain.job_log import PAGE
 from pipelinejobs.domain.lifecycle import State
-from pipelinejobs.errors import NotFound, ValidationError
+from pipelinejobs.errors import NotFound
 from pipelinejobs.gateway.auth import requires
 from pipelinejobs.gateway.http import envelope, page_args
 
@@ -63,61 +62,20 @@ def get_pipeline(uuid: str) -> Any:
 
 
 def _job_filter() -> dict[str, Any]:
-    """The store filter of a ``/jobs`` request. The values were checked against their
-    declarations (pipelinejobs.gateway.parameters) before the route ran."""
+    """The store filter of a ``/jobs`` request (pipelinejobs.domain.job_filter). The
+    values were checked against their declarations (pipelinejobs.gateway.parameters)
+    before the route ran; ``state`` and ``linkage`` may be repeated."""
     args = request.args
-    where: dict[str, Any] = {}
-    if "state" in args:
-        where["state"] = In(args.getlist("state"))
-    if "pipeline_uuid" in args:
-        where["pipeline_uuid"] = require_type(args["pipeline_uuid"], "pipeline")
-    linkage = args.getlist("linkage") or args.getlist("child_of")
-    if linkage:
-        where["child_of"] = In(linkage)
-    if "updated_since" in args:
-        where["updated"] = Range(gte=_since(args["updated_since"]))
-    if "tag" in args:
-        where[tags.PAIRS] = tags.parse_filter(args["tag"])
-    if "owner" in args:
-        where["owner"] = _owner(args["owner"])
-    if "run" in args:
-        where["run"] = require_type(args["run"], "pipelinejob_run").removeprefix("uri:urn:")
-    return where
+    given: dict[str, Any] = {k: args[k] for k in job_filter.FIELDS if k in args}
+    for name in ("state", "linkage", "child_of"):
+        if name in args:
+            given[name] = args.getlist(name)
+    return job_filter.where(given, me=owner_label(g.principal.owner))
 
 
 def _owner(owner: str) -> str:
     """An ``owner`` filter as stored: ``me`` is the caller's own key (or nonce owner)."""
     return owner_label(g.principal.owner) if owner == "me" else owner
-
-
-#: The stored form of the first and last moments a stored date can have.
-EARLIEST, LATEST = "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"
-
-
-def _since(text: str) -> str:
-    """``updated_since`` (an RFC 3339 date-time) in the stored form: dates are
-    compared as text, so ``...T10:00:00+02:00`` or ``...T08:00:00Z`` (no
-    milliseconds) must be rewritten as the service writes dates, or they would
-    select the wrong jobs. A moment whose UTC form falls outside years 1 to 9999
-    (``9999-12-31T23:59:59-23:59``) is before or after every stored date."""
-    try:
-        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationError(
-            f"updated_since must be an RFC 3339 date-time such as "
-            f"2026-01-31T12:00:00Z, not {text!r}",
-            path="updated_since",
-        ) from exc
-    if moment.tzinfo is None:
-        raise ValidationError(
-            f"updated_since needs its offset (Z or +hh:mm; a '+' in a URL is %2B), not {text!r}",
-            path="updated_since",
-        )
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        return LATEST if moment.year == 9999 else EARLIEST
-    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 @bp.get("/jobs")

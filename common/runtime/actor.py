@@ -59,9 +59,12 @@ class Actor:
         """Classify and validate; raise a ValidationError naming what is wrong."""
         raise NotImplementedError
 
-    def admit(self, runtime: Runtime, msg: Message, role: str) -> None:  # noqa: B027
+    def admit(  # noqa: B027
+        self, runtime: Runtime, msg: Message, role: str, owner: str | None = None
+    ) -> None:
         """Checks that need the runtime (the disk, the store) or the sender's ``role``
-        (``admin`` or ``user``) but must still refuse a message before it is queued.
+        (``admin`` or ``user``) and ``owner`` (its credential's, None without one) but
+        must still refuse a message before it is queued.
         Nothing by default. What it checks of the role, ``handle`` checks again with
         ``ctx.role``: the worker trusts the stored execution, not the gateway alone."""
 

@@ -185,7 +185,7 @@ class Runtime:
         depth = self.config.gateway.max_depth
         boundary.check(message, max_depth=depth)
         boundary.check(params, max_depth=depth)
-        actor.admit(self, actor.parse(message, params), role)
+        actor.admit(self, actor.parse(message, params), role, owner)
         execution, created = self.executions.submit(
             actor.alias,
             message,

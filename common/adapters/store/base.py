@@ -130,14 +130,17 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             "executions",
             "id",
             # ``job``: the job a message is about (jobs-manager, indexer), so a job's
-            # executions are one index range (the console's job page).
-            ("actor", "status", "created", "updated", "job"),
+            # executions are one index range (the console's job page). ``parent``: the
+            # execution that sent it, so a bulk action's per-job executions are counted
+            # by status and paged by one index range (pipelinejobs.runtime.bulk).
+            ("actor", "status", "created", "updated", "job", "parent"),
             (),
             (
                 ("actor", "created"),
                 ("actor", "status", "created"),
                 ("status", "updated"),
                 ("job", "created"),
+                ("parent", "created"),
             ),
         ),
         CollectionSpec("nonces", "id", ("actor", "owner", "created")),
@@ -153,6 +156,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             unindexed=("seq",),
             unique=(("job_uuid", "seq"),),
         ),
+        # Bulk actions (issue 15), keyed by their execution's id: the jobs each acts on.
+        CollectionSpec("bulk", "id", ("owner", "created")),
         CollectionSpec("migrations", "id"),
         # One claim per component (app) id, keyed by it: inserting one is what makes an
         # app id belong to one pipeline, race-free on every backend (a unique key).
