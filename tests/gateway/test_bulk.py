@@ -230,3 +230,42 @@ def test_following_an_unknown_or_dry_run_id_is_404(world: World) -> None:
     ]
     assert error_of(world.client.get(f"/bulk/{execution}", headers=world.user), 404)
     assert error_of(world.client.get("/bulk/AAAAAAAAAAAAA", headers=world.user), 404)
+
+
+def test_a_run_of_50_with_10_failed_is_partially_completed_and_its_failed_are_retried(
+    world: World,
+) -> None:
+    """The issue's batch: 50 jobs of which 10 fail; exact counts; a bulk retry of the
+    failed ones (dry run 10, then 10 retried as attempt 2, their history intact)."""
+    run = create_run(world, "fifty")["uuid"]
+    jobs = []
+    for i in range(50):
+        definition: dict[str, Any] = {"appId": APP_ID}
+        if i % 5 == 0:
+            definition["fail"] = "the plate reader jammed"
+        message = {"parameters": {"sample_id": f"sample.tacc.fifty.{i}"},
+                   "job_definition": definition, "run": run}  # fmt: skip
+        jobs.append(world.done("launcher-proxy", message)["uuid"])
+    failed = jobs[::5]
+    shown = get(world, f"/runs/{run}")
+    assert shown["status"] == "PARTIALLY_COMPLETED" and shown["jobs"] == 50
+    assert {k: v for k, v in shown["counts"].items() if v} == {"FINISHED": 40, "FAILED": 10}
+    before = {u: [e["name"] for e in world.rt.jobs.record(u)["history"]] for u in failed}
+
+    answer = dry(world, "retry", filter={"run": run})
+    assert (answer["count"], answer["matched"]) == (10, 50)
+    shown = act(world, "retry", filter={"run": run}, reason="plate reader fixed")
+    assert shown["status"] == "COMPLETE" and shown["counts"]["done"] == 10
+    assert sorted(o["uuid"] for o in shown["outcomes"]) == sorted(failed)
+    for uuid in failed:
+        job = world.rt.jobs.record(uuid)
+        assert job["attempt"] == 2 and job["state"] == "FAILED"  # the same definition fails
+        names = [e["name"] for e in job["history"]]
+        assert names[: len(before[uuid])] == before[uuid]  # the first attempt's, as it was
+        assert names[len(before[uuid]) :][:2] == ["reset", "ready"]
+        reset = job["history"][len(before[uuid])]
+        assert reset["data"]["reason"] == "plate reader fixed" and reset["data"]["attempt"] == 2
+    assert {k: v for k, v in get(world, f"/runs/{run}")["counts"].items() if v} == {
+        "FINISHED": 40,
+        "FAILED": 10,
+    }
