@@ -97,15 +97,37 @@ class ExecutionLog:
     Lines go to the execution record (readable over HTTP) and to the process log.
     """
 
+    #: Most lines kept on the record: the first :data:`HEAD`, one line saying how many
+    #: were left out, and the newest. An execution acting on 10,000 jobs (a bulk
+    #: action) logs a line per job, and its record is rewritten at every progress write.
+    MAX_LINES = 1000
+    HEAD = 100
+
     def __init__(self, execution_id: str, actor: str, clock: Callable[[], float]) -> None:
         self.execution_id = execution_id
         self.lines: list[str] = []
+        self._dropped = 0
         self._clock = clock
         self._logger = logging.getLogger(f"pipelinejobs.actor.{actor}")
 
+    def _keep(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) <= self.MAX_LINES:
+            return
+        del self.lines[self.HEAD + 1 if self._dropped else self.HEAD]
+        self._dropped += 1
+        mark = (
+            f"{now(self._clock)} {self.execution_id} WARNING ... {self._dropped} lines not "
+            f"kept here (the process log has every one) ..."
+        )
+        if self._dropped == 1:
+            self.lines.insert(self.HEAD, mark)
+        else:
+            self.lines[self.HEAD] = mark
+
     def _add(self, level: int, text: str) -> None:
         name = logging.getLevelName(level)
-        self.lines.append(f"{now(self._clock)} {self.execution_id} {name} {text}")
+        self._keep(f"{now(self._clock)} {self.execution_id} {name} {text}")
         self._logger.log(level, "%s %s", self.execution_id, text)
 
     def debug(self, text: str) -> None:
@@ -122,7 +144,7 @@ class ExecutionLog:
 
     def exception(self, text: str, exc: BaseException) -> None:
         """An unexpected error: the traceback goes to the process log only."""
-        self.lines.append(f"{now(self._clock)} {self.execution_id} ERROR {text}")
+        self._keep(f"{now(self._clock)} {self.execution_id} ERROR {text}")
         self._logger.error(
             "%s %s\n%s", self.execution_id, text, "".join(traceback.format_exception(exc))
         )

@@ -110,3 +110,25 @@ def test_the_job_is_found_in_the_message_the_parameters_or_the_result() -> None:
     assert job_named({"message": {"name": "x"}, "result": {"uuid": job}}) == job  # a launch
     assert job_named({"message": {"uuid": pipeline}, "result": {"uuid": pipeline}}) is None
     assert job_named({"message": {"uuid": "107-not-a-uuid"}, "result": None}) is None
+
+
+def test_an_execution_keeps_its_first_and_newest_lines_and_says_how_many_went() -> None:
+    """A bulk action logs a line per job; its record keeps a bounded log."""
+    from pipelinejobs.runtime.actor import ExecutionLog
+
+    log = ExecutionLog("AAAAAAAAAAAAA", MANAGER, lambda: 0.0)
+    total = ExecutionLog.MAX_LINES + 250
+    for n in range(total):
+        log.info(f"line {n}")
+    assert len(log.lines) == ExecutionLog.MAX_LINES + 1
+    head, mark, tail = (
+        log.lines[: ExecutionLog.HEAD],
+        log.lines[ExecutionLog.HEAD],
+        log.lines[ExecutionLog.HEAD + 1 :],
+    )
+    assert [line.rsplit(" ", 1)[1] for line in head] == [str(n) for n in range(ExecutionLog.HEAD)]
+    assert "WARNING ... 250 lines not kept here" in mark
+    assert [line.rsplit(" ", 1)[1] for line in tail] == [
+        str(n) for n in range(total - len(tail), total)
+    ]
+    assert len(head) + len(tail) + 250 == total
