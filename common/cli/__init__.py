@@ -7,7 +7,7 @@ Two kinds of subcommands:
   processes), ``init``, ``admin-token``, ``keys``, ``config``, ``send``,
   ``quarantine`` (records set aside as corrupt);
 * **HTTP** ones talk to a gateway (:mod:`pipelinejobs.cli.remote`): ``run``, ``executions``,
-  ``logs``, ``nonces``, ``jobs``, ``pipelines``, ``lineage``.
+  ``logs``, ``nonces``, ``jobs``, ``pipelines``, ``lineage``, ``runs``, ``bulk``.
 
 Each prints its result on stdout, as a person reads it (the HTTP ones: ``--json`` for
 the gateway's answer as it came, for scripts; the local ``keys create`` and

@@ -355,11 +355,13 @@ def tag_pair(value: str) -> tuple[str, str]:
 
 
 def add_tag_options(p: argparse.ArgumentParser) -> None:
-    """``jobs list --tag --owner`` and ``jobs tag UUID --set k=v --remove k`` (issue 15)."""
+    """``jobs list --tag --owner --run`` and ``jobs tag UUID --set k=v --remove k``
+    (issue 15)."""
     p.add_argument("--tag", metavar="KEY:VALUE", help="list: only jobs with this tag")
     p.add_argument(
         "--owner", help="list: only jobs created by this key (its listed id; me: your own)"
     )
+    p.add_argument("--run", metavar="RUN_UUID", help="list: only jobs launched in this run")
     p.add_argument(
         "--set",
         type=tag_pair,
@@ -425,7 +427,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if getattr(args, "state", None):
         params["state"] = args.state
-    for name in ("tag", "owner"):
+    for name in ("tag", "owner", "run"):
         if getattr(args, name, None):
             params[name] = getattr(args, name)
     answer = _call(args, "GET", f"/{args.what}", params)
@@ -662,6 +664,9 @@ def add_commands(sub: Any) -> None:
     from pipelinejobs.cli import runs
 
     runs.add_command(add)
+    from pipelinejobs.cli import bulk
+
+    bulk.add_command(add)
     demo = add(
         "demo", cmd_demo, "run a small local job on the server and watch it walk", answers=False
     )

@@ -2,8 +2,11 @@
 
 ``create`` sends a ``create_run`` message to the launcher-proxy and waits for it;
 ``list`` and ``show`` read ``GET /runs`` and ``GET /runs/<uuid>`` (with the run's
-jobs counted by state and its derived status). Human output by default, the gateway's
-answer as it came with ``--json``.
+jobs counted by state and its derived status). ``cancel`` and ``retry`` are bulk
+actions over the run's jobs (:func:`pipelinejobs.cli.bulk.act` with the filter
+``{run: uuid}``): the server picks the states — a cancel fails the run's unfinished
+jobs, a retry retries its FAILED ones. Human output by default, the gateway's answer
+as it came with ``--json``.
 """
 
 from __future__ import annotations
@@ -44,11 +47,17 @@ def json_object(value: str) -> dict[str, Any]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """runs create|list|show."""
+    """runs create|list|show|cancel|retry."""
     from pipelinejobs.cli.remote import _call, _more
 
     if args.action == "create":
         return _create(args)
+    if args.action in ("cancel", "retry"):
+        from pipelinejobs.cli import bulk
+
+        if not args.uuid:
+            raise ValidationError(f"runs {args.action} needs the run's uuid", path="uuid")
+        return bulk.act(args, args.action, {"run": args.uuid})
     if args.action == "show":
         if not args.uuid:
             raise ValidationError("runs show needs a uuid", path="uuid")
@@ -113,9 +122,16 @@ def _create(args: argparse.Namespace) -> int:
 
 def add_command(add: Any) -> None:
     """Register ``runs`` with the remote commands' ``add`` helper."""
-    p = add("runs", cmd_runs, "create, list or show runs (named batches of a pipeline's jobs)")
-    p.add_argument("action", choices=["create", "list", "show"])
-    p.add_argument("uuid", nargs="?", help="show: the run's uuid (126…)")
+    from pipelinejobs.cli import bulk
+
+    p = add(
+        "runs",
+        cmd_runs,
+        "create, list or show runs (named batches of a pipeline's jobs); cancel a run's "
+        "unfinished jobs or retry its failed ones",
+    )
+    p.add_argument("action", choices=["create", "list", "show", "cancel", "retry"])
+    p.add_argument("uuid", nargs="?", help="show, cancel, retry: the run's uuid (126…)")
     p.add_argument("--pipeline-uuid", help="create: the run's pipeline; list: only its runs")
     p.add_argument("--name", help="create: the run's name (with the pipeline, its identity)")
     p.add_argument(
@@ -133,3 +149,4 @@ def add_command(add: Any) -> None:
     p.add_argument("--tag", dest="filter_tag", metavar="KEY:VALUE", help="list: only runs with it")
     p.add_argument("--owner", help="list: only runs created by this key (me: your own)")
     p.add_argument("--limit", type=int, default=50)
+    bulk.add_flow_options(p, "cancel, retry: ")

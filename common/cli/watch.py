@@ -126,7 +126,8 @@ def describe(progress: Mapping[str, Any], width: int = 24) -> str:
 
 class Bar:
     """A progress line on ``stream``: redrawn in place on a terminal, else a plain
-    line at most every ``every`` seconds (and the last state when it closes)."""
+    line at most every ``every`` seconds (and the last state when it closes). Also
+    the bar of ``bulk`` (:mod:`pipelinejobs.cli.bulk`), with its own ``render``."""
 
     def __init__(
         self,
@@ -135,8 +136,11 @@ class Bar:
         tty: bool | None = None,
         every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        render: Callable[[Mapping[str, Any]], str] = describe,
     ) -> None:
         self.stream = stream
+        #: The progress as one line (default: an indexing's, :func:`describe`).
+        self.render = render
         self.tty = stream.isatty() if tty is None else tty
         self.every = every
         self.clock = clock
@@ -146,7 +150,7 @@ class Bar:
         self._printed_at: float | None = None
 
     def update(self, progress: Mapping[str, Any]) -> None:
-        self.text = describe(progress)
+        self.text = self.render(progress)
         if self.tty:
             self._draw()
             return

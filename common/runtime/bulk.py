@@ -240,7 +240,8 @@ def view(
     failed and refused ones with ``errors_only``). ``execution`` is the coordinator's."""
     bulk_id = execution["id"]
     record = store.get(COLLECTION, bulk_id) or {}
-    by_status = store.count("executions", {"parent": bulk_id}, group_by="status")
+    grouped = store.count("executions", {"parent": bulk_id}, group_by="status")
+    by_status: dict[Any, int] = grouped if isinstance(grouped, dict) else {}
     done, errors = int(by_status.get("COMPLETE", 0)), int(by_status.get("ERROR", 0))
     running = int(by_status.get("RUNNING", 0))
     sent = sum(int(n) for n in by_status.values())
