@@ -64,8 +64,13 @@ def test_bulk_cancel_of_a_run_of_20_running_local_jobs_stops_all_20_computes(
     assert made.status_code == 200, made.text
     run = made.json()["result"]["result"]["uuid"]
     jobs = [
-        launch(server, {"maxRunTime": "00:10:00"}, pipeline, run=run,
-               parameters={"sample_id": f"sample.tacc.sleep.{i}"})["uuid"]  # fmt: skip
+        launch(
+            server,
+            {"maxRunTime": "00:10:00"},
+            pipeline,
+            run=run,
+            parameters={"sample_id": f"sample.tacc.sleep.{i}"},
+        )["uuid"]  # fmt: skip
         for i in range(JOBS)
     ]
     wait_for(
