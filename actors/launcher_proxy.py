@@ -48,7 +48,6 @@ from pipelinejobs.config import Config
 from pipelinejobs.domain import archive_paths, components, job_log, provenance, retry, runs, tags
 from pipelinejobs.domain.clock import now
 from pipelinejobs.domain.lifecycle import State
-from pipelinejobs.domain.priority import DEFAULT_PRIORITY, priority_of
 from pipelinejobs.errors import (
     Conflict,
     DuplicateDocument,
@@ -211,9 +210,10 @@ class LauncherProxy(Actor):
             },
             **links.fields(),
             **ownership(ctx, body),
-            **({"run": run} if run else {}),
-            # What its events are published with (Runtime.priority_for).
-            "priority": priority_of(body.get("priority")) or DEFAULT_PRIORITY,
+            **({"run": run["uuid"]} if run else {}),
+            # What its events are published with (Runtime.priority_for): its run's
+            # unless the launch names one.
+            "priority": runs.job_priority(body.get("priority"), run),
         }
         index = index_fields(body)  # every file at level "1" unless refined or off
         if index is not None:
@@ -515,8 +515,8 @@ def admit_create(runtime: Any, body: dict[str, Any]) -> None:
             )
 
 
-def run_of(runtime: Any, body: dict[str, Any], pipeline: Document) -> str | None:
-    """The run a launch names (its plain uuid), None if it names none: a run that
+def run_of(runtime: Any, body: dict[str, Any], pipeline: Document) -> Document | None:
+    """The run a launch names (its record), None if it names none: a run that
     does not exist is a 404, one of another pipeline a 400, both naming it."""
     if not body.get("run"):
         return None
@@ -530,7 +530,7 @@ def run_of(runtime: Any, body: dict[str, Any], pipeline: Document) -> str | None
             f"pipeline {pipeline['uuid']}",
             path="run",
         )
-    return uuid
+    return found
 
 
 def create_run(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
@@ -617,7 +617,8 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         "task": ctx.task_url(),
         **links.fields(),
         **ownership(ctx, body),
-        **({"run": run} if run else {}),
+        # In a run: its run's priority, for its events (Runtime.priority_for).
+        **({"run": run["uuid"], "priority": runs.job_priority(None, run)} if run else {}),
     }
     index = index_fields(body)
     if index is not None:

@@ -17,7 +17,13 @@ With ``--sizes``, a second table: for stores seeded with that many jobs, the lat
 (p50/p99) of a get by uuid and of a filtered page (state + pipeline, newest first,
 50 per page) through the Store interface, and transitions/s at that size — next to a
 bare SQLite ``SELECT`` by primary key on a table of the same rows (for MongoDB, when
-MONGODB_URI is set: pymongo's ``find_one`` by the indexed uuid).
+MONGODB_URI is set: pymongo's ``find_one`` by the indexed uuid). The seeded jobs
+carry an ``owner`` (one of 100), a ``run`` (one of 1,000) and two tags (``experiment``
+one of 500, ``batch`` one of 50), and beside it a table of the first page (50, newest
+first, as ``GET /jobs`` asks) for ``?tag=``, ``?owner=``, ``?run=`` and ``?tag=&owner=``
+(p50/p95/p99), each next to plain ``sqlite3`` running the same query by hand on the
+same file and tables (pymongo's ``find().sort().limit()`` for MongoDB): the gap is
+what the store layer adds. Issue 15's target: a filtered page under 50 ms at 1M jobs.
 
 A third table: the cost of one event on a job whose history already holds 10, 1,000
 or 10,000 entries (``--history``), on SQLite (and MongoDB), next to the bare engine
@@ -46,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelinejobs.adapters.store.base import Store  # noqa: E402
 from pipelinejobs.adapters.store.memory import MemoryStore  # noqa: E402
 from pipelinejobs.adapters.store.sqlite import SQLiteStore  # noqa: E402
+from pipelinejobs.domain import tags  # noqa: E402
 from pipelinejobs.domain.identifiers import Identifiers  # noqa: E402
 from pipelinejobs.domain.jobs import Jobs  # noqa: E402
 
@@ -250,6 +257,26 @@ STATES = ("CREATED", "RUNNING", "FINISHED", "FAILED", "INDEXING")
 PIPELINES = [
     IDS.pipeline([{"id": f"bench-{n}", "inputs": {}, "parameters": {}}]) for n in range(10)
 ]
+#: Who created the seeded jobs (key ids, as ``owner`` stores them) and the runs they
+#: were launched in (issue 15): 100 owners, 1,000 runs, and two tags per job.
+OWNERS = [f"{n:012x}" for n in range(100)]
+RUNS = [IDS.typed(f"bench-run-{n}", "pipelinejob_run") for n in range(1000)]
+EXPERIMENTS, BATCHES = 500, 50
+
+
+def spread(i: int, n: int) -> int:
+    """Job ``i``'s choice among ``n``, uncorrelated with ``i % m`` (the tags), so a
+    combined filter (tag + owner) matches what independent choices would."""
+    return (i * 2654435761 >> 7) % n
+
+
+def job_labels(i: int) -> dict[str, Any]:
+    """Job ``i``'s ``owner``, ``run``, ``tags`` and ``tag_pairs``."""
+    return {
+        "owner": OWNERS[spread(i, len(OWNERS))],
+        "run": RUNS[spread(i * 31 + 17, len(RUNS))],
+        **tags.fields({"experiment": f"e{i % EXPERIMENTS}", "batch": f"b{i % BATCHES}"}),
+    }
 
 
 def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
@@ -273,6 +300,7 @@ def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
                     "child_of": [f"sample.bench.{i % 1000}"],
                     "generated_by": [],
                     "event_count": 3,
+                    **job_labels(i),
                 }
             )
             previous = (None, "CREATED", "RUNNING")
@@ -297,10 +325,12 @@ def seed_jobs(store: Store, count: int, batch: int = 5000) -> list[str]:
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     samples = sorted(samples)
-    return {
-        "p50_ms": round(samples[len(samples) // 2] * 1000, 3),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 3),
-    }
+
+    def at(q: float) -> float:
+        return round(samples[min(len(samples) - 1, int(len(samples) * q))] * 1000, 3)
+
+    return {"p50_ms": round(samples[len(samples) // 2] * 1000, 3), "p95_ms": at(0.95),
+            "p99_ms": at(0.99)}  # fmt: skip
 
 
 def timed(call: Any, arguments: list[Any]) -> list[float]:
@@ -312,11 +342,57 @@ def timed(call: Any, arguments: list[Any]) -> list[float]:
     return out
 
 
-def bench_scale(
-    store: Store, size: int, probes: int, bare: Callable[[list[str]], dict[str, float]]
-) -> dict[str, Any]:
+#: The label filters of ``GET /jobs`` timed at each size (issue 15), each a function
+#: of a random source giving one request's ``where``; what each matches at 1M jobs.
+LABEL_FILTERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    # 1 job in 500: 2,000 at 1M.
+    "tag": lambda rng: {tags.PAIRS: f"experiment:e{rng.randrange(EXPERIMENTS)}"},
+    # 1 in 50: 20,000 at 1M.
+    "tag (1 in 50)": lambda rng: {tags.PAIRS: f"batch:b{rng.randrange(BATCHES)}"},
+    # 1 in 100: 10,000.
+    "owner": lambda rng: {"owner": rng.choice(OWNERS)},
+    # 1 in 1,000: 1,000.
+    "run": lambda rng: {"run": rng.choice(RUNS)},
+    # 1 in 50,000: about 20, fewer than a page, so the whole of the smaller set is read.
+    "tag + owner": lambda rng: {
+        tags.PAIRS: f"experiment:e{rng.randrange(EXPERIMENTS)}",
+        "owner": rng.choice(OWNERS),
+    },
+}
+PAGE = 50
+
+
+class Bare:
+    """What a baseline engine does for the same reads, timed on the same data."""
+
+    def get(self, picks: list[str]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def page(self, wheres: list[dict[str, Any]]) -> dict[str, float]:
+        """The first page (``PAGE`` jobs newest first) of each of ``wheres``."""
+        raise NotImplementedError
+
+
+def time_pages(
+    store: Store, bare: Bare, wheres: list[dict[str, Any]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A first page (``PAGE``, newest first, as ``GET /jobs`` asks) of each filter,
+    through the store, then through the bare engine; a few of each untimed first, so
+    neither pays for a cold cache the other found warm."""
+
+    def ours(where: dict[str, Any]) -> Any:
+        return store.find("jobs", where, order="created", descending=True, limit=PAGE)
+
+    warm = wheres[: max(1, len(wheres) // 20)]
+    timed(ours, warm)
+    bare.page(warm)
+    return percentiles(timed(ours, wheres)), bare.page(wheres)
+
+
+def bench_scale(store: Store, size: int, probes: int, bare: Bare) -> dict[str, Any]:
     """Get and filtered-page latency, and transitions/s, with ``size`` jobs stored;
-    ``bare(uuids)`` times the engine's own get of the same documents afterwards."""
+    ``bare`` times the engine's own get of the same documents afterwards, and its own
+    query for each label filter's page (:data:`LABEL_FILTERS`) next to ours."""
     import random
 
     rng = random.Random(size)
@@ -335,12 +411,16 @@ def bench_scale(
                 lambda w: store.find("jobs", w, order="created", descending=True, limit=50), filters
             )
         )
+        labels = {}
+        for name, make in LABEL_FILTERS.items():
+            ours, engine = time_pages(store, bare, [make(rng) for _ in range(probes)])
+            labels[name] = {"ours": ours, "baseline_bare": engine}
         jobs = Jobs(store, IDS)
         start = time.perf_counter()
         for uuid in picks:
             jobs.apply(uuid, "update", {"n": 1})
         per_second = round(len(picks) / (time.perf_counter() - start), 1)
-        baseline = bare(picks)
+        baseline = bare.get(picks)
     finally:
         store.close()
     return {
@@ -348,23 +428,58 @@ def bench_scale(
         "seed_seconds": round(seeded, 2),
         "get": get,
         "filtered_page": page,
+        "label_pages": labels,
         "transitions_per_second": per_second,
         "baseline_bare_get": baseline,
     }
 
 
-def scale_sqlite(tmp: Path, size: int, probes: int) -> dict[str, Any]:
-    path = tmp / f"scale-{size}.sqlite3"
+class BareSQLite(Bare):
+    """Plain ``sqlite3`` on the store's own file and tables (``jobs``: ``k``, ``doc``
+    and a column ``f_<field>`` per indexed field; ``jobs__tag_pairs``: one ``(v, k)``
+    row per tag), writing by hand the query each read needs, so the difference is
+    what the store layer adds. Rows are fetched, not decoded."""
 
-    def bare(picks: list[str]) -> dict[str, float]:
-        conn = sqlite3.connect(path)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get(self, picks: list[str]) -> dict[str, float]:
+        conn = sqlite3.connect(self.path)
         try:
             query = "SELECT doc FROM jobs WHERE k = ?"
             return percentiles(timed(lambda u: conn.execute(query, (u,)).fetchone(), picks))
         finally:
             conn.close()
 
-    return {"backend": "sqlite"} | bench_scale(SQLiteStore(path), size, probes, bare)
+    @staticmethod
+    def query(where: dict[str, Any]) -> tuple[str, list[Any]]:
+        """A first page of jobs matching ``where`` (equalities), newest first, ties by
+        key, as one hand-written SELECT: a tag's page walks the tag's side-table rows
+        in their ``(v, f_created, k)`` index order, joining each job by key — and by
+        its ``created``, which lets SQLite probe an ``(owner, created, k)`` index with
+        all three for a tag and an owner."""
+        clauses = [f"j.f_{name} = ?" for name in where if name != tags.PAIRS]
+        args = [value for name, value in where.items() if name != tags.PAIRS]
+        source, order = "jobs AS j", "j.f_created DESC, j.k DESC"
+        if tags.PAIRS in where:
+            source = "jobs__tag_pairs AS t JOIN jobs AS j ON j.k = t.k"
+            order = "t.f_created DESC, t.k DESC"
+            clauses[:0] = ["t.v = ?", "j.f_created IS t.f_created"]
+            args.insert(0, where[tags.PAIRS])
+        sql = f"SELECT j.doc FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {order}"
+        return f"{sql} LIMIT {PAGE}", args
+
+    def page(self, wheres: list[dict[str, Any]]) -> dict[str, float]:
+        conn = sqlite3.connect(self.path)
+        try:
+            return percentiles(timed(lambda w: conn.execute(*self.query(w)).fetchall(), wheres))
+        finally:
+            conn.close()
+
+
+def scale_sqlite(tmp: Path, size: int, probes: int) -> dict[str, Any]:
+    path = tmp / f"scale-{size}.sqlite3"
+    return {"backend": "sqlite"} | bench_scale(SQLiteStore(path), size, probes, BareSQLite(path))
 
 
 def scale_mongodb(uri: str, size: int, probes: int) -> dict[str, Any]:
@@ -375,12 +490,21 @@ def scale_mongodb(uri: str, size: int, probes: int) -> dict[str, Any]:
     store = MongoStore(uri, f"pipelinejobs_bench_scale_{os.getpid()}_{size}")
     db = store._db()
 
-    def bare(picks: list[str]) -> dict[str, float]:
-        jobs = db["jobs"]
-        return percentiles(timed(lambda u: jobs.find_one({"uuid": u}, {"_id": False}), picks))
+    class BareMongo(Bare):
+        def get(self, picks: list[str]) -> dict[str, float]:
+            jobs = db["jobs"]
+            return percentiles(timed(lambda u: jobs.find_one({"uuid": u}, {"_id": False}), picks))
+
+        def page(self, wheres: list[dict[str, Any]]) -> dict[str, float]:
+            order = [("created", -1), ("uuid", -1)]
+
+            def first(where: dict[str, Any]) -> list[Any]:
+                return list(db["jobs"].find(where, {"_id": False}).sort(order).limit(PAGE))
+
+            return percentiles(timed(first, wheres))
 
     try:
-        return {"backend": "mongodb"} | bench_scale(store, size, probes, bare)
+        return {"backend": "mongodb"} | bench_scale(store, size, probes, BareMongo())
     finally:
         db.client.drop_database(db.name)
 
@@ -398,6 +522,21 @@ def print_scale(rows: list[dict[str, Any]]) -> None:
             f"{page['p50_ms']:>9.3f}/{page['p99_ms']:<8.3f}{row['transitions_per_second']:>10}"
             f"{bare['p50_ms']:>21.3f}/{bare['p99_ms']:<8.3f}"
         )
+    print()
+    print(
+        f"{'store':<9}{'jobs':>9}  {'page of /jobs?':<16}{'ours p50/p95/p99 ms':>26}"
+        f"{'baseline bare SQL p50/p95/p99 ms':>36}{'p50 vs bare':>12}"
+    )
+    for row in rows:
+        for name, figures in row["label_pages"].items():
+            ours, bare = figures["ours"], figures["baseline_bare"]
+            ratio = ours["p50_ms"] / bare["p50_ms"] if bare["p50_ms"] else 0.0
+            print(
+                f"{row['backend']:<9}{row['jobs']:>9}  {name:<16}"
+                f"{ours['p50_ms']:>10.3f}/{ours['p95_ms']:.3f}/{ours['p99_ms']:<8.3f}"
+                f"{bare['p50_ms']:>18.3f}/{bare['p95_ms']:.3f}/{bare['p99_ms']:<8.3f}"
+                f"{ratio:>8.2f}x"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

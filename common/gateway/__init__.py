@@ -29,6 +29,7 @@ from pipelinejobs.gateway import (
     metrics_api,
     read_api,
     request_log,
+    runs_api,
 )
 from pipelinejobs.gateway.http import envelope, error_response, failure
 from pipelinejobs.gateway.openapi import document as openapi_document
@@ -62,6 +63,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(actors_api.bp)
     app.register_blueprint(abaco_api.bp)  # Abaco v2 discovery, results; Tapis v3 tenancy
     app.register_blueprint(read_api.bp)
+    app.register_blueprint(runs_api.bp)  # runs (issue 15): listed with status, one, its jobs
     app.register_blueprint(files_api.bp)
     app.register_blueprint(lineage_api.bp)
     app.register_blueprint(bulk_api.bp)

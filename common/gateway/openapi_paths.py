@@ -503,14 +503,16 @@ class Operations:
             },
             "/runs": {
                 "get": self.op(
-                    "read.list_runs",
-                    "Runs, newest first",
+                    "runs.list_runs",
+                    "Runs, newest first, each with its jobs counted by state and its derived "
+                    "status (with status=: runs read until a page matches, or a bounded "
+                    "number; follow next to the end for every match)",
                     _responses(_ok("RunList"), "400 401 403 503"),
                 )
             },
             "/runs/{uuid}": {
                 "get": self.op(
-                    "read.get_run",
+                    "runs.get_run",
                     "One run with its jobs counted by state and its derived status",
                     _responses(_ok("RunStatus"), errors),
                     path=(uuid("pipelinejob_run"),),
@@ -518,7 +520,7 @@ class Operations:
             },
             "/runs/{uuid}/jobs": {
                 "get": self.op(
-                    "read.run_jobs",
+                    "runs.run_jobs",
                     "A page of a run's jobs, newest first",
                     _responses(_ok("JobList"), errors),
                     path=(uuid("pipelinejob_run"),),

@@ -292,7 +292,20 @@ def results() -> dict[str, dict[str, Any]]:
         ),
         "Run": _object(RUN_REQUIRED, **run_properties()),
         "RunList": _object(
-            ["runs", "next"], runs={"type": "array", "items": ref("Run")}, next=NEXT
+            ["runs", "next"],
+            runs={"type": "array", "items": ref("RunStatus")},
+            next={
+                **NEXT,
+                "description": "the cursor of the next page; null at the end. With "
+                "status=, it may come with a short or empty page: the runs after it "
+                "were not read yet",
+            },
+            scanned={
+                "type": "integer",
+                "minimum": 0,
+                "description": "with status=: the runs this page read (its budget: "
+                f"{runs.SCAN_PER_RUN} per run asked for, at most {runs.MAX_SCAN:,})",
+            },
         ),
         "RunStatus": _object(
             [*RUN_REQUIRED, "counts", "jobs", "status"],

@@ -29,7 +29,7 @@ from jsonschema.exceptions import best_match
 
 from pipelinejobs.access.boundary import MAX_PARAM, check_params
 from pipelinejobs.access.nonces import PREFIX as NONCE_PREFIX
-from pipelinejobs.domain import lineage, validation
+from pipelinejobs.domain import lineage, runs, validation
 from pipelinejobs.domain.job_log import PAGE as HISTORY_PAGE
 from pipelinejobs.errors import InvalidCredential, PipelineJobsError, ValidationError
 from pipelinejobs.gateway.abaco import MAX_OFFSET as MAX_SKIP
@@ -263,7 +263,7 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             Param("counts", BOOLEAN, "add the number of matching jobs in each state"),
             *page,
         ),
-        "read.list_runs": (
+        "runs.list_runs": (
             Param("pipeline_uuid", ref("pipeline_uuid"), "only runs of this pipeline"),
             Param(
                 "priority",
@@ -280,10 +280,23 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
                 {"type": "string", "pattern": "^(me|system|[0-9a-f]{12})$"},
                 "only runs created by this key (its listed id; me: the caller's own key)",
             ),
+            Param(
+                "status",
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": list(runs.STATUSES)},
+                },
+                "only runs in one of these statuses (repeatable), derived from their jobs' "
+                "states: not stored, so runs are read newest first until a page is found or "
+                f"{runs.SCAN_PER_RUN} per run asked for (at most {runs.MAX_SCAN:,}) were "
+                "read; a page may come back short or empty with a `next` going on from there",
+                multi=True,
+            ),
             *page,
         ),
-        "read.get_run": (),
-        "read.run_jobs": (
+        "runs.get_run": (),
+        "runs.run_jobs": (
             Param(
                 "state",
                 {"type": "array", "minItems": 1, "items": ref("pipelinejob_statename")},

@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from pipelinejobs.access.keys import owner_label
-from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, not_found
-from pipelinejobs.domain import job_filter, runs, tags
+from pipelinejobs.adapters.store.base import LAST_RECORD, Document, not_found
+from pipelinejobs.domain import job_filter
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.domain.job_log import PAGE
 from pipelinejobs.domain.lifecycle import State
@@ -71,11 +71,6 @@ def _job_filter() -> dict[str, Any]:
         if name in args:
             given[name] = args.getlist(name)
     return job_filter.where(given, me=owner_label(g.principal.owner))
-
-
-def _owner(owner: str) -> str:
-    """An ``owner`` filter as stored: ``me`` is the caller's own key (or nonce owner)."""
-    return owner_label(g.principal.owner) if owner == "me" else owner
 
 
 @bp.get("/jobs")
@@ -182,52 +177,3 @@ def job_log(uuid: str) -> Any:
     return Response(
         data, mimetype="text/plain", headers={"X-Log-Next-Offset": str(offset + len(data))}
     )
-
-
-@bp.get("/runs")
-@requires("READ")
-def list_runs() -> Any:
-    """Runs, newest first, filtered by pipeline, priority, tag and owner (each an
-    indexed field; combined, the store intersects them). No status filter: a run's
-    status is derived from its jobs when it is read, not stored."""
-    args = request.args
-    where: dict[str, Any] = {}
-    if "pipeline_uuid" in args:
-        where["pipeline_uuid"] = require_type(args["pipeline_uuid"], "pipeline")
-    if "priority" in args:
-        where["priority"] = args["priority"]
-    if "tag" in args:
-        where[tags.PAIRS] = tags.parse_filter(args["tag"])
-    if "owner" in args:
-        where["owner"] = _owner(args["owner"])
-    items, nxt = _page("runs", where, "created", True)
-    return envelope({"runs": items, "next": nxt})
-
-
-def _run(uuid: str) -> Document:
-    return one("runs", "pipelinejob_run", uuid.removeprefix("uri:urn:"), "run")
-
-
-@bp.get("/runs/<uuid>")
-@requires("READ")
-def get_run(uuid: str) -> Any:
-    """The run with the number of its jobs in each state (every state, 0 included),
-    their total and the status derived from them (pipelinejobs.domain.runs)."""
-    run = public(_run(uuid))
-    grouped = _store().count("jobs", {"run": run["uuid"]}, group_by="state")
-    counts = {state: int(grouped.get(state, 0)) for state in State.__members__}
-    return envelope({**run, "counts": counts, "jobs": sum(counts.values()),
-                     "status": runs.status(counts)})  # fmt: skip
-
-
-@bp.get("/runs/<uuid>/jobs")
-@requires("READ")
-def run_jobs(uuid: str) -> Any:
-    """A page of the run's jobs, newest first (optionally in some states only)."""
-    where: dict[str, Any] = {"run": _run(uuid)["uuid"]}
-    if "state" in request.args:
-        where["state"] = In(request.args.getlist("state"))
-    items, nxt = _page("jobs", where, "created", True)
-    for item in items:
-        item.pop("history", None)
-    return envelope({"jobs": items, "next": nxt})

@@ -37,7 +37,7 @@ from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store import Store, open_store
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.config import Config
-from pipelinejobs.domain import job_log
+from pipelinejobs.domain import job_log, runs
 from pipelinejobs.domain.clock import Clock, iso, system_clock
 from pipelinejobs.domain.identifiers import Identifiers
 from pipelinejobs.domain.jobs import Jobs
@@ -217,11 +217,16 @@ class Runtime:
         self, message: Any, params: Mapping[str, Any], inherited: str | None = None
     ) -> str:
         """The priority a message is published with: the one it names itself (a
-        launch's ``priority``), else ``inherited`` (an actor's send passes its own
-        execution's), else that of the job it is about (its events: one read of the
-        job), else ``medium``."""
+        launch's ``priority``), else that of the run it names (a launch's or create's
+        ``run``: one read of the run), else ``inherited`` (an actor's send passes its
+        own execution's), else that of the job it is about (its events: one read of
+        the job), else ``medium``."""
         body = message if isinstance(message, dict) else {}
-        named = priority_of(body.get("priority")) or priority_of(inherited)
+        named = (
+            priority_of(body.get("priority"))
+            or runs.run_priority(self.store, body)
+            or priority_of(inherited)
+        )
         if named:
             return named
         job = job_of(stored_message(message), params)

@@ -926,3 +926,64 @@ def test_a_redelivered_local_launch_starts_one_compute_and_keeps_one_nonce(tmp_p
     finally:
         capture.close()
         rt.close()
+
+
+# -- a run's priority (issue 15) ---------------------------------------------------------
+
+
+def run_of_priority(rt: Runtime, priority: str) -> str:
+    """A run of the registered pipeline with ``priority``; its uuid."""
+    pipeline = rt.pipelines.resolve(uuid=None, app_id=APP_ID)["uuid"]
+    message = {"action": "create_run", "pipeline_uuid": pipeline, "name": f"batch {priority}",
+               "priority": priority}  # fmt: skip
+    made = run(rt, ALIAS, message)
+    assert made["status"] == "COMPLETE", made["error"]
+    uuid: str = made["result"]["uuid"]
+    return uuid
+
+
+def job_executions(rt: Runtime, uuid: str) -> list[dict[str, Any]]:
+    """The executions about job ``uuid`` (its events), in the order they were made."""
+    found = rt.store.find("executions", {"job": uuid}, order="created", limit=1000).items
+    return [e for e in found if e.get("job") == uuid]
+
+
+def test_a_job_launched_in_a_run_takes_the_runs_priority(runtime: Runtime):
+    register(runtime)
+    in_run = run_of_priority(runtime, "high")
+    execution = launch(runtime, {**LAUNCH, "run": in_run})
+    assert execution["status"] == "COMPLETE", execution["error"]
+    uuid = execution["result"]["uuid"]
+    job = runtime.jobs.get(uuid)
+    assert (job["run"], job["priority"]) == (in_run, "high")
+    events = job_executions(runtime, uuid)
+    assert events and events[0]["actor"] == "jobs-manager"  # its first: the RUNNING callback
+    published = stub(runtime).priorities
+    # The launch itself, then every event of its job: published and stored as high.
+    for e in [execution, *events]:
+        assert (e["priority"], published[e["id"]]) == ("high", "high"), e["actor"]
+
+
+def test_a_launchs_own_priority_wins_over_its_runs(runtime: Runtime):
+    register(runtime)
+    in_run = run_of_priority(runtime, "high")
+    execution = launch(runtime, {**LAUNCH, "run": in_run, "priority": "low"})
+    uuid = execution["result"]["uuid"]
+    assert runtime.jobs.get(uuid)["priority"] == "low"
+    published = stub(runtime).priorities
+    assert {published[e["id"]] for e in [execution, *job_executions(runtime, uuid)]} == {"low"}
+
+
+def test_a_job_created_in_a_run_takes_the_runs_priority(runtime: Runtime):
+    register(runtime)
+    in_run = run_of_priority(runtime, "low")
+    pipeline = runtime.pipelines.resolve(uuid=None, app_id=APP_ID)["uuid"]
+    create = {"action": "create", "pipeline_uuid": pipeline, "run": in_run,
+              "parameters": {"sample_id": SAMPLE}}  # fmt: skip
+    made = run(runtime, ALIAS, create)
+    assert made["status"] == "COMPLETE", made["error"]
+    uuid, token = made["result"]["uuid"], made["result"]["token"]
+    assert runtime.jobs.get(uuid)["priority"] == "low"
+    event = run(runtime, "jobs-manager", {"uuid": uuid, "name": "run", "token": token})
+    assert event["status"] == "COMPLETE", event["error"]
+    assert (event["priority"], stub(runtime).priorities[event["id"]]) == ("low", "low")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from pipelinejobs.domain import runs as runs_domain
 from pipelinejobs.runtime.dispatch import Runtime
 from tests.gateway.conftest import APP_PIPELINE, deliver_on_publish, error_of, result_of, token_of
 from tests.gateway.test_job_tags import APP_ID, World, bearer
@@ -245,3 +246,101 @@ def test_run_routes_refuse_bad_parameters_and_unknown_runs(world: World) -> None
     assert refused(f"/runs/{missing}/jobs", 404) == f"no run {missing}"
     job_uuid = world.rt.ids.job(pipeline(world), ["x"], {})
     assert "expected a pipelinejob_run UUID" in refused(f"/runs/{job_uuid}", 400)
+
+
+# -- the status filter (derived, not stored) ---------------------------------------------
+
+
+def runs_in_each_status(world: World, suffix: str = "") -> dict[str, str]:
+    """Four runs, one QUEUED, RUNNING, COMPLETED and PARTIALLY_COMPLETED, named with
+    ``suffix``; status -> run uuid."""
+    made: dict[str, str] = {}
+    for status, outcomes in (
+        ("QUEUED", ["", ""]),
+        ("RUNNING", ["run", ""]),
+        ("COMPLETED", ["finish", "finish"]),
+        ("PARTIALLY_COMPLETED", ["finish", "fail"]),
+    ):
+        run = create_run(world, f"run {status}{suffix}")["uuid"]
+        for i, outcome in enumerate(outcomes):
+            job = create(world, f"sample.tacc.{status.lower()}{suffix}.{i}", run)
+            if outcome == "run":
+                event(world, job, "run")
+            elif outcome:
+                event(world, job, outcome, **({"reason": "no salsa"} if outcome == "fail" else {}))
+        made[status] = run
+    return made
+
+
+def test_runs_are_listed_with_their_counts_and_status(world: World) -> None:
+    made = runs_in_each_status(world)
+    listed = {r["uuid"]: r for r in get(world, "/runs")["runs"]}
+    assert {uuid: listed[uuid]["status"] for uuid in made.values()} == {
+        uuid: status for status, uuid in made.items()
+    }
+    partial = listed[made["PARTIALLY_COMPLETED"]]
+    assert partial["jobs"] == 2 and len(partial["counts"]) == 11
+    assert {k: v for k, v in partial["counts"].items() if v} == {"FINISHED": 1, "FAILED": 1}
+    assert partial == get(world, f"/runs/{made['PARTIALLY_COMPLETED']}")  # as /runs/<id>
+    assert "scanned" not in get(world, "/runs")  # only a status filter reads more
+
+
+def test_runs_filter_by_derived_status(world: World) -> None:
+    made = runs_in_each_status(world)
+    for status, uuid in made.items():
+        page = get(world, "/runs", status=status)
+        assert [r["uuid"] for r in page["runs"]] == [uuid], status
+        assert page["runs"][0]["status"] == status and page["next"] is None
+        assert page["scanned"] == 4
+    assert get(world, "/runs", status="FAILED")["runs"] == []
+    both = get(world, "/runs", status=["QUEUED", "COMPLETED"])["runs"]
+    assert sorted(r["uuid"] for r in both) == sorted([made["QUEUED"], made["COMPLETED"]])
+    combined = get(world, "/runs", status="RUNNING", owner="me", tag="nope:x")  # store-side
+    assert combined["runs"] == [] and combined["scanned"] == 0
+
+
+def test_a_status_filter_reads_a_bounded_number_of_runs_and_resumes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a budget smaller than the runs to read, pages come back short — even
+    empty — with a ``next`` that resumes where the reading stopped: followed to its
+    end, it yields every match once, newest first."""
+    made = runs_in_each_status(world)
+    again = runs_in_each_status(world, "-again")
+    newest_first = [r["uuid"] for r in get(world, "/runs", limit=50)["runs"]]
+    wanted = {made["COMPLETED"], again["COMPLETED"], made["QUEUED"], again["QUEUED"]}
+    expected = [uuid for uuid in newest_first if uuid in wanted]
+    monkeypatch.setattr(runs_domain, "SCAN_PER_RUN", 1)  # a page of 1 reads 1 run at most
+    found: list[str] = []
+    shown: list[int] = []
+    cursor = None
+    while True:
+        query: dict[str, Any] = {"status": ["COMPLETED", "QUEUED"], "limit": 1}
+        page = get(world, "/runs", **query, **({"cursor": cursor} if cursor else {}))
+        assert page["scanned"] == 1 and len(page["runs"]) <= 1
+        shown.append(len(page["runs"]))
+        found.extend(r["uuid"] for r in page["runs"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert found == expected
+    assert shown.count(0) == 4  # a page that found nothing in its budget still went on
+    # Stopping inside a store page resumes right after the last run read, too.
+    monkeypatch.setattr(runs_domain, "SCAN_PER_RUN", 20)
+    first = get(world, "/runs", status=["COMPLETED", "QUEUED"], limit=1)
+    rest = get(world, "/runs", status=["COMPLETED", "QUEUED"], limit=10, cursor=first["next"])
+    assert [r["uuid"] for r in [*first["runs"], *rest["runs"]]] == expected
+    assert rest["next"] is None
+
+
+def test_an_unknown_status_is_400_naming_the_allowed_ones(world: World) -> None:
+    response = world.client.get("/runs", query_string={"status": "DONE"}, headers=world.user)
+    error = error_of(response, 400)
+    assert "'status'" in error["message"]
+    for status in runs_domain.STATUSES:
+        assert status in error["message"], error
+    assert error["result"]["allowed"] == list(runs_domain.STATUSES)
+    response = world.client.get(
+        "/runs", query_string={"status": ["QUEUED", "queued"]}, headers=world.user
+    )
+    assert "'status'[1]" in error_of(response, 400)["message"]

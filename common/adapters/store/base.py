@@ -63,7 +63,10 @@ class CollectionSpec:
     multi: tuple[str, ...] = ()
     #: Compound indexes (each followed by the key) for the filters + orders the API
     #: uses most: with them a filtered, sorted page is an index range scan at any size
-    #: instead of a sort of every matching document.
+    #: instead of a sort of every matching document. One led by an array field
+    #: (``("tag_pairs", "created")``) indexes its members in that order: a page of the
+    #: documents holding one member, newest first, is then a range of it too, where
+    #: otherwise every holder would be read and sorted (20,000 jobs for one tag).
     compound: tuple[tuple[str, ...], ...] = ()
     #: Indexed fields only ever filtered together with a leading compound field
     #: (files' level within a job): they get a column but no index of their own.
@@ -80,6 +83,18 @@ class CollectionSpec:
         every write (the indexer writes one record per file)."""
         leading = {fields[0] for fields in (*self.compound, *self.unique)}
         return tuple(f for f in self.indexed if f not in leading and f not in self.unindexed)
+
+    def member_orders(self, field: str) -> tuple[str, ...]:
+        """The scalar fields the members of array ``field`` are indexed in the order
+        of (the compound indexes it leads), each an ``indexed`` field: a backend keeping
+        members apart (SQLite's side tables) keeps these values beside each member."""
+        return tuple(dict.fromkeys(f for c in self.compound if c[0] == field for f in c[1:]))
+
+    def members_touched(self, changed: Iterable[str]) -> list[str]:
+        """The array fields whose indexed members a change of the fields ``changed``
+        rewrites: the arrays changed, and those whose members carry a changed field."""
+        names = set(changed)
+        return [f for f in self.multi if f in names or names & set(self.member_orders(f))]
 
 
 COLLECTIONS: dict[str, CollectionSpec] = {
@@ -107,6 +122,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                 ("owner", "created"),
                 ("run", "created"),
                 ("run", "state"),
+                # ``/jobs?tag=``, newest first: one index range at any size.
+                ("tag_pairs", "created"),
             ),
         ),
         # Runs (issue 15): named batches of one pipeline's jobs, newest first, by
@@ -116,7 +133,12 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             "uuid",
             ("pipeline_uuid", "priority", "owner", "created", "name"),
             ("tag_pairs",),
-            (("pipeline_uuid", "created"), ("owner", "created"), ("priority", "created")),
+            (
+                ("pipeline_uuid", "created"),
+                ("owner", "created"),
+                ("priority", "created"),
+                ("tag_pairs", "created"),
+            ),
         ),
         CollectionSpec(
             "files",

@@ -38,11 +38,14 @@ from pipelinejobs.adapters.store.codec import loads, raw_text, report_corrupt
 from pipelinejobs.adapters.store.sqlite_connections import SQLiteConnections
 from pipelinejobs.adapters.store.sqlite_query import (
     added_columns,
+    added_side_columns,
     added_side_tables,
     after_clause,
     column,
     dumps,
     fill_side_table,
+    member_driver,
+    member_page,
     scalar,
     schema_statements,
     side_table,
@@ -94,6 +97,10 @@ class SQLiteStore(SQLiteConnections, Store):
             # a second process opening the file sees it whole (or waits for it).
             for sql in added_columns(spec, conn):
                 conn.execute(sql)
+            # Side tables made before their members were ordered by a field (jobs'
+            # tags by created) get its column, filled from the documents' rows.
+            for sql in added_side_columns(spec, conn):
+                conn.execute(sql)
             for field in new_sides:
                 conn.execute(fill_side_table(spec, field))
             for sql in schema_statements(spec):
@@ -134,14 +141,25 @@ class SQLiteStore(SQLiteConnections, Store):
         doc: Mapping[str, Any],
         fields: Sequence[str],
     ) -> None:
-        """Rewrite the side-table rows of the array ``fields`` of document ``key``."""
+        """Rewrite the side-table rows of the array ``fields`` of document ``key``
+        (``doc``: the whole document, whose ordering fields each row carries)."""
         for f in fields:
             conn.execute(f"DELETE FROM {side_table(spec, f)} WHERE k = ?", (key,))
             members = {scalar(v) for v in (doc.get(f) or []) if v is not None}
-            conn.executemany(
-                f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
-                [(v, key) for v in members],
-            )
+            sql, carried = SQLiteStore._members_insert(spec, f, doc)
+            conn.executemany(sql, [(v, key, *carried) for v in members])
+
+    @staticmethod
+    def _members_insert(
+        spec: CollectionSpec, field: str, doc: Mapping[str, Any]
+    ) -> tuple[str, list[Any]]:
+        """The INSERT of one side-table row of ``field`` (member, key, then the
+        fields its members are ordered by) and ``doc``'s values of those fields."""
+        orders = spec.member_orders(field)
+        cols = ", ".join(["v", "k", *(column(c) for c in orders)])
+        marks = ", ".join("?" * (2 + len(orders)))
+        sql = f"INSERT INTO {side_table(spec, field)} ({cols}) VALUES ({marks})"
+        return sql, [scalar(doc.get(c)) for c in orders]
 
     def insert(
         self, collection: str, doc: Document, *, record: tuple[str, Document] | None = None
@@ -196,7 +214,7 @@ class SQLiteStore(SQLiteConnections, Store):
         fields = dict(set or {})
         items = {name: list(values) for name, values in (push or {}).items()}
         gone = list(unset or ())
-        if any(f in spec.multi for f in (*fields, *items, *gone)):
+        if spec.members_touched((*fields, *items, *gone)):
             return self._update_rewriting(spec, key, version, fields, items, gone)
         with self._process_write_lock():
             row = self._apply_update(self._conn(), spec, key, version, fields, items, gone)
@@ -252,8 +270,9 @@ class SQLiteStore(SQLiteConnections, Store):
                 row = self._apply_update(conn, spec, key, version, fields, {})
                 if row is not None:
                     self._write_row(conn, log_spec, entry, replace=False)
-                    arrays = [f for f in spec.multi if f in fields]
-                    self._write_members(conn, spec, key, fields, arrays)
+                    arrays = spec.members_touched(fields)
+                    if arrays:
+                        self._write_members(conn, spec, key, loads(row, spec, key), arrays)
         except sqlite3.IntegrityError as exc:
             raise DuplicateDocument(
                 f"{log_spec.name} {record_key} (or its place in the log) is taken",
@@ -287,7 +306,7 @@ class SQLiteStore(SQLiteConnections, Store):
             for name in unset:
                 doc.pop(name, None)
             doc["version"] = version + 1
-            touched = [f for f in spec.multi if f in set or f in push or f in unset]
+            touched = spec.members_touched((*set, *push, *unset))
             self._write_row(conn, spec, doc, replace=True, multi_changed=touched)
         return doc
 
@@ -335,10 +354,11 @@ class SQLiteStore(SQLiteConnections, Store):
                         f"({', '.join('?' * len(chunk))})",
                         chunk,
                     )
+                orders = spec.member_orders(f)
                 conn.executemany(
-                    f"INSERT INTO {side_table(spec, f)} (v, k) VALUES (?, ?)",
+                    self._members_insert(spec, f, {})[0],
                     [
-                        (v, key)
+                        (v, key, *(scalar(doc.get(c)) for c in orders))
                         for key, doc in latest.items()
                         for v in {scalar(m) for m in (doc.get(f) or []) if m is not None}
                     ],
@@ -389,7 +409,7 @@ class SQLiteStore(SQLiteConnections, Store):
         direction = "DESC" if descending else "ASC"
         cursor = None if after is None else decode_cursor(after)
 
-        def select(part: Filter | None) -> tuple[str, list[Any]]:
+        def select_table(part: Filter | None) -> tuple[str, list[Any]]:
             clauses, args = where_clauses(spec, part)
             if cursor is not None:
                 clause, extra = after_clause(col, cursor[0], cursor[1], descending)
@@ -399,6 +419,14 @@ class SQLiteStore(SQLiteConnections, Store):
             if clauses:
                 sql += " WHERE " + " AND ".join(clauses)
             return sql + f" ORDER BY {col} {direction}, k {direction} LIMIT ?", [*args, limit + 1]
+
+        def select(part: Filter | None) -> tuple[str, list[Any]]:
+            # One member of an array ordered like the page: its side table's range.
+            driver = member_driver(spec, part, order)
+            if driver is None:
+                return select_table(part)
+            sql, args = member_page(spec, dict(part or {}), driver, order, descending, cursor)
+            return sql, [*args, limit + 1]
 
         split = split_field(spec, where)
         if split is None:
