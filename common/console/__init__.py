@@ -7,10 +7,15 @@ that polls for the live parts, and a stylesheet — all vendored in this package
 * :mod:`.web` — the blueprint, sign-in and sessions (server-side, in the store), CSRF
   on every form, the security headers (a strict Content-Security-Policy);
 * :mod:`.pages` — overview, jobs, a job, pipelines, executions;
+* :mod:`.runs` — runs: a list and a run's page, with their jobs' counts and progress;
 * :mod:`.live` — the small JSON endpoints the pages poll;
-* :mod:`.actions` — cancel, retire, reset, ready: confirmed, then sent through
+* :mod:`.actions` — cancel, retire, reset, ready, retry: confirmed, then sent through
   :meth:`~pipelinejobs.runtime.dispatch.Runtime.submit` like any message;
+* :mod:`.tag_editor` — setting and removing a job's tags, sent the same way;
+* :mod:`.bulk` — bulk actions over the jobs list's or a run's filter: the dry run and
+  the confirmed count; :mod:`.bulk_progress` — a bulk action's page, live, and the list;
 * :mod:`.views` — what the pages read from the store, bounded so each page stays fast;
+* :mod:`.job_list` — the jobs list's filters, its pages and what changed since;
 * :mod:`.diagram` — the lifecycle diagram, drawn from the lifecycle table;
 * :mod:`.reference` — the HTTP API's reference page, from the OpenAPI document.
 
@@ -22,7 +27,16 @@ from __future__ import annotations
 
 from flask import Flask, redirect
 
-from pipelinejobs.console import actions, live, pages, reference  # noqa: F401  (routes)
+from pipelinejobs.console import (  # noqa: F401  (routes)
+    actions,
+    bulk,
+    bulk_progress,
+    live,
+    pages,
+    reference,
+    runs,
+    tag_editor,
+)
 from pipelinejobs.console.web import PREFIX, Console, bp
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import get_template_attribute, request
 
-from pipelinejobs.console import pages, views
+from pipelinejobs.console import job_list, pages, runs, views
 from pipelinejobs.console.web import bp, console
 from pipelinejobs.domain.identifiers import require_type
 
@@ -44,12 +44,12 @@ def live_overview() -> Any:
 @bp.get("/live/jobs")
 def live_jobs() -> Any:
     c = console()
-    f = views.JobFilter.parse(request.args)
+    f = job_list.JobFilter.parse(request.args, me=runs.owner_me())
     since = request.args.get("since", "")
     if not since:
         return {"since": views.iso(c.runtime.clock()), "rows": []}
-    changed = views.changed_jobs(c.store, f, since)
-    names = c.cached("pipeline-names", 10.0, lambda: views.pipeline_names(c.store))
+    changed = job_list.changed_jobs(c.store, f, since)
+    names = pages.row_names()
     row = macro("job_row")
     newest = max((str(j.get("updated")) for j in changed), default=since)
     return {

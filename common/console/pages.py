@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, request
 
 from pipelinejobs.adapters.store.base import not_found
-from pipelinejobs.console import actions, diagram, views
+from pipelinejobs.console import actions, bulk, diagram, job_list, runs, tag_editor, views
 from pipelinejobs.console.web import bp, console, principal, render
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.errors import NotFound, PipelineJobsError, ValidationError
@@ -95,19 +95,27 @@ def overview() -> Any:
 @bp.get("/jobs")
 def jobs() -> Any:
     c = console()
-    f = views.JobFilter.parse(request.args)
-    page = views.list_jobs(c.store, f)
-    names = c.cached("pipeline-names", 10.0, lambda: views.pipeline_names(c.store))
+    f = job_list.JobFilter.parse(request.args, me=runs.owner_me())
+    page = job_list.list_jobs(c.store, f)
     return render(
         "console/jobs.html",
         title="Jobs",
         f=f,
         page=page,
-        names=names,
+        names=row_names(),
         states=views.STATES,
-        sorts=views.SORTS,
+        sorts=job_list.SORTS,
         since_now=views.iso(c.runtime.clock()),
+        bulk=bulk.jobs_control(principal(), f),
     )
+
+
+def row_names() -> dict[str, str]:
+    """The names a job row shows for a pipeline or run uuid (kept for 10 s)."""
+    c = console()
+    pipelines = c.cached("pipeline-names", 10.0, lambda: views.pipeline_names(c.store))
+    named_runs = c.cached("run-names", 10.0, lambda: runs.run_names(c.store))
+    return {**pipelines, **named_runs}
 
 
 def job_page_data(uuid: str, history_after: int | None = None) -> dict[str, Any]:
@@ -122,7 +130,9 @@ def job_page_data(uuid: str, history_after: int | None = None) -> dict[str, Any]
         "name": views.job_name(job),
         "pipeline": pipeline,
         "diagram": diagram.svg(job.get("state"), view.taken, title=f"Lifecycle of job {uuid}"),
+        "run": c.store.get("runs", job["run"]) if job.get("run") else None,
         "available": actions.available(principal(), job),
+        "tag_editor": tag_editor.editor(principal(), job),
         "running": job.get("state") in views.ACTIVE,
         "log_start": views.log_start(views.log_path(c.runtime.config.log_dir, uuid), view.log_size)
         if view.log_size

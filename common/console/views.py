@@ -19,17 +19,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, In, Range, Store
 from pipelinejobs.domain import job_log
 from pipelinejobs.domain.clock import iso
-from pipelinejobs.domain.identifiers import uuid_type
 from pipelinejobs.domain.lifecycle import State
-from pipelinejobs.errors import UnknownIdentifierType, ValidationError
 
 STATES = tuple(s.value for s in State)
 #: States in which a job is still moving (its compute, indexing or validation runs).
@@ -44,8 +42,6 @@ PAGE = 50
 TIMELINE = 200
 #: Records read for the diagram's path (first and last halves of a longer history).
 PATH_RECORDS = 2000
-#: Jobs a text search looks through (the newest matching the other filters).
-SCAN_LIMIT = 2000
 #: Pipelines the overview lists with their counts.
 OVERVIEW_PIPELINES = 20
 #: Log bytes a job page starts from, from the end: the rest is a link away.
@@ -214,180 +210,7 @@ def event_summary(data: Any) -> str:
     return mask_text(" · ".join(parts))
 
 
-# -- the jobs list ----------------------------------------------------------------------
-
-SORTS = {
-    "newest": ("created", True, "newest first"),
-    "oldest": ("created", False, "oldest first"),
-    "changed": ("updated", True, "recently changed first"),
-}
-_UUIDISH = re.compile(r"[0-9a-f]{4}[0-9a-f-]{0,32}")
-
-
-@dataclass
-class JobFilter:
-    """The jobs list's filters, from its URL."""
-
-    states: list[str] = field(default_factory=list)
-    pipeline: str = ""
-    linkage: str = ""
-    text: str = ""
-    since: str = ""  #: as typed
-    sort: str = "newest"
-    cursor: str = ""
-
-    @classmethod
-    def parse(cls, args: Any) -> JobFilter:
-        """From a request's arguments; ValidationError (400) naming a bad one."""
-        states = [s for s in args.getlist("state") if s]
-        bad = [s for s in states if s not in STATES]
-        if bad:
-            raise ValidationError(
-                f"unknown state {bad[0]!r}; states: {', '.join(STATES)}", path="state"
-            )
-        f = cls(
-            states=list(dict.fromkeys(states)),
-            pipeline=args.get("pipeline", "").strip(),
-            linkage=args.get("linkage", "").strip(),
-            text=args.get("q", "").strip()[:200],
-            since=args.get("since", "").strip(),
-            sort=args.get("sort", "newest"),
-            cursor=args.get("cursor", "").strip(),
-        )
-        if f.sort not in SORTS:
-            raise ValidationError(f"sort must be one of {', '.join(SORTS)}", path="sort")
-        if f.pipeline:
-            try:
-                if uuid_type(f.pipeline) != "pipeline":
-                    raise UnknownIdentifierType("not a pipeline UUID")
-            except UnknownIdentifierType as exc:
-                raise ValidationError(
-                    f"pipeline must be a pipeline UUID (106...), not {f.pipeline!r}",
-                    path="pipeline",
-                ) from exc
-        f.since_stored()  # refuses a date it cannot read
-        return f
-
-    def since_stored(self) -> str | None:
-        """``since`` in the stored form (a date-time with an offset, or without one:
-        UTC — what the form's field says)."""
-        if not self.since:
-            return None
-        text = self.since.upper().replace("Z", "+00:00").replace(" ", "T")
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise ValidationError(
-                f"updated since must be a date and time such as 2026-11-30T07:00 (UTC), "
-                f"not {self.since!r}",
-                path="since",
-            ) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return iso(moment.timestamp())
-
-    def where(self) -> dict[str, Any]:
-        where: dict[str, Any] = {}
-        if self.states:
-            where["state"] = self.states[0] if len(self.states) == 1 else In(self.states)
-        if self.pipeline:
-            where["pipeline_uuid"] = self.pipeline
-        if self.linkage:
-            where["child_of"] = self.linkage
-        since = self.since_stored()
-        if since:
-            where["updated"] = Range(gte=since)
-        return where
-
-    def order(self) -> tuple[str, bool]:
-        order, descending, _ = SORTS[self.sort]
-        return order, descending
-
-    def matches_text(self, job: Mapping[str, Any]) -> bool:
-        if not self.text:
-            return True
-        needle = self.text.lower()
-        return needle in str(job.get("uuid", "")).lower() or needle in job_name(job).lower()
-
-    def query(self, **changes: Any) -> dict[str, Any]:
-        """The URL arguments of this filter (with ``changes``), for links."""
-        args: dict[str, Any] = {
-            "state": self.states,
-            "pipeline": self.pipeline,
-            "linkage": self.linkage,
-            "q": self.text,
-            "since": self.since,
-            "sort": self.sort if self.sort != "newest" else "",
-            "cursor": self.cursor,
-        }
-        args.update(changes)
-        return {k: v for k, v in args.items() if v}
-
-
-@dataclass
-class JobsPage:
-    jobs: list[Document]
-    next: str | None
-    total: int | None  #: how many match (None for a text search: it is not counted)
-    note: str = ""
-
-
-def list_jobs(store: Store, f: JobFilter, limit: int = PAGE) -> JobsPage:
-    """A page of the jobs ``f`` selects. A text search looks for the text in the
-    uuid and name of the newest :data:`SCAN_LIMIT` jobs the other filters select (a
-    uuid prefix is looked up by its index as well), and is not paged further."""
-    where = f.where()
-    order, descending = f.order()
-    if not f.text:
-        page = store.find(
-            "jobs", where, order=order, descending=descending, limit=limit, after=f.cursor or None
-        )
-        total = count(store, "jobs", where)
-        return JobsPage(page.items, page.next, total)
-    found: dict[str, Document] = {}
-    needle = f.text.lower()
-    if _UUIDISH.fullmatch(needle):
-        prefix = {**where, "uuid": Range(gte=needle, lt=needle + "\uffff")}
-        for job in store.find(
-            "jobs", prefix, order=order, descending=descending, limit=limit
-        ).items:
-            found[job["uuid"]] = job
-    scanned, after, cut = 0, None, False
-    while len(found) < limit:
-        page = store.find("jobs", where, order=order, descending=descending, limit=500, after=after)
-        for job in page.items:
-            if f.matches_text(job):
-                found.setdefault(job["uuid"], job)
-        scanned += len(page.items)
-        after = page.next
-        if after is None:
-            break
-        if scanned >= SCAN_LIMIT:
-            cut = True
-            break
-    jobs = sorted(
-        found.values(), key=lambda j: (j.get(order) or "", j["uuid"]), reverse=descending
-    )[:limit]
-    note = (
-        f"The text was looked for in the newest {scanned:,} jobs matching the other filters; "
-        f"narrow them (state, pipeline, updated since) to search further back."
-        if cut
-        else ""
-    )
-    return JobsPage(jobs, None, None, note)
-
-
-def changed_jobs(store: Store, f: JobFilter, since: str, limit: int = 100) -> list[Document]:
-    """Jobs ``f`` selects that changed at or after ``since`` (a stored date), oldest
-    change first: what a list page polls for."""
-    where = f.where()
-    floor = since
-    current = where.get("updated")
-    if isinstance(current, Range) and current.gte and current.gte > floor:
-        floor = current.gte
-    where["updated"] = Range(gte=floor)
-    page = store.find("jobs", where, order="updated", limit=limit)
-    return [j for j in page.items if f.matches_text(j)]
+# -- names ------------------------------------------------------------------------------
 
 
 def pipeline_names(store: Store) -> dict[str, str]:

@@ -121,3 +121,24 @@ def a_job(rt: Runtime, **fields: Any) -> Document:
         },
     ).job
     return job
+
+
+def a_run(rt: Runtime, pipeline: Document, name: str, owner: str = "", **fields: Any) -> str:
+    """A run made as a client makes one: a ``create_run`` message to the launcher-proxy
+    (sent by the key ``owner``, if given); its uuid."""
+    from tests.support import stub
+
+    message = {"action": "create_run", "pipeline_uuid": pipeline["uuid"], "name": name, **fields}
+    execution = rt.submit("launcher-proxy", message, owner=owner or None)
+    stub(rt).join()
+    done = rt.executions.get(execution["id"])
+    assert done["status"] == "COMPLETE", done.get("error")
+    uuid: str = done["result"]["uuid"]
+    return uuid
+
+
+def tagged(tags: dict[str, str]) -> dict[str, Any]:
+    """A job's stored tag fields (``tags`` and the ``tag_pairs`` the store indexes)."""
+    from pipelinejobs.domain.tags import fields
+
+    return fields(tags)

@@ -383,3 +383,149 @@ def test_a_jobs_hostile_name_and_data_are_shown_as_text(browser: Browser, server
     page.click("#job-fields details summary")
     assert json.loads(page.inner_text("#job-data"))["note"] == XSS
     assert browser.dialogs == [] and browser.errors == []
+
+
+def test_a_runs_counts_lead_to_its_failed_job_which_an_admin_retries(
+    browser: Browser, server: Server
+) -> None:
+    pipeline = register(server, "batched")
+    run = api(
+        server,
+        "POST",
+        "/actors/v2/launcher-proxy/messages",
+        params={"sync": "true"},
+        json={
+            "action": "create_run",
+            "pipeline_uuid": pipeline,
+            "name": "browser batch",
+            "tags": {"experiment": XSS},
+        },
+    )["result"]["uuid"]
+    jobs = [
+        launch(
+            server,
+            pipeline,
+            sample=f"sample.tacc.batch{i}",
+            run=run,
+            tags={"note": "<script>window.pwned = 3</script>"},
+            job_definition={"launcher": "callback"},
+            data={"i": i},
+        )
+        for i in range(2)
+    ]
+    failed = jobs[1]["uuid"]
+    api(
+        server,
+        "POST",
+        "/actors/v2/jobs-manager/messages",
+        params={"sync": "true"},
+        json={"uuid": failed, "name": "fail", "token": jobs[1]["token"],
+              "data": {"reason": "out of salsa"}},
+    )  # fmt: skip
+    browser.sign_in(server.admin_key)
+    page = browser.page
+    page.click(".topbar nav a:has-text('Runs')")
+    page.wait_for_url(re.compile(r".*/ui/runs$"))
+    row = f'#runs tr[data-run="{run}"]'
+    assert page.get_attribute(row, "data-status") == "RUNNING"
+    counts = page.eval_on_selector_all(
+        f"{row} [data-state-count]", "els => els.map(e => e.textContent.trim())"
+    )
+    assert counts == ["RUNNING 1", "FAILED 1"]
+    assert "1 of 2 done (50%)" in page.inner_text(f"{row} .progress")
+    assert XSS in page.inner_text(f"{row} .run-tags")  # a hostile tag, as text
+    browser.shot("runs")
+    page.click(f"{row} a.run-name")
+    page.wait_for_url(re.compile(rf".*/ui/runs/{run}$"))
+    assert page.inner_text("#run-status") == "RUNNING"
+    assert page.inner_text('[data-run-count="FAILED"]') == "1"
+    # Its FAILED job, from the run's jobs.
+    page.click(f'#run-jobs tr[data-uuid="{failed}"] td.uuid a')
+    page.wait_for_url(re.compile(rf".*/ui/jobs/{failed}$"))
+    assert page.get_attribute("#job-header", "data-state") == "FAILED"
+    assert page.inner_text("#job-run").startswith("browser batch")
+    page.click('[data-action="retry"]')
+    assert "retry the FAILED job" in page.inner_text("#explains")
+    page.fill("#reason", "salsa restocked")
+    page.click("#confirm")
+    assert page.inner_text("#outcome").startswith("Done: the job was retried as attempt 2")
+    page.click("#back-to-job")
+    page.wait_for_selector('#job-header[data-state="RUNNING"]')
+    assert page.inner_text("#job-attempt") == "2"
+    assert "salsa restocked" in page.inner_text("#job-attempts")
+    assert job_of(server, failed)["attempt"] == 2
+    # The run counts it again as running.
+    browser.goto(f"/ui/runs/{run}")
+    assert page.inner_text('[data-run-count="RUNNING"]') == "2"
+    assert page.inner_text('[data-run-count="FAILED"]') == "0"
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    browser.shot("run")
+    assert browser.errors == [] and browser.dialogs == []
+
+
+def test_a_runs_running_jobs_are_cancelled_in_bulk_after_a_dry_run(
+    browser: Browser, server: Server
+) -> None:
+    pipeline = register(server, "bulk-batch")
+    run = api(
+        server,
+        "POST",
+        "/actors/v2/launcher-proxy/messages",
+        params={"sync": "true"},
+        json={"action": "create_run", "pipeline_uuid": pipeline, "name": "bulk batch"},
+    )["result"]["uuid"]
+    # Three left RUNNING by the inline backend, one FINISHED: cancel leaves that one be.
+    reports = [["RUNNING"]] * 3 + [["RUNNING", "FINISHED"]]
+    jobs = [
+        launch(
+            server,
+            pipeline,
+            sample=f"sample.tacc.bulk{i}",
+            run=run,
+            job_definition={"report": report},
+            data={"i": i},
+        )["uuid"]
+        for i, report in enumerate(reports)
+    ]
+    wanted = ["RUNNING"] * 3 + ["FINISHED"]
+    wait_for(lambda: [job_of(server, u)["state"] for u in jobs] == wanted, 60, "the reports")
+    browser.sign_in(server.admin_key)
+    page = browser.page
+    browser.goto(f"/ui/runs/{run}")
+    page.click("#bulk-control summary")
+    page.select_option("#bulk-operation", "cancel")
+    page.fill("#bulk-reason", XSS)
+    browser.shot("bulk-control")
+    page.click("#bulk-dry-run")
+    page.wait_for_selector("#bulk-sentence")
+    assert page.inner_text("#bulk-sentence") == (
+        "This will cancel 3 jobs (4 match the filter; cancel acts on jobs in states "
+        "CREATED, INDEXING, RUNNING, VALIDATING)."
+    )
+    sample = page.eval_on_selector_all(
+        "#bulk-sample tbody tr", "els => els.map(e => e.dataset.uuid)"
+    )
+    assert sorted(sample) == sorted(jobs[:3])
+    assert [job_of(server, u)["state"] for u in jobs] == wanted  # a dry run changes nothing
+    assert page.inner_text("#bulk-reason") == XSS
+    browser.shot("bulk-confirm")
+    page.click("#confirm")
+    page.wait_for_url(re.compile(r".*/ui/bulk/[A-Za-z0-9]+$"))
+    # Followed live until every job's execution has finished.
+    page.wait_for_selector('#bulk[data-status="COMPLETE"]', timeout=60_000)
+    assert page.inner_text("#bulk-status") == "COMPLETE"
+    assert page.inner_text('[data-bulk-count="done"]') == "3"
+    assert page.get_attribute("#bulk-progress .progress", "data-finished") == "3"
+    done = page.eval_on_selector_all(
+        '#bulk-outcomes tr[data-outcome="done"]', "els => els.map(e => e.dataset.uuid)"
+    )
+    assert sorted(done) == sorted(jobs[:3])
+    assert [job_of(server, u)["state"] for u in jobs] == ["FAILED"] * 3 + ["FINISHED"]
+    assert page.inner_text("#bulk-reason") == XSS
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    browser.shot("bulk")
+    # Listed, from the navigation.
+    page.click(".topbar nav a:has-text('Bulk')")
+    page.wait_for_url(re.compile(r".*/ui/bulk$"))
+    assert page.get_attribute("#bulk-list tbody tr", "data-status") == "COMPLETE"
+    assert browser.errors == [] and browser.dialogs == []

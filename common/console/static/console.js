@@ -208,6 +208,21 @@
     }, SLOW);
   }
 
+  /* -- a bulk action's page (followed while it is SENDING or RUNNING) ------------ */
+
+  function followBulk(root) {
+    poll(function () {
+      return getJSON(root.getAttribute("data-live-bulk")).then(function (data) {
+        root.setAttribute("data-status", data.status);
+        Object.keys(data.parts).forEach(function (name) {
+          var el = root.querySelector('[data-part="' + name + '"]');
+          if (el) { swap(el, data.parts[name]); }
+        });
+        return data.live;
+      });
+    }, INTERVAL);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var job = document.getElementById("job");
     if (job && job.getAttribute("data-live-job")) {
@@ -219,5 +234,7 @@
     if (table && table.getAttribute("data-live-jobs")) { followJobs(table); }
     var overview = document.querySelector("[data-live-overview]");
     if (overview) { followOverview(overview); }
+    var bulk = document.getElementById("bulk");
+    if (bulk && bulk.getAttribute("data-live-bulk")) { followBulk(bulk); }
   });
 }());
