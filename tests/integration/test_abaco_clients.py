@@ -181,6 +181,7 @@ def test_agavepy_drives_the_actors(world: World) -> None:
             "pipelinejob_manager_event",
             "agave_job_callback",
             "pipelinejob_tag",
+            "pipelinejob_bulk",
         ]
         assert {a["alias"]: a["actorId"] for a in ag.actors.listAliases()} == ids
         assert ag.actors.getAlias(alias=MANAGER)["actorId"] == ids[MANAGER]
