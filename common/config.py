@@ -150,6 +150,11 @@ class BusSettings:
     #: broker says no worker holds its message (Redis can tell; RabbitMQ and the
     #: in-process broker cannot, and keep their messages), is re-published at once.
     lost_after: float = 5.0
+    #: Aging: a low- or medium-priority execution still waiting (SUBMITTED) this many
+    #: s after it was published is published again one level up (low -> medium ->
+    #: high), checked every check_interval s; so sustained high-priority work delays
+    #: low work by at most about twice this, never forever. 0 turns aging off.
+    priority_age: float = 300.0
     #: Worker processes (prefork) for `pipelinejobs worker`; 0 = number of CPUs.
     worker_concurrency: int = 0
     #: Worker threads in the embedded mode.
@@ -589,7 +594,7 @@ def _check(config: Config) -> None:
             f"http(s) URL with a host and no query, such as https://api.example.org",
             setting="gateway.public_url",
         )
-    for key in ("time_limit", "time_limit_grace", "check_interval", "lost_after"):
+    for key in ("time_limit", "time_limit_grace", "check_interval", "lost_after", "priority_age"):
         if not getattr(config.bus, key) >= 0:
             raise ConfigError(f"setting bus.{key} must be 0 or more seconds", setting=f"bus.{key}")
     if config.tokens.admin_token_ttl <= 0:

@@ -21,3 +21,11 @@ def priority_of(value: Any) -> str | None:
     """``value`` if it names a priority, else None (a record written before
     priorities, or a field that means something else)."""
     return value if isinstance(value, str) and value in PRIORITIES else None
+
+
+def promoted(value: Any) -> str | None:
+    """The level above ``value`` (a record without one is ``medium``); None for
+    ``high``, the top. What aging publishes a long-waiting execution at."""
+    level = priority_of(value) or DEFAULT_PRIORITY
+    above = PRIORITIES.index(level) + 1
+    return PRIORITIES[above] if above < len(PRIORITIES) else None

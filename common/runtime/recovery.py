@@ -24,6 +24,12 @@ Three ways to find them, quickest first (the Celery bus calls them: see
 Each execution is claimed with a compare-and-set before it is published, so workers
 sweeping at once publish it once, and it is not taken again before its age passes
 anew; one waiting out a retry's back-off is left alone until it is due.
+
+:meth:`Recovery.age` is not about lost messages but about starvation: a broker serves
+priorities strictly, so a low-priority message waits as long as higher ones keep
+coming. One still SUBMITTED ``bus.priority_age`` s after it was published is published
+again one level up (claimed the same way). Its first message stays in the lower
+queue; taken later, it finds the execution finished and is skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from pipelinejobs.domain.clock import iso
+from pipelinejobs.domain.clock import iso, now
+from pipelinejobs.domain.priority import promoted
 from pipelinejobs.runtime.executions import RUNNING, SUBMITTED
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS
 
@@ -70,6 +77,37 @@ class Recovery:
         if found:
             log.warning("re-published %d execution(s) lost in flight", len(found))
         return found
+
+    def age(self, aliases: list[str]) -> list[str]:
+        """Publish again one level up every low or medium execution of ``aliases``
+        SUBMITTED and untouched for ``bus.priority_age`` s (not one waiting out a
+        retry's back-off); returns their ids. Its stored priority moves up with it (a
+        re-publish keeps it), and its ``updated`` is the claim's, so medium becomes
+        high only after another ``priority_age`` s."""
+        rt = self.runtime
+        after = rt.config.bus.priority_age
+        if after <= 0 or rt.bus is None or not aliases:
+            return []
+        due = iso(rt.clock() - after)
+        aged = []
+        for execution in rt.executions.stale(older_than=after, actors=list(aliases)).items:
+            up = promoted(execution.get("priority"))
+            if up is None or str(execution.get("retry_at") or "") > due:
+                continue
+            claimed = rt.store.update(
+                rt.executions.collection,
+                execution["id"],
+                version=execution["version"],
+                set={"priority": up, "updated": now(rt.clock),
+                     "aged": int(execution.get("aged", 0)) + 1},
+            )  # fmt: skip
+            if claimed is None:
+                continue  # another worker aged it, or it started
+            rt.publish(execution["actor"], execution["id"], priority=up)
+            aged.append(execution["id"])
+        if aged:
+            log.info("published %d long-waiting execution(s) one priority up", len(aged))
+        return aged
 
     def after_loss(self, aliases: list[str], since: float) -> list[str]:
         """The broker lost its messages at ``since`` (a time on this runtime's clock):

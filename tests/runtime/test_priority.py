@@ -85,3 +85,55 @@ def test_a_recovered_execution_is_republished_with_its_priority(tmp_path: Path, 
         assert bus.priorities == {"E1": "low"}
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_long_waiting_low_execution_is_aged_up_one_level_at_a_time(
+    tmp_path: Path, kind: str
+) -> None:
+    """Aging (``bus.priority_age``): low -> medium after the age, medium -> high after
+    another; high stays; the stored priority moves with it, and a second sweep in the
+    same moment (another worker) publishes nothing more."""
+    clock = FakeClock()
+    runtime = make_runtime(tmp_path, kind, clock, bus={"priority_age": 300.0})
+    try:
+        register(runtime)
+        bus = stub(runtime)
+        for name, level in (("L1", "low"), ("H1", "high")):
+            runtime.submit("launcher-proxy", {**copy.deepcopy(LAUNCH), "priority": level},
+                           execution_id=name)  # fmt: skip
+        bus.published.clear()
+        recovery = runtime.recovery
+
+        clock.advance(299)
+        assert recovery.age(["launcher-proxy"]) == []  # not yet
+        clock.advance(2)
+        assert recovery.age(["launcher-proxy"]) == ["L1"]
+        assert recovery.age(["launcher-proxy"]) == []  # claimed: once per age
+        assert (bus.priorities["L1"], runtime.executions.get("L1")["priority"]) == ("medium",) * 2
+        clock.advance(301)
+        assert recovery.age(["launcher-proxy"]) == ["L1"]
+        assert runtime.executions.get("L1")["priority"] == "high"
+        assert runtime.executions.get("L1")["aged"] == 2
+        clock.advance(301)
+        assert recovery.age(["launcher-proxy"]) == []  # high is the top; H1 never moves
+        assert bus.published == [("launcher-proxy", "L1"), ("launcher-proxy", "L1")]
+
+        # Its messages run it once: the first to arrive runs it, the others are skipped.
+        bus.join()
+        assert runtime.executions.get("L1")["status"] == "COMPLETE"
+        assert runtime.executions.get("L1")["attempts"] == 1
+    finally:
+        runtime.close()
+
+
+def test_aging_is_off_at_zero(tmp_path: Path) -> None:
+    clock = FakeClock()
+    runtime = make_runtime(tmp_path, "memory", clock, bus={"priority_age": 0.0})
+    try:
+        register(runtime)
+        runtime.submit("launcher-proxy", {**copy.deepcopy(LAUNCH), "priority": "low"})
+        clock.advance(10_000)
+        assert runtime.recovery.age(["launcher-proxy"]) == []
+    finally:
+        runtime.close()

@@ -71,6 +71,10 @@ class Recoverer(Protocol):
     def after_loss(self, aliases: list[str], since: float) -> object:
         """The broker lost its messages at ``since`` (epoch seconds)."""
 
+    def age(self, aliases: list[str]) -> object:
+        """Every ``bus.check_interval`` s: publish long-waiting executions one
+        priority level up (``bus.priority_age``)."""
+
 
 class Heartbeat(Protocol):
     """What a worker's bus calls every ``bus.heartbeat_interval`` s to say the worker

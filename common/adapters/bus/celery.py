@@ -334,9 +334,10 @@ class CeleryBus(Bus):
     def check(self) -> None:
         """Ask the broker whether it lost its queues, re-publishing at once what was
         SUBMITTED before the loss if it did, then re-publish what was lost in flight
-        (``bus.lost_after``). Every ``bus.check_interval`` s and whenever the broker
-        connection comes back; only outages are caught (a bug surfaces in Celery's
-        "Error in timer" log line)."""
+        (``bus.lost_after``), then age what waited too long (``bus.priority_age``).
+        Every ``bus.check_interval`` s and whenever the broker connection comes back;
+        only outages are caught (a bug surfaces in Celery's "Error in timer" log
+        line)."""
         if self.recovery is None or not self.consuming:
             return
         try:
@@ -347,6 +348,7 @@ class CeleryBus(Bus):
                 )
                 self.recovery.after_loss(self.consuming, lost)
             self.recovery.quick_sweep(self.consuming)
+            self.recovery.age(self.consuming)
         except PipelineJobsError as exc:
             log.warning("broker check for %s failed (%s); trying again later", self.consuming, exc)
 
