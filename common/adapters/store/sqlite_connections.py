@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,19 +58,20 @@ class SQLiteConnections:
         if conn is not None and self._local.pid == os.getpid():
             return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Each connection is used by the one thread that opened it; the flag only
-            # lets close() release every thread's connection.
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
-            conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn = self._open_connection()
+                break
+            except sqlite3.OperationalError as exc:
+                # Setting WAL mode (and a WAL file's recovery) can answer "database is
+                # locked" at once, without SQLite's busy handler, while another process
+                # opens the same file: wait for it as busy_timeout would.
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+                time.sleep(0.01)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._conns_lock:
             ended = [c for t, pid, c in self._open if pid == os.getpid() and not t.is_alive()]
@@ -77,6 +79,23 @@ class SQLiteConnections:
             self._open.append((threading.current_thread(), os.getpid(), conn))
         for old in ended:
             old.close()
+        return conn
+
+    def _open_connection(self) -> sqlite3.Connection:
+        # Each connection is used by the one thread that opened it; the flag only lets
+        # close() release every thread's connection.
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
