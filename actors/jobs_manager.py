@@ -212,6 +212,9 @@ class JobsManager(Actor):
                 admin_only=admin_only,
                 action=f"send '{name}' to",
             )
+
+        def check(job: dict[str, Any]) -> None:
+            authorize(job)
             if overdue is not None:  # a reconciler's fail: decided on the job it writes over
                 at, kind = overdue.get("at"), str(overdue.get("kind"))
                 if not deadlines.still_overdue(job, kind, at, now(ctx.runtime.clock)):
@@ -234,7 +237,7 @@ class JobsManager(Actor):
                 msg.data,
                 delivery_id=f"key:{key}" if key else ctx.execution_id,
                 sender=ctx.sender,
-                check=authorize,
+                check=check,
             )
         except NoLongerOverdue as saved:
             ctx.log.info(saved.message)
