@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import _free_port, wait_for
+from .conftest import Workers, _free_port, system_env, wait_for
 from .server import Server, start_server
 from .test_local_jobs import APP, job_when, launch, register_pipeline, runs
 
@@ -112,3 +112,51 @@ def test_a_local_job_past_its_deadline_has_its_compute_killed(server: Server) ->
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
     wait_for(gone, 10, f"the compute (pid {pid}) to be gone", server.output)
+
+
+def test_two_prefork_workers_reconciling_at_once_fail_each_job_once(
+    tmp_path: Path, redis_url: str, workers: Workers, client_system
+) -> None:
+    """Two ``pipelinejobs worker`` processes on Redis both send a ``fail`` for each of 30
+    jobs past their deadline (they consume only the indexer's queue, so the fails wait
+    until both have sent them all: a real overlap, not a lucky one); then a jobs-manager
+    worker delivers them all, and each job has one ``fail`` in its history."""
+    env = system_env(tmp_path, redis_url, PIPELINEJOBS_RECONCILER_INTERVAL=str(INTERVAL))
+    runtime = client_system(env).runtime
+    pipeline = runtime.pipelines.create({"name": "limits", "components": [{"repo": "x/y:1"}]})
+    uuids = []
+    for n in range(30):
+        job = runtime.jobs.create(
+            pipeline_uuid=pipeline.pipeline["uuid"],
+            linkage=[f"sample.{n}"],
+            data={"n": n},
+            fields={"deadline": 1.0},
+        ).job
+        runtime.jobs.apply(job["uuid"], "run")
+        uuids.append(job["uuid"])
+    for _ in range(2):
+        workers.start(env, actors="jobs-indexer", concurrency=1)
+    line = "deadline 00:00:01 passed; failing it"
+
+    def both_sent_all() -> bool:
+        logs = sorted(tmp_path.glob("worker-*.log"))
+        return len(logs) == 2 and all(p.read_text().count(line) >= len(uuids) for p in logs)
+
+    wait_for(both_sent_all, 30, "both reconcilers to send every fail", workers.logs)
+    assert all(runtime.jobs.get(u)["state"] == "RUNNING" for u in uuids)  # none delivered yet
+    workers.start(env, actors="jobs-manager", concurrency=2)
+
+    def all_failed() -> bool:
+        return all(runtime.jobs.get(u)["state"] == "FAILED" for u in uuids)
+
+    wait_for(all_failed, 30, "every job to be failed", workers.logs)
+
+    def drained() -> bool:  # every fail sent (and re-sent) has been delivered
+        return runtime.bus is not None and runtime.bus.depth("jobs-manager") == 0
+
+    wait_for(drained, 30, "the jobs-manager's queue to drain", workers.logs)
+    for uuid in uuids:
+        names = [h["name"] for h in runtime.jobs.history(uuid).entries]
+        assert names == ["create", "run", "fail"], (uuid, names)
+    # One execution per job, however many times it was sent.
+    assert runtime.store.count("executions", {"actor": "jobs-manager"}) == len(uuids)
