@@ -49,6 +49,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pipelinejobs import signals
 from pipelinejobs.domain import deadlines
 from pipelinejobs.domain.clock import iso
 from pipelinejobs.errors import PipelineJobsError
@@ -127,6 +128,7 @@ class Reconciler:
                 log.error("job %s: %s, but its fail was refused: %s", due.uuid, due.reason, exc)
                 continue
             log.warning("job %s: %s; failing it", due.uuid, due.reason)
+            signals.job_overdue.send(kind=due.kind)
             sent.append(due)
         return sent
 
@@ -154,6 +156,7 @@ class Reconciler:
             event = {"uuid": uuid, "name": "fail", "token": token, "data": {"reason": LOST_REASON}}
             log.warning("job %s: %s; failing it", uuid, LOST_REASON)
             rt.submit("jobs-manager", event, execution_id=derived_id(str(marker), "lost"))
+            signals.job_overdue.send(kind="lost")
             failed.append(uuid)
         return failed
 
