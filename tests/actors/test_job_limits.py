@@ -90,3 +90,16 @@ def test_a_deadline_failure_is_retried_only_when_the_policy_names_it(
         assert job["deadline_at"] == iso(clock() + 60)
     finally:
         rt.close()
+
+
+def test_a_pipelines_default_can_be_changed_and_applies_to_later_jobs(runtime: Runtime) -> None:
+    uuid, _ = register(runtime)
+    first = runtime.jobs.get(launched(runtime, callback_launch())["uuid"])
+    assert "deadline" not in first
+    updated = runtime.pipelines.update(uuid, {"deadline": "1h"}).pipeline
+    assert updated["deadline"] == 3600.0
+    later = runtime.jobs.get(launched(runtime, callback_launch(data={"n": 2}))["uuid"])
+    assert later["deadline"] == 3600.0
+    with pytest.raises(ValidationError) as refused:
+        runtime.pipelines.update(uuid, {"heartbeat_timeout": "0s"})
+    assert refused.value.detail["path"] == "heartbeat_timeout"
