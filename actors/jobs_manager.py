@@ -32,9 +32,15 @@ import re
 from typing import Any
 
 from pipelinejobs.adapters.launchers.supervisor import request_stop
-from pipelinejobs.domain import lifecycle, retry, tags, validation
+from pipelinejobs.domain import deadlines, lifecycle, retry, tags, validation
+from pipelinejobs.domain.clock import now
 from pipelinejobs.domain.lifecycle import Event, State
-from pipelinejobs.errors import SchemaValidationError, TransitionRefused, ValidationError
+from pipelinejobs.errors import (
+    NoLongerOverdue,
+    SchemaValidationError,
+    TransitionRefused,
+    ValidationError,
+)
 from pipelinejobs.runtime import bulk
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
@@ -196,6 +202,8 @@ class JobsManager(Actor):
         admin_only = name in lifecycle.ADMIN_EVENTS
         tokens = ctx.runtime.tokens
 
+        overdue = deadlines.overdue_of(msg.data) if name == Event.FAIL else None
+
         def authorize(job: dict[str, Any]) -> None:
             tokens.authorize(
                 uuid,
@@ -204,6 +212,18 @@ class JobsManager(Actor):
                 admin_only=admin_only,
                 action=f"send '{name}' to",
             )
+
+        def check(job: dict[str, Any]) -> None:
+            authorize(job)
+            if overdue is not None:  # a reconciler's fail: decided on the job it writes over
+                at, kind = overdue.get("at"), str(overdue.get("kind"))
+                if not deadlines.still_overdue(job, kind, at, now(ctx.runtime.clock)):
+                    raise NoLongerOverdue(
+                        f"job {uuid} is no longer past its {kind} time {at} "
+                        f"(it is {job['state']}); not failed",
+                        uuid=uuid,
+                        state=job["state"],
+                    )
 
         # An event_key names the event whoever sends it: its history uuid comes from
         # the key, and only a sender holding the token may learn it was applied.
@@ -217,8 +237,11 @@ class JobsManager(Actor):
                 msg.data,
                 delivery_id=f"key:{key}" if key else ctx.execution_id,
                 sender=ctx.sender,
-                check=authorize,
+                check=check,
             )
+        except NoLongerOverdue as saved:
+            ctx.log.info(saved.message)
+            return {"uuid": uuid, "event": name, "applied": False, "ignored": saved.message}
         except TransitionRefused as refused:
             late = LATE.get(name)
             if msg.kind == "callback" and late and refused.state in late[0]:

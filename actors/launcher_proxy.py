@@ -45,7 +45,16 @@ from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.adapters.store.cas import Change, compare_and_set
 from pipelinejobs.config import Config
-from pipelinejobs.domain import archive_paths, components, job_log, provenance, retry, runs, tags
+from pipelinejobs.domain import (
+    archive_paths,
+    components,
+    deadlines,
+    job_log,
+    provenance,
+    retry,
+    runs,
+    tags,
+)
 from pipelinejobs.domain.clock import now
 from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import (
@@ -138,8 +147,11 @@ class LauncherProxy(Actor):
                 "create_run", self.validated("pipelinejob_run_create", self.body_of(message))
             )
         if self.body_of(message).get("action") == "create":
-            return parse_create(self.validated("pipelinejob_create", self.body_of(message)))
+            body = self.validated("pipelinejob_create", self.body_of(message))
+            deadlines.limits(body, {})  # "0s" passes the schema: refused here, by name
+            return parse_create(body)
         body = self.validated("agave_pipelinejob", self.body_of(message))
+        deadlines.limits(body, {})
         components.refuse_compute_fields(body["job_definition"])
         refuse_unused_index_refinements(body)
         if body.get("archive_path"):
@@ -214,6 +226,7 @@ class LauncherProxy(Actor):
             # What its events are published with (Runtime.priority_for): its run's
             # unless the launch names one.
             "priority": runs.job_priority(body.get("priority"), run),
+            **limits_of(rt, body, pipeline),
         }
         index = index_fields(body)  # every file at level "1" unless refined or off
         if index is not None:
@@ -591,6 +604,13 @@ def index_fields(body: dict[str, Any]) -> dict[str, Any] | None:
     return config
 
 
+def limits_of(runtime: Any, body: dict[str, Any], pipeline: Document) -> dict[str, float]:
+    """The new job's deadline and heartbeat_timeout (s): the message's, else its
+    pipeline's, else the configured default (issue 16: pipelinejobs.domain.deadlines)."""
+    settings = runtime.config.reconciler
+    return deadlines.limits(body, pipeline, settings.deadline, settings.heartbeat_timeout)
+
+
 def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """Create the job of a ``pipelinejob_create`` (or find it: same pipeline, linkage
     and data), in state CREATED. Its token is in the result of the execution that
@@ -619,6 +639,7 @@ def create_job(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         **ownership(ctx, body),
         # In a run: its run's priority, for its events (Runtime.priority_for).
         **({"run": run["uuid"], "priority": runs.job_priority(None, run)} if run else {}),
+        **limits_of(rt, body, pipeline),
     }
     index = index_fields(body)
     if index is not None:

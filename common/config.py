@@ -264,6 +264,21 @@ class BulkSettings:
 
 
 @dataclass(frozen=True)
+class ReconcilerSettings:
+    """Deadlines and heartbeats (issue 16; README: Deadlines and heartbeats)."""
+
+    #: Seconds between two passes of every worker's reconciler (jittered down to 3/4 of
+    #: it); 0 turns it off. A job is failed at most this long after it became overdue.
+    interval: float = 30.0
+    #: The deadline (s) of jobs whose launch and pipeline set none; 0: none.
+    deadline: float = 0.0
+    #: The heartbeat_timeout (s) of jobs whose launch and pipeline set none; 0: none.
+    heartbeat_timeout: float = 0.0
+    #: Most overdue jobs of each kind one pass fails (the rest wait for the next).
+    batch: int = 500
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """The HTTP gateway."""
 
@@ -338,6 +353,7 @@ class Config:
     launcher: LauncherSettings = field(default_factory=LauncherSettings)
     indexer: IndexerSettings = field(default_factory=IndexerSettings)
     bulk: BulkSettings = field(default_factory=BulkSettings)
+    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

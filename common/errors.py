@@ -100,6 +100,11 @@ class Conflict(PipelineJobsError):
     """The request is well-formed but conflicts with the stored state."""
 
 
+class NoLongerOverdue(Conflict):
+    """A reconciler's ``fail`` reached a job that is not overdue any more (a heartbeat
+    came, it finished or was retried since the reconciler looked): nothing written."""
+
+
 class TransitionRefused(Conflict):
     """An event that the job's current state does not allow. The job is unchanged."""
 

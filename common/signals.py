@@ -100,3 +100,9 @@ files_indexed = Signal(
     "The indexer wrote a batch: ``seen`` files listed and ``indexed`` file records "
     "written since its previous batch.",
 )
+job_overdue = Signal(
+    "job_overdue",
+    "A reconciler sent a ``fail`` to a job that ran out of time: ``kind`` (``deadline``, "
+    "``heartbeat``) or whose supervisor was lost (``lost``). Overlapping reconcilers "
+    "may both send one; the job's history holds one.",
+)

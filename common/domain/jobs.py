@@ -37,7 +37,7 @@ from typing import Any
 from pipelinejobs import signals
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, RETRY_AFTER, back_off
-from pipelinejobs.domain import job_log, lifecycle, validation
+from pipelinejobs.domain import deadlines, job_log, lifecycle, validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.identifiers import Identifiers, require_type
 from pipelinejobs.domain.job_log import LOG, HistoryPage
@@ -149,6 +149,7 @@ class Jobs:
             "generated_by": [pipeline_uuid],
             "event_count": 1,
         }
+        job.update(deadlines.on_create(job, date))  # its deadline runs from now
         validation.validate("pipelinejob", job)
         record = job_log.new_record(
             uuid, 1, self.ids.event(uuid, "create"), Event.CREATE.value, date, data, None, sender
@@ -243,6 +244,8 @@ class Jobs:
             )
             changes = {
                 **(extra(job) if extra is not None else {}),
+                # deadline_at / silent_at, in the same write: every event is a heartbeat.
+                **deadlines.on_event(job, target.value, date),
                 "state": target.value,
                 "last_event": name.value,
                 "updated": date,

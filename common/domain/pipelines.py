@@ -29,7 +29,7 @@ from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, RETRY_AFTER, Change, compare_and_set
-from pipelinejobs.domain import validation
+from pipelinejobs.domain import deadlines, validation
 from pipelinejobs.domain.clock import Clock, now, parse, system_clock
 from pipelinejobs.domain.identifiers import Identifiers, canonical_json, require_type
 from pipelinejobs.errors import (
@@ -58,6 +58,9 @@ MUTABLE = (
     "collections_levels",
     "pipeline_type",
     "__options",
+    # The defaults of its jobs' limits (issue 16: pipelinejobs.domain.deadlines).
+    "deadline",
+    "heartbeat_timeout",
 )
 
 Check = Callable[[Document], None]
@@ -126,6 +129,7 @@ class Pipelines:
         uuid = self.uuid_for(definition)
         date = now(self.clock)
         doc: Document = {k: v for k, v in definition.items() if k in MUTABLE}
+        doc.update(deadlines.limits(definition, {}))  # kept in seconds; 0 refused by name
         doc.update(
             {
                 "uuid": uuid,
@@ -314,6 +318,7 @@ class Pipelines:
                 f"pipeline fields {unknown} cannot be updated; updatable: {', '.join(MUTABLE)}",
                 path=unknown[0],
             )
+        definition = {**definition, **deadlines.limits(definition, {})}  # in seconds
 
         def change(doc: Document) -> dict[str, Any] | None:
             if "components" in definition and (

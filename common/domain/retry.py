@@ -15,7 +15,9 @@ A launch may carry a **retry policy** (TileDB's ``retry_strategy``)::
 default 300), with full jitter over the upper half; ``on`` (default: any failure)
 lists what a failure must match to be retried — a callback status (``FAILED``,
 ``KILLED``, ``STOPPED``, ``ARCHIVING_FAILED``) or words of the ``fail``'s reason
-(case-insensitive substring).
+(case-insensitive substring). A failure by the reconciler (a deadline passed, no
+heartbeat) is retried only when ``on`` names a word of its reason (``deadline``,
+``heartbeat``); the retried attempt's deadline runs again from its start.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ def matches(policy: Mapping[str, Any], data: Mapping[str, Any] | None) -> bool:
     if data.get("cancelled"):
         return False  # a person's decision, not a failure to retry (a bulk cancel)
     wanted = [str(w).lower() for w in policy.get("on") or []]
+    overdue = data.get("overdue")
+    if isinstance(overdue, Mapping):
+        # The reconciler's (issue 16): retried only when ``on`` names it — a word of
+        # its reason ("deadline", "heartbeat") — never by default nor by ``FAILED``: a
+        # job that ran out of time would most likely run out of it again.
+        reason = str(data.get("reason") or "").lower()
+        return any(w in reason for w in wanted)
     if not wanted:
         return True
     status = str(data.get("status") or "FAILED").lower()

@@ -133,6 +133,14 @@ class Metrics:
             "File records the jobs-indexer wrote (rate() of it is files indexed per second).",
             registry=r,
         )
+        self.overdue = Counter(
+            PREFIX + "reconciler_fails_sent",
+            "Fails a reconciler sent to jobs past their deadline or heartbeat_timeout, or "
+            "whose supervisor was lost, by kind (overlapping reconcilers may each send one; "
+            "each job's history holds one).",
+            ["kind"],
+            registry=r,
+        )
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -195,6 +203,10 @@ def _files_indexed(seen: int, indexed: int, **_: Any) -> None:
         recorded.files_indexed.inc(indexed)
 
 
+def _job_overdue(kind: str, **_: Any) -> None:
+    current().overdue.labels(kind).inc()
+
+
 RECEIVERS: tuple[tuple[signals.Signal, signals.Receiver], ...] = (
     (signals.event_applied, _event_applied),
     (signals.event_refused, _event_refused),
@@ -203,6 +215,7 @@ RECEIVERS: tuple[tuple[signals.Signal, signals.Receiver], ...] = (
     (signals.cas_gave_up, _cas_gave_up),
     (signals.nonce_redeemed, _nonce_redeemed),
     (signals.files_indexed, _files_indexed),
+    (signals.job_overdue, _job_overdue),
 )
 
 

@@ -57,7 +57,6 @@ from pipelinejobs.runtime.executions import (
     RUNNING,
     SUBMITTED,
     Executions,
-    derived_id,
     job_of,
     stored_message,
 )
@@ -68,6 +67,7 @@ from pipelinejobs.runtime.middleware import (
     default_middleware,
 )
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS, Quarantine
+from pipelinejobs.runtime.reconciler import Reconciler
 from pipelinejobs.runtime.recovery import Recovery
 from pipelinejobs.runtime.watchdog import Interrupted
 
@@ -124,6 +124,8 @@ class Runtime:
             else middleware
         )
         self.recovery = Recovery(self)
+        #: Deadlines, heartbeats and lost supervisors, every ``reconciler.interval`` s.
+        self.reconciler = Reconciler(self)
 
     # -- actors ---------------------------------------------------------------------------
 
@@ -431,35 +433,10 @@ class Runtime:
         return converted
 
     def reap_lost_launches(self) -> list[str]:
-        """Fail the jobs whose supervisor was lost on this host (the machine restarted,
-        or the process was killed): nobody is left to report their end. Any compute
-        still running is stopped; a docker container is left (labelled with the job).
-        Returns the job uuids failed. A starting worker calls this."""
-        from pipelinejobs.adapters.launchers.supervisor import claim_lost, lost_launches
-
-        reason = (
-            "the supervisor of this job's compute was lost (its machine restarted or "
-            "it was killed), so its end is unknown"
-        )
-        failed = []
-        for uuid, marker, record in lost_launches(self.config.log_dir):
-            if not claim_lost(marker, record, reason):
-                continue
-            try:
-                job = self.store.get("jobs", uuid)
-                if job is None or job["state"] not in ("CREATED", "RUNNING"):
-                    continue  # it ended (or was failed) some other way
-                token = self.tokens.update_token(uuid, int(job.get("token_rotation", 0)))
-            except OUTAGES:
-                raise
-            except RECORD_ERRORS as exc:  # a poisoned job: set aside, the others reaped
-                self.quarantine.record("jobs", uuid, exc)
-                continue
-            event = {"uuid": uuid, "name": "fail", "token": token, "data": {"reason": reason}}
-            log.warning("job %s: %s; failing it", uuid, reason)
-            self.submit("jobs-manager", event, execution_id=derived_id(str(marker), "lost"))
-            failed.append(uuid)
-        return failed
+        """Fail the jobs whose supervisor was lost on this host; the job uuids failed
+        (:meth:`pipelinejobs.runtime.reconciler.Reconciler.reap_lost_launches`, which
+        every reconciler pass runs too)."""
+        return self.reconciler.reap_lost_launches()
 
     def close(self) -> None:
         if self.bus is not None:

@@ -74,6 +74,8 @@ class System:
             expire=self.runtime.expire,
         )
         self.runtime.bus = self.bus
+        #: Its worker (embedded or not) runs the reconciler's pass on its timer.
+        self.bus.reconciler = self.runtime.reconciler
         self._embedded: EmbeddedWorker | None = None
 
     # -- running ------------------------------------------------------------------------

@@ -33,7 +33,7 @@ MANAGER = "jobs-manager"
 
 def test_every_metric_is_prefixed_and_documented(recorded: Metrics) -> None:
     families = list(recorded.registry.collect())
-    assert len(families) == 13
+    assert len(families) == 14
     for family in families:
         assert family.name.startswith(PREFIX), family.name
         assert len(family.documentation) > 20, family.name
@@ -251,3 +251,12 @@ def test_a_retried_and_an_expired_delivery(
     assert value(recorded, total, actor=MANAGER, outcome="retry") == 1
     assert value(recorded, total, actor=MANAGER, outcome="error") == 1  # gave up
     assert value(recorded, total, actor=MANAGER, outcome="expired") == 1
+
+
+def test_the_reconcilers_fails_are_counted_by_kind(recorded: Metrics) -> None:
+    signals.job_overdue.send(kind="deadline")
+    signals.job_overdue.send(kind="deadline")
+    signals.job_overdue.send(kind="lost")
+    name = "pipelinejobs_reconciler_fails_sent_total"
+    assert value(recorded, name, kind="deadline") == 2
+    assert value(recorded, name, kind="lost") == 1

@@ -76,6 +76,18 @@ class Recoverer(Protocol):
         priority level up (``bus.priority_age``)."""
 
 
+class Reconciling(Protocol):
+    """What a worker's timer runs every ``interval`` s, jittered
+    (:class:`pipelinejobs.runtime.reconciler.Reconciler` is the one there is)."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between passes; 0: never."""
+
+    def tick(self) -> object:
+        """One pass; never raises an outage into the timer."""
+
+
 class Heartbeat(Protocol):
     """What a worker's bus calls every ``bus.heartbeat_interval`` s to say the worker
     is alive (:class:`pipelinejobs.observability.heartbeats.Heartbeat` is the one

@@ -52,7 +52,7 @@ from kombu import Queue
 from kombu.utils.url import maybe_sanitize_url
 
 from pipelinejobs.adapters.bus import pools, redis_transport
-from pipelinejobs.adapters.bus.base import Bus, Heartbeat, Recoverer, queue_name
+from pipelinejobs.adapters.bus.base import Bus, Heartbeat, Reconciling, Recoverer, queue_name
 from pipelinejobs.adapters.bus.celery_steps import Reconnected, Sweeps
 from pipelinejobs.adapters.bus.redis_watch import RedisWatch
 from pipelinejobs.config import BusSettings
@@ -207,6 +207,10 @@ class CeleryBus(Bus):
         #: What records this process's worker as alive (set by whoever runs one), and
         #: what it records: see :meth:`beat`.
         self.heartbeat: Heartbeat | None = None
+        #: The deadlines/heartbeats/lost-supervisors pass this process's worker runs
+        #: every ``reconciler.interval`` s (set by whoever runs one): see
+        #: :mod:`pipelinejobs.runtime.reconciler`.
+        self.reconciler: Reconciling | None = None
         self.worker_info: dict[str, Any] = {}
         self.app = make_app(settings, broker_url, self.aliases)
         self.app.pipelinejobs_bus = self

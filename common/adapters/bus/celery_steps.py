@@ -10,6 +10,11 @@ ours, so a pool process is never forked while one of them holds a lock.
   ``bus.recover_interval`` s, and records the worker's heartbeat
   (:meth:`CeleryBus.beat <pipelinejobs.adapters.bus.celery.CeleryBus.beat>`) at start,
   every ``bus.heartbeat_interval`` s and as it stops.
+* The same step runs the reconciler's pass (:mod:`pipelinejobs.runtime.reconciler`:
+  deadlines, heartbeats, lost supervisors) every ``reconciler.interval`` s, each wait
+  drawn between 3/4 of it and all of it (:class:`Jittered`), so the workers started
+  together by a deployment do not all sweep in the same instant; their overlaps are
+  harmless anyway (every effect of a pass is keyed).
 * The same step drops cancelled entries from the worker's timer every
   :data:`COMPACT_EVERY` s (:func:`drop_cancelled`): see there why a worker's memory
   would otherwise grow with its task rate for a whole time limit.
@@ -24,6 +29,7 @@ ours, so a pool process is never forked while one of them holds a lock.
 from __future__ import annotations
 
 import heapq
+import random
 from typing import Any
 
 from celery import bootsteps
@@ -52,6 +58,36 @@ def drop_cancelled(timer: Any) -> int:
         heapq.heapify(live)
         queue[:] = live
     return dropped
+
+
+class Jittered:
+    """Runs ``job`` on a kombu ``timer`` again and again, waiting between 3/4 of
+    ``interval`` and all of it before each run (the first too); ``cancel`` stops it."""
+
+    def __init__(self, timer: Any, interval: float, job: Any) -> None:
+        self.timer, self.interval, self.job = timer, interval, job
+        self.entry: Any = None
+        self.cancelled = False
+
+    def start(self) -> Jittered:
+        self._schedule()
+        return self
+
+    def _schedule(self) -> None:
+        if not self.cancelled:
+            wait = self.interval * random.uniform(0.75, 1.0)
+            self.entry = self.timer.call_after(wait, self._run, priority=10)
+
+    def _run(self) -> None:
+        try:
+            self.job()
+        finally:
+            self._schedule()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.entry is not None:
+            self.entry.cancel()
 
 
 def _bus(app: Any) -> Any:
@@ -86,6 +122,9 @@ class Sweeps(bootsteps.StartStopStep):
         ):
             if interval > 0:
                 self.timer_refs.append(worker.timer.call_repeatedly(interval, job, priority=10))
+        reconciler = bus.reconciler
+        if reconciler is not None and reconciler.interval > 0:
+            self.timer_refs.append(Jittered(timer, reconciler.interval, reconciler.tick).start())
 
     def stop(self, worker: Any) -> None:
         for ref in self.timer_refs:

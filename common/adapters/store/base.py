@@ -108,7 +108,18 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             "uuid",
             # ``owner``: who created it (issue 15), ``/jobs?owner=`` newest first.
             # ``run``: the run it was launched in (issue 15), ``/runs/<id>/jobs``.
-            ("state", "pipeline_uuid", "created", "updated", "owner", "run"),
+            # ``deadline_at``, ``silent_at``: when it is overdue (issue 16), null once it
+            # cannot be; the reconciler's query is a range of each from the oldest.
+            (
+                "state",
+                "pipeline_uuid",
+                "created",
+                "updated",
+                "owner",
+                "run",
+                "deadline_at",
+                "silent_at",
+            ),  # fmt: skip
             # ``derived_from`` and ``acted_on``: what a job's inputs were (parent jobs,
             # catalog files), so the lineage API finds the jobs made from a file or job
             # by one index lookup. ``tag_pairs``: its tags as ``key:value``

@@ -1,13 +1,16 @@
-"""The worker step's timer compaction: cancelled time limits must not pile up."""
+"""The worker step's timer: cancelled time limits must not pile up; the reconciler's
+pass repeats, jittered."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import time
 
 from celery.utils.timer2 import Timer as ThreadedTimer
 from kombu.asynchronous.timer import Timer
 
-from pipelinejobs.adapters.bus.celery_steps import drop_cancelled
+from pipelinejobs.adapters.bus.celery_steps import Jittered, drop_cancelled
 
 
 def test_drop_cancelled_keeps_only_live_entries_in_order() -> None:
@@ -49,3 +52,29 @@ def test_a_threaded_timer_is_left_alone() -> None:
         assert drop_cancelled(timer) == 0
     finally:
         timer.stop()
+
+
+def test_the_reconciler_runs_again_and_again_jittered_until_cancelled() -> None:
+    """Each wait is drawn between 3/4 of the interval and all of it; an error in a
+    pass does not stop the next one; cancel stops it."""
+    timer = Timer()
+    ran: list[int] = []
+
+    def job() -> None:
+        ran.append(len(ran))
+        if len(ran) == 2:
+            raise RuntimeError("a bug in one pass")
+
+    repeating = Jittered(timer, 100.0, job).start()
+    waits = []
+    for _ in range(5):
+        [entry] = [e for e in timer.queue if e.entry is repeating.entry]  # the next run
+        waits.append(entry.eta - time.monotonic())
+        with contextlib.suppress(RuntimeError):
+            entry.entry()  # what the timer does when its time comes
+    assert ran == [0, 1, 2, 3, 4]
+    assert all(74.0 <= w <= 100.0 for w in waits), waits
+    assert len({round(w, 3) for w in waits}) > 1  # jittered, not a fixed period
+    last = repeating.entry
+    repeating.cancel()
+    assert last.canceled
