@@ -18,7 +18,10 @@ One pass (:meth:`Reconciler.run`) does two things:
 **Where it runs, and why there.** Every worker process (and ``pipelinejobs serve``'s
 embedded worker) runs a pass on its Celery timer every ``reconciler.interval`` s,
 jittered (:mod:`pipelinejobs.adapters.bus.celery_steps`); there is no leader and no
-beat. Two reasons:
+beat. Before it, the worker claims the period (:mod:`pipelinejobs.runtime.periodic`:
+a compare-and-set on one store record), so the overdue query runs once per period
+across workers and the reaping once per period per host (DESIGN §6). Two reasons for
+no leader:
 
 1. Reaping lost supervisors is *per host*: a supervisor's pid and start time say
    something only on the machine that wrote its launch record, so a single
@@ -46,6 +49,7 @@ A deadline failure is not retried by a retry policy unless its ``on`` names it
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,6 +57,7 @@ from pipelinejobs import signals
 from pipelinejobs.domain import deadlines
 from pipelinejobs.domain.clock import iso
 from pipelinejobs.errors import PipelineJobsError
+from pipelinejobs.runtime import periodic
 from pipelinejobs.runtime.executions import derived_id
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS
 
@@ -161,10 +166,20 @@ class Reconciler:
         return failed
 
     def tick(self) -> Pass | None:
-        """:meth:`run` for a timer: an outage is logged and the next pass tries again
-        (never raises into Celery's timer)."""
+        """A pass for a timer, once per period across workers: the overdue query only
+        if this worker claims the period (:mod:`pipelinejobs.runtime.periodic`), the
+        lost supervisors only if it claims this host's. An outage is logged and the
+        next pass tries again (never raises into Celery's timer)."""
+        rt = self.runtime
         try:
-            return self.run()
+            overdue = periodic.claim(rt.store, "reconciler", self.interval, rt.clock)
+            host = periodic.claim(
+                rt.store, f"reconciler:{socket.gethostname()}", self.interval, rt.clock
+            )
+            return Pass(
+                self.fail_overdue() if overdue else [],
+                self.reap_lost_launches() if host else [],
+            )
         except PipelineJobsError as exc:
             log.warning("reconciler pass failed (%s); trying again next time", exc.message)
             return None

@@ -192,6 +192,9 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         # Bulk actions (issue 15), keyed by their execution's id: the jobs each acts on.
         CollectionSpec("bulk", "id", ("owner", "created")),
         CollectionSpec("migrations", "id"),
+        # Which period of each kind of periodic work was claimed, by whom
+        # (pipelinejobs.runtime.periodic): one record per kind.
+        CollectionSpec("periodic", "id"),
         # One claim per component (app) id, keyed by it: inserting one is what makes an
         # app id belong to one pipeline, race-free on every backend (a unique key).
         CollectionSpec("app_ids", "id", ("pipeline_uuid",)),
