@@ -199,7 +199,7 @@ class LauncherProxy(Actor):
         if msg.kind == "release":
             job = ctx.runtime.jobs.get(msg.body["uuid"])
             authorize_retry(ctx.runtime, job, msg.body.get("token"), ctx.role)
-            return releases.evaluate(ctx, job, lambda job: self._replay(ctx, job))
+            return releases.release(ctx, job, lambda job: self._replay(ctx, job))
         rt, body = ctx.runtime, msg.body
         dependency = releases.declared(rt.store, body)
         definition = body["job_definition"]
@@ -266,7 +266,7 @@ class LauncherProxy(Actor):
             f"{'Created' if created.created else 'Found'} job {job['uuid']} "
             f"at {job['archive_path']}"
         )
-        if dependency is not None:  # launched now if its parents already meet it
+        if job.get("depends_on"):  # launched now if its parents already meet it
             released = releases.evaluate(ctx, job, lambda job: self._replay(ctx, job))
             token = rt.tokens.update_token(job["uuid"], int(job.get("token_rotation", 0)))
             return {"token": token, **released, "created": created.created}

@@ -98,6 +98,16 @@ def decision(store: Any, job: Document, entry: str) -> Document | None:
 Launch = Callable[[Document], dict[str, Any]]
 
 
+def release(ctx: Context, job: Document, launch: Launch) -> dict[str, Any]:
+    """A ``release`` message's work: :func:`evaluate` for a job that waits for others;
+    nothing for one that waits for nobody (a release never launches such a job: it
+    would start a job created to be launched by someone else)."""
+    if dependencies.of_job(job) is None:
+        return {"uuid": job["uuid"], "released": False, "state": job["state"],
+                "message": f"job {job['uuid']} does not depend on other jobs"}  # fmt: skip
+    return evaluate(ctx, job, launch)
+
+
 def evaluate(ctx: Context, job: Document, launch: Launch) -> dict[str, Any]:
     """Launch ``job``, fail it, or leave it waiting, as its parents now stand (see the
     module docstring); what happened, as the execution's result."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipelinejobs.errors import ValidationError, http_status
+from pipelinejobs.errors import PermissionDenied, ValidationError, http_status
 from pipelinejobs.runtime.dispatch import Runtime
 from tests.actors.test_launcher_proxy import LAUNCH, launched, register, run
 from tests.support import stub
@@ -277,3 +277,23 @@ def test_releases_racing_in_threads_launch_once(runtime: Runtime):
     history = names(runtime, child["uuid"])
     assert history.count("update") == 1 and history.count("run") == 2  # launch + RUNNING
     assert runtime.jobs.get(child["uuid"])["state"] == "RUNNING"
+
+
+def test_a_release_of_a_job_that_waits_for_nobody_does_nothing(runtime: Runtime):
+    pipeline, _ = register(runtime)
+    created = run(runtime, ALIAS, {"action": "create", "pipeline_uuid": pipeline,
+                                   "parameters": {"sample_id": "sample.tacc.x"}})  # fmt: skip
+    uuid = created["result"]["uuid"]
+
+    answer = release(runtime, uuid)
+
+    assert answer["result"]["released"] is False
+    assert names(runtime, uuid) == ["create"]
+
+
+def test_a_release_with_a_wrong_token_is_refused(runtime: Runtime):
+    register(runtime)
+    parent = launched(runtime, job("a", report=["RUNNING"]))
+    child = launched(runtime, job("b", depends_on=[parent["uuid"]]))
+    with pytest.raises(PermissionDenied):
+        runtime.submit(ALIAS, {"action": "release", "uuid": child["uuid"], "token": "0" * 16})
