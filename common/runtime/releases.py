@@ -149,7 +149,14 @@ def evaluate(ctx: Context, job: Document, launch: Launch) -> dict[str, Any]:
     data["execution"] = ctx.execution_id
     if mine is not None:  # decided before (by this execution: go on), found as a duplicate
         name, data = str(mine["name"]), dict(mine.get("data") or {})
-    result = rt.jobs.apply(uuid, name, data, delivery_id=key, sender=LAUNCHER, check=waiting)
+    try:
+        result = rt.jobs.apply(uuid, name, data, delivery_id=key, sender=LAUNCHER, check=waiting)
+    except Conflict as moved:
+        if moved.detail.get("state") in (None, State.CREATED):
+            raise
+        # Moved on since it was read (cancelled, launched by hand): nothing to do.
+        return {"uuid": uuid, "released": False, "state": moved.detail["state"],
+                "message": moved.message}  # fmt: skip
     decided = result.entry
     if (decided.get("data") or {}).get("execution") != ctx.execution_id:
         ctx.log.info(f"Job {uuid}: attempt {attempt} was already decided by another execution")
