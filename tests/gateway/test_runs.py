@@ -387,3 +387,22 @@ def test_the_graph_of_an_unknown_run_is_a_404(world: World):
     missing = create_run(world, "gone")["uuid"][:-4] + "0000"
     error = error_of(world.client.get(f"/runs/{missing}/graph", headers=world.user), 404)
     assert missing in error["message"]
+
+
+def test_a_launch_waiting_for_a_job_that_does_not_exist_is_a_400_naming_it(world: World):
+    parent = world.launch("sample.tacc.there")["uuid"]
+    missing = parent[:-4] + ("0000" if not parent.endswith("0000") else "1111")
+    before = world.rt.store.count("jobs")
+
+    response = world.post(
+        "launcher-proxy",
+        {
+            "parameters": {"sample_id": "sample.tacc.child"},
+            "job_definition": {"appId": APP_ID},
+            "depends_on": [parent, missing],
+        },  # fmt: skip
+    )
+
+    error = error_of(response, 400)
+    assert missing in error["message"] and error["result"]["path"] == "depends_on/1"
+    assert world.rt.store.count("jobs") == before
