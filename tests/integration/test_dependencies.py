@@ -1,6 +1,8 @@
 """A diamond of real local jobs (issue 16), over HTTP on ``pipelinejobs serve``:
 A → (B, C) → D launched all at once; D runs only after B and C are indexed, derives
-from both, and fails, naming B, when B fails. The run's graph shows it all.
+from both, and fails, naming B, when B fails. The run's graph shows it all. And a
+fan-in on ``pipelinejobs worker`` processes on Redis, whose racing releases launch
+the child once.
 
 Each job is a subprocess of one admin-registered command pipeline whose declared
 variables say how long it sleeps and how it exits."""
@@ -8,14 +10,18 @@ variables say how long it sleeps and how it exits."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .conftest import _free_port
+from pipelinejobs.runtime.system import System
+
+from .conftest import Workers, _free_port, finished, wait_for
+from .local_launch import command_pipeline, gateway, launch_message, local_env
 from .server import Server, start_server
 from .test_local_jobs import job_when
 
@@ -129,3 +135,60 @@ def test_a_failing_b_fails_d_naming_b(server: Server) -> None:
     assert fail["date"] >= b["history"][-1]["date"]
     # C is not stopped by its sibling's failure: it runs to its end.
     job_when(server, jobs["C"], lambda j: j["last_event"] == "indexed", "C indexed")
+
+
+#: Parents of the fan-in below: they finish together, so their releases race.
+FAN_IN = 6
+
+
+def test_a_fan_in_on_worker_processes_launches_its_child_once(
+    tmp_path: Path, redis_url: str, workers: Workers, client_system: Callable[..., System]
+) -> None:
+    """Six local jobs that finish at the same moment, one child waiting for all of
+    them, on two ``pipelinejobs worker`` processes (two prefork children each) on
+    Redis: their releases are handled at once in several processes, and
+    the child is launched exactly once, after the last parent finished."""
+    env = local_env(tmp_path, redis_url)
+    system = client_system(env)
+    rt = system.runtime
+    go = tmp_path / "go"
+    code = (
+        f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists(): time.sleep(0.02)\n"
+        "pathlib.Path('out.txt').write_text('x')"
+    )
+    with gateway(env, tmp_path) as gw:
+        for _ in range(2):
+            workers.start(env, actors="launcher-proxy,jobs-manager", concurrency=2)
+        pipeline = command_pipeline(rt, "fan-in", code)
+        gw.wait()
+
+        def launched(sample: str, **extra: Any) -> dict[str, Any]:
+            sent = rt.submit("launcher-proxy", launch_message(pipeline, sample, **extra))
+            done = wait_for(lambda: finished(system, sent["id"]), 60, "a launch", workers.logs)
+            assert isinstance(done, dict) and done["status"] == "COMPLETE", done
+            return dict(done["result"])
+
+        parents = [launched(f"sample.tacc.p{i}")["uuid"] for i in range(FAN_IN)]
+        child = launched("sample.tacc.child", depends_on=parents, condition="finished")
+        assert child["released"] is False
+        go.write_text("go")  # every parent finishes now
+
+        def ended() -> dict[str, Any] | None:
+            job = rt.jobs.get(child["uuid"])
+            return job if job["state"] in ("FINISHED", "FAILED") else None
+
+        wait_for(ended, 90, "the child to finish", lambda: workers.logs() + gw.output())
+
+    record = rt.jobs.record(child["uuid"])
+    assert record["state"] == "FINISHED"
+    names = [e["name"] for e in record["history"]]
+    assert names.count("update") == 1 and names[:3] == ["create", "update", "run"], names
+    releases = [
+        e
+        for e in rt.store.find("executions", {"actor": "launcher-proxy"}, limit=500).items
+        if e["message"].get("action") == "release"
+    ]
+    assert len(releases) == FAN_IN  # one per parent's finish
+    assert [e["result"].get("released") for e in releases].count(True) == 1
+    last_finish = max(date_of(rt.jobs.record(p), "finish", last=True) for p in parents)
+    assert date_of(record, "run") > last_finish
