@@ -60,9 +60,9 @@ def follow(ctx: Context, result: EventResult, event: str) -> list[str]:
             "token": token,
             "parent": job["uuid"],
         }
-        sent.append(
-            ctx.send(LAUNCHER, message, key=f"release:{result.entry['uuid']}:{child['uuid']}")
-        )
+        key = f"release:{result.entry['uuid']}:{child['uuid']}"
+        # At the dependent's priority: its launch is what the release leads to.
+        sent.append(ctx.send(LAUNCHER, message, key=key, priority=child.get("priority")))
     if sent:
         ctx.log.info(f"Job {job['uuid']} is {job['state']}: sent {len(sent)} release(s)")
     return sent

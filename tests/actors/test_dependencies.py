@@ -297,3 +297,16 @@ def test_a_release_with_a_wrong_token_is_refused(runtime: Runtime):
     child = launched(runtime, job("b", depends_on=[parent["uuid"]]))
     with pytest.raises(PermissionDenied):
         runtime.submit(ALIAS, {"action": "release", "uuid": child["uuid"], "token": "0" * 16})
+
+
+def test_a_release_runs_at_its_dependents_priority_not_its_parents(runtime: Runtime):
+    register(runtime)
+    parent = launched(runtime, job("a", report=["RUNNING"], priority="low"))
+    child = launched(runtime, job("b", depends_on=[parent["uuid"]], priority="high"))
+
+    event(runtime, parent, "finish")
+
+    sent = [e for e in runtime.store.find("executions", {"actor": ALIAS}, limit=100).items
+            if e["message"].get("action") == "release"]  # fmt: skip
+    assert sent and {e["priority"] for e in sent} == {"high"}
+    assert runtime.jobs.get(child["uuid"])["state"] == "FINISHED"
