@@ -172,9 +172,8 @@ class LauncherProxy(Actor):
             )
             return
         if msg.kind == "release":
-            authorize_retry(
-                runtime, runtime.jobs.get(msg.body["uuid"]), msg.body.get("token"), role
-            )
+            job = runtime.jobs.get(msg.body["uuid"])
+            authorize_retry(runtime, job, msg.body.get("token"), role, action="release")
             return
         releases.declared(runtime.store, msg.body)
         if msg.body.get("archive_path"):
@@ -198,7 +197,7 @@ class LauncherProxy(Actor):
             return create_run(ctx, msg.body)
         if msg.kind == "release":
             job = ctx.runtime.jobs.get(msg.body["uuid"])
-            authorize_retry(ctx.runtime, job, msg.body.get("token"), ctx.role)
+            authorize_retry(ctx.runtime, job, msg.body.get("token"), ctx.role, action="release")
             return releases.release(ctx, job, lambda job: self._replay(ctx, job))
         rt, body = ctx.runtime, msg.body
         dependency = releases.declared(rt.store, body)
@@ -468,11 +467,14 @@ class LauncherProxy(Actor):
 # -- retrying a FAILED job (issue 15) -------------------------------------------------------
 
 
-def authorize_retry(runtime: Any, job: Document, token: str | None, role: str) -> None:
-    """An admin key, or the job's update token (or an admin token), may retry it."""
+def authorize_retry(
+    runtime: Any, job: Document, token: str | None, role: str, action: str = "retry"
+) -> None:
+    """An admin key, or the job's update token (or an admin token), may retry it (or
+    release it: ``action`` names what is refused)."""
     if role == "admin":
         return
-    runtime.tokens.authorize(job["uuid"], int(job.get("token_rotation", 0)), token, action="retry")
+    runtime.tokens.authorize(job["uuid"], int(job.get("token_rotation", 0)), token, action=action)
 
 
 def admit_retry(runtime: Any, body: dict[str, Any], role: str) -> None:

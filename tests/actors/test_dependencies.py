@@ -295,8 +295,9 @@ def test_a_release_with_a_wrong_token_is_refused(runtime: Runtime):
     register(runtime)
     parent = launched(runtime, job("a", report=["RUNNING"]))
     child = launched(runtime, job("b", depends_on=[parent["uuid"]]))
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied) as refused:
         runtime.submit(ALIAS, {"action": "release", "uuid": child["uuid"], "token": "0" * 16})
+    assert refused.value.message.startswith(f"cannot release {child['uuid']}: ")
 
 
 def test_a_release_runs_at_its_dependents_priority_not_its_parents(runtime: Runtime):
