@@ -29,11 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document
-from pipelinejobs.domain import dependencies, retry
+from pipelinejobs.domain import dependencies, lifecycle, retry
 from pipelinejobs.domain.job_log import LOG
 from pipelinejobs.domain.jobs import EventResult
 from pipelinejobs.domain.lifecycle import Event, State
-from pipelinejobs.errors import Conflict, ValidationError
+from pipelinejobs.errors import Conflict, TransitionRefused, ValidationError
 from pipelinejobs.runtime.actor import Context
 
 #: Waiting dependents read per page when a parent releases them.
@@ -47,9 +47,17 @@ def follow(ctx: Context, result: EventResult, event: str) -> list[str]:
     ``event`` moved it somewhere its dependents care about; the executions sent.
 
     Also run on a duplicate (a redelivered event): its first delivery may have died
-    before sending, and the keyed sends find what it did send."""
+    before sending, and the keyed sends find what it did send. A duplicate is judged
+    by the state its first delivery moved the job to, not the job's state now (it
+    may have moved on since: a failed parent being retried)."""
     job = result.job
-    if not dependencies.is_releasing(result.previous_state, event, str(job["state"])):
+    moved_to = str(job["state"])
+    if result.duplicate:
+        try:
+            moved_to = lifecycle.next_state(result.previous_state, event).value
+        except TransitionRefused:
+            pass  # a record older than the table's rules: judged by the state now
+    if not dependencies.is_releasing(result.previous_state, event, moved_to):
         return []
     sent = []
     for child in waiting_dependents(ctx.runtime.store, str(job["uuid"])):
@@ -64,7 +72,7 @@ def follow(ctx: Context, result: EventResult, event: str) -> list[str]:
         # At the dependent's priority: its launch is what the release leads to.
         sent.append(ctx.send(LAUNCHER, message, key=key, priority=child.get("priority")))
     if sent:
-        ctx.log.info(f"Job {job['uuid']} is {job['state']}: sent {len(sent)} release(s)")
+        ctx.log.info(f"Job {job['uuid']} is {moved_to}: sent {len(sent)} release(s)")
     return sent
 
 

@@ -311,3 +311,30 @@ def test_a_release_runs_at_its_dependents_priority_not_its_parents(runtime: Runt
             if e["message"].get("action") == "release"]  # fmt: skip
     assert sent and {e["priority"] for e in sent} == {"high"}
     assert runtime.jobs.get(child["uuid"])["state"] == "FINISHED"
+
+
+def test_a_redelivered_parent_event_sends_each_release_once(runtime: Runtime):
+    register(runtime)
+    flaky = job("a", retry={"limit": 2, "backoff": 0.01, "max_backoff": 0.01})
+    flaky["job_definition"]["report"] = ["RUNNING"]
+    parent = launched(runtime, flaky)
+    waiting = [launched(runtime, job(f"child {i}", depends_on=[parent["uuid"]])) for i in range(3)]
+    failed = event(runtime, parent, "fail", reason="flaky")  # to be retried: they wait
+    assert len(failed["result"]["releases"]) == 3
+
+    # The fail, delivered again (its worker lost after sending): the children still
+    # wait, so it sends their releases again — and finds them, keyed on the event.
+    runtime.store.update(
+        "executions", failed["id"], version=failed["version"], set={"status": "SUBMITTED"}
+    )
+    runtime.publish("jobs-manager", failed["id"])
+    stub(runtime).join()
+
+    again = runtime.executions.get(failed["id"])
+    assert again["status"] == "COMPLETE" and again["result"]["duplicate"] is True
+    assert sorted(again["result"]["releases"]) == sorted(failed["result"]["releases"])
+    sent = [e for e in runtime.store.find("executions", {"actor": ALIAS}, limit=100).items
+            if e["message"].get("action") == "release"]  # fmt: skip
+    assert len(sent) == 3
+    for child in waiting:
+        assert names(runtime, child["uuid"]) == ["create"]
