@@ -336,3 +336,20 @@ def test_a_run_without_dependencies_draws_no_graph(admin: FlaskClient, runtime: 
     run, _ = mixed_run(runtime, pipeline)
     page = text_of(admin.get(f"/ui/runs/{run}"))
     assert "run-graph" not in page
+
+
+def test_a_jobs_page_names_the_jobs_it_waits_for(admin: FlaskClient, runtime: Runtime) -> None:
+    from pipelinejobs.domain.dependencies import Dependency
+
+    pipeline = make_pipeline(runtime)
+    parent = a_job(runtime, pipeline=pipeline, linkage="sample.tacc.p", data={"p": 1})
+    child = a_job(runtime, pipeline=pipeline, linkage="sample.tacc.c", data={"c": 1},
+                  **Dependency((parent["uuid"],), "finished").fields())  # fmt: skip
+
+    page = text_of(admin.get(f"/ui/jobs/{child['uuid']}"))
+
+    found = re.search(r'<dd id="job-depends-on">(.*?)</dd>', page, re.S)
+    assert found, "no 'waits for' on the job page"
+    assert f'href="/ui/jobs/{parent["uuid"]}"' in found.group(1)
+    assert "until finished" in found.group(1)
+    assert 'id="job-depends-on"' not in text_of(admin.get(f"/ui/jobs/{parent['uuid']}"))
