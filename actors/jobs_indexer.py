@@ -46,6 +46,7 @@ from pipelinejobs.config import BOOLEAN_WORDS
 from pipelinejobs.domain import retry
 from pipelinejobs.domain.clock import iso, now
 from pipelinejobs.errors import ValidationError
+from pipelinejobs.runtime import releases
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -157,6 +158,7 @@ class JobsIndexer(Actor):
                 check=authorize,
             )
             ctx.log.info(f"Job {uuid} marked indexed; state {result.job['state']}")
+            releases.follow(ctx, result, "indexed")  # its dependents (issue 16)
             return {"uuid": uuid, "state": result.job["state"], "applied": result.applied}
 
         def indexable(job: Document) -> None:

@@ -41,7 +41,7 @@ from pipelinejobs.errors import (
     TransitionRefused,
     ValidationError,
 )
-from pipelinejobs.runtime import bulk
+from pipelinejobs.runtime import bulk, releases
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Agave job statuses and the events they stand for. Any other known Agave status is
@@ -276,6 +276,9 @@ class JobsManager(Actor):
             "duplicate": result.duplicate,
             "indexing": index,
         }
+        released = releases.follow(ctx, result, name)  # its dependents (issue 16)
+        if released:
+            reply["releases"] = released
         if name in STOPPING_EVENTS and msg.kind != "callback":
             reply["stopping"] = self._stop_compute(ctx, name, job, msg)
         if name == Event.FAIL and result.previous_state != State.FAILED:

@@ -32,6 +32,10 @@ stores nothing, and again in ``handle``.
 Runs (issue 15, :mod:`pipelinejobs.domain.runs`): a ``create_run`` message makes one
 (or finds it: same pipeline and name); a launch or create naming its ``run`` is
 refused unless that run exists (404) and is of the job's pipeline (400).
+
+Dependencies (issue 16, :mod:`pipelinejobs.runtime.releases`): a launch naming
+``depends_on`` creates its job and launches it only once its parents meet its
+condition; a ``release`` message (sent when a parent moves) looks again.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from pipelinejobs.errors import (
     PipelineJobsError,
     ValidationError,
 )
+from pipelinejobs.runtime import releases
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 
 #: Least specific first: the archive path hashes the first level present, the job is
@@ -137,6 +142,7 @@ class LauncherProxy(Actor):
         "pipelinejob_create",
         "pipelinejob_retry",
         "pipelinejob_run_create",
+        "pipelinejob_release",
     )
 
     def parse(self, message: Any, params: Params) -> Message:
@@ -146,6 +152,8 @@ class LauncherProxy(Actor):
             return Message(
                 "create_run", self.validated("pipelinejob_run_create", self.body_of(message))
             )
+        if self.body_of(message).get("action") == "release":
+            return Message("release", self.validated("pipelinejob_release", self.body_of(message)))
         if self.body_of(message).get("action") == "create":
             body = self.validated("pipelinejob_create", self.body_of(message))
             deadlines.limits(body, {})  # "0s" passes the schema: refused here, by name
@@ -175,6 +183,11 @@ class LauncherProxy(Actor):
                 runtime.pipelines.get(plain_uuid(msg.body["pipeline_uuid"]))
             )
             return
+        if msg.kind == "release":
+            job = runtime.jobs.get(msg.body["uuid"])
+            authorize_retry(runtime, job, msg.body.get("token"), role, action="release")
+            return
+        releases.declared(runtime.store, msg.body)
         if msg.body.get("archive_path"):
             runtime.storage.resolve(explicit_path(msg.body["archive_path"])[1])
         definition = msg.body["job_definition"]
@@ -194,7 +207,12 @@ class LauncherProxy(Actor):
             return self._retry(ctx, msg.body)
         if msg.kind == "create_run":
             return create_run(ctx, msg.body)
+        if msg.kind == "release":
+            job = ctx.runtime.jobs.get(msg.body["uuid"])
+            authorize_retry(ctx.runtime, job, msg.body.get("token"), ctx.role, action="release")
+            return releases.release(ctx, job, lambda job: self._replay(ctx, job))
         rt, body = ctx.runtime, msg.body
+        dependency = releases.declared(rt.store, body)
         definition = body["job_definition"]
         pipeline = rt.pipelines.resolve(
             uuid=body.get("pipeline_uuid"), app_id=definition.get("appId")
@@ -208,6 +226,8 @@ class LauncherProxy(Actor):
         session = body.get("session") or archive_paths.new_session()
         path = archive_path_for(rt, body, pipeline, path_ids, data, session)
         links = provenance.links(rt.store, rt.ids, rt.storage.system, definition, body.get("data"))
+        if dependency is not None:
+            links = provenance.with_parents(links, dependency.parents)
         fields: dict[str, Any] = {
             "archive_path": path,
             "archive_system": rt.storage.system,
@@ -221,6 +241,7 @@ class LauncherProxy(Actor):
                 **({"retry": body["retry"]} if body.get("retry") else {}),
             },
             **links.fields(),
+            **(dependency.fields() if dependency else {}),
             **ownership(ctx, body),
             **({"run": run["uuid"]} if run else {}),
             # What its events are published with (Runtime.priority_for): its run's
@@ -257,6 +278,10 @@ class LauncherProxy(Actor):
             f"{'Created' if created.created else 'Found'} job {job['uuid']} "
             f"at {job['archive_path']}"
         )
+        if job.get("depends_on"):  # launched now if its parents already meet it
+            released = releases.evaluate(ctx, job, lambda job: self._replay(ctx, job))
+            token = rt.tokens.update_token(job["uuid"], int(job.get("token_rotation", 0)))
+            return {"token": token, **released, "created": created.created}
         launched = self._launch(ctx, pipeline, job, definition, backend)
         return {**launched, "created": created.created}
 
@@ -325,13 +350,18 @@ class LauncherProxy(Actor):
         job = compare_and_set(rt.store, "jobs", uuid, next_attempt, what=f"job {uuid}")
         rt.jobs.apply(uuid, "ready", who, delivery_id=f"retry:{target}:ready", sender=self.alias)
         job = rt.jobs.get(uuid)
-        launch = job["launch"]
-        pipeline = rt.pipelines.get(job["pipeline_uuid"])
         ctx.log.info(
             f"Retrying job {uuid} as attempt {target} at {job['archive_path']} ({who['reason']})"
         )
-        launched = self._launch(ctx, pipeline, job, launch["job_definition"], launch["backend"])
+        # A dependent waits for its parents again (launched now if they still meet it).
+        launched = releases.evaluate(ctx, job, lambda job: self._replay(ctx, job))
         return {**launched, "retried": True, "attempt": target}
+
+    def _replay(self, ctx: Context, job: Document) -> dict[str, Any]:
+        """Launch ``job`` as its stored launch says (a retry, a released dependent)."""
+        launch = job["launch"]
+        pipeline = ctx.runtime.pipelines.get(job["pipeline_uuid"])
+        return self._launch(ctx, pipeline, job, launch["job_definition"], launch["backend"])
 
     @staticmethod
     def _ours(rt: Any, job: Document, target: int, ctx: Context) -> bool:
@@ -421,13 +451,14 @@ class LauncherProxy(Actor):
         except PipelineJobsError as exc:
             ctx.log.error(f"Launch of {uuid} failed: {exc.message}")
             self._drop_nonce(ctx, nonce)
-            rt.jobs.apply(
+            failed = rt.jobs.apply(
                 uuid,
                 "fail",
                 {"reason": exc.message},
                 delivery_id=f"{ctx.execution_id}:launch-failed",
                 sender=ctx.sender,
             )
+            releases.follow(ctx, failed, "fail")
             raise
         if started.get("already_started"):
             # A redelivery of this launch: the compute reports with the first delivery's
@@ -449,11 +480,14 @@ class LauncherProxy(Actor):
 # -- retrying a FAILED job (issue 15) -------------------------------------------------------
 
 
-def authorize_retry(runtime: Any, job: Document, token: str | None, role: str) -> None:
-    """An admin key, or the job's update token (or an admin token), may retry it."""
+def authorize_retry(
+    runtime: Any, job: Document, token: str | None, role: str, action: str = "retry"
+) -> None:
+    """An admin key, or the job's update token (or an admin token), may retry it (or
+    release it: ``action`` names what is refused)."""
     if role == "admin":
         return
-    runtime.tokens.authorize(job["uuid"], int(job.get("token_rotation", 0)), token, action="retry")
+    runtime.tokens.authorize(job["uuid"], int(job.get("token_rotation", 0)), token, action=action)
 
 
 def admit_retry(runtime: Any, body: dict[str, Any], role: str) -> None:

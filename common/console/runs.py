@@ -24,8 +24,9 @@ from flask import request
 
 from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import Document, In, Store, not_found
-from pipelinejobs.console import bulk, job_list, views
+from pipelinejobs.console import bulk, job_list, run_graph, views
 from pipelinejobs.console.web import bp, console, principal, render
+from pipelinejobs.domain import run_graph as domain_graph
 from pipelinejobs.domain import runs as domain_runs
 from pipelinejobs.domain import tags
 from pipelinejobs.domain.identifiers import require_type
@@ -257,4 +258,5 @@ def run(uuid: str) -> Any:
         matching=sum(shown.counts[s] for s in states) if states else shown.total,
         names={**names, uuid: str(doc.get("name") or uuid)},
         bulk=bulk.run_control(principal(), uuid, states),
+        graph=run_graph.svg(domain_graph.graph(c.store, uuid), title=f"Dependencies of run {uuid}"),
     )

@@ -37,7 +37,7 @@ from typing import Any
 from pipelinejobs import signals
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, Store, not_found
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, RETRY_AFTER, back_off
-from pipelinejobs.domain import deadlines, job_log, lifecycle, validation
+from pipelinejobs.domain import deadlines, dependencies, job_log, lifecycle, validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.identifiers import Identifiers, require_type
 from pipelinejobs.domain.job_log import LOG, HistoryPage
@@ -246,6 +246,8 @@ class Jobs:
                 **(extra(job) if extra is not None else {}),
                 # deadline_at / silent_at, in the same write: every event is a heartbeat.
                 **deadlines.on_event(job, target.value, date),
+                # What the dependents' conditions read (``indexed`` on which attempt).
+                **dependencies.milestones(name, job),
                 "state": target.value,
                 "last_event": name.value,
                 "updated": date,

@@ -518,6 +518,15 @@ class Operations:
                     path=(uuid("pipelinejob_run"),),
                 )
             },
+            "/runs/{uuid}/graph": {
+                "get": self.op(
+                    "runs.graph",
+                    "A run's jobs and the dependencies between them: nodes with their "
+                    "state, edges parent -> child with their condition",
+                    _responses(_ok("RunGraph"), errors),
+                    path=(uuid("pipelinejob_run"),),
+                )
+            },
             "/runs/{uuid}/jobs": {
                 "get": self.op(
                     "runs.run_jobs",

@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from pipelinejobs.access.boundary import INT_MAX, INT_MIN, MAX_KEY
-from pipelinejobs.domain import runs, validation
+from pipelinejobs.domain import dependencies, run_graph, runs, validation
 
 PREFIX = "#/components/schemas/"
 #: Keywords whose value is a schema, a list of schemas, or a map of name → schema —
@@ -322,6 +322,35 @@ def results() -> dict[str, dict[str, Any]]:
                 "enum": list(runs.STATUSES),
                 "description": "derived from counts (README, Runs)",
             },
+        ),
+        "RunGraph": _object(
+            ["nodes", "edges", "truncated"],
+            nodes={
+                "type": "array",
+                "description": f"the run's jobs, oldest first (at most "
+                f"{run_graph.MAX_NODES}), and parents outside it (in_run false)",
+                "items": _object(
+                    ["uuid", "state", "pipeline_uuid", "name", "child_of", "in_run"],
+                    uuid=ref("pipelinejob_uuid"),
+                    state={"type": ["string", "null"]},
+                    pipeline_uuid={"type": ["string", "null"]},
+                    name={"type": ["string", "null"]},
+                    child_of={"type": "array", "items": {"type": "string"}},
+                    in_run={"type": "boolean"},
+                ),
+            },
+            edges={
+                "type": "array",
+                "items": _object(
+                    ["from", "to", "condition"],
+                    **{
+                        "from": ref("pipelinejob_uuid"),
+                        "to": ref("pipelinejob_uuid"),
+                        "condition": {"type": "string", "enum": list(dependencies.CONDITIONS)},
+                    },
+                ),
+            },
+            truncated={"type": "boolean", "description": "the run has more jobs than shown"},
         ),
         "FileList": _object(
             ["files", "next"], files={"type": "array", "items": ref("File")}, next=NEXT

@@ -296,6 +296,7 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             *page,
         ),
         "runs.get_run": (),
+        "runs.graph": (),
         "runs.run_jobs": (
             Param(
                 "state",

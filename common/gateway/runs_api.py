@@ -21,7 +21,7 @@ from flask import Blueprint, current_app, g, request
 
 from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import Document, In
-from pipelinejobs.domain import runs, tags
+from pipelinejobs.domain import run_graph, runs, tags
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.gateway.auth import requires
 from pipelinejobs.gateway.http import envelope, page_args
@@ -110,3 +110,11 @@ def run_jobs(uuid: str) -> Any:
     for job in jobs:
         job.pop("history", None)  # a job written before the history log embeds it
     return envelope({"jobs": jobs, "next": page.next})
+
+
+@bp.get("/runs/<uuid>/graph")
+@requires("READ")
+def graph(uuid: str) -> Any:
+    """The run's jobs and the dependencies between them (issue 16): nodes with their
+    state, edges parent -> child with their condition (pipelinejobs.domain.run_graph)."""
+    return envelope(run_graph.graph(_store(), _run(uuid)["uuid"]))

@@ -219,9 +219,12 @@ class Context:
         *,
         key: str | None = None,
         delay: float = 0.0,
+        priority: str | None = None,
     ) -> str:
         """Send ``message`` to actor ``alias``; returns the new execution's id.
-        ``delay``: delivered no sooner than that many seconds from now.
+        ``delay``: delivered no sooner than that many seconds from now. ``priority``:
+        for a message about another job than this execution's (a release of a
+        dependent), that job's; by default this execution's.
 
         The child's id is derived from this execution's id and the send's position,
         so if this execution is delivered again after a crash, the same child is
@@ -246,7 +249,8 @@ class Context:
             role=self.role,  # an actor acts for its sender, never above it
             base_url=self.execution.get("base_url"),  # it came in through the same URL
             delay=delay,
-            priority=self.execution.get("priority"),  # on behalf of the same job
+            # On behalf of the same job, unless the sender says whose it is.
+            priority=priority or self.execution.get("priority"),
         )
         self.log.info(
             f"Sent {message.get('name') or 'message'} to {alias} (execution {execution['id']})"

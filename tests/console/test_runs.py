@@ -285,3 +285,71 @@ def test_hostile_run_names_tags_and_contexts_are_shown_as_text(
     assert job_rows(text_of(admin.get(f"/ui/jobs?tag=note:{HOSTILE}"))) == [job["uuid"]]
     for part in admin.get(f"/ui/live/jobs/{job['uuid']}").get_json()["parts"].values():
         assert "<script>alert" not in part
+
+
+# -- the dependency graph (issue 16) --------------------------------------------------------
+
+
+def test_a_runs_page_draws_its_dependency_graph_with_each_jobs_state(
+    admin: FlaskClient, runtime: Runtime
+) -> None:
+    from pipelinejobs.domain.dependencies import Dependency
+
+    pipeline = make_pipeline(runtime)
+    run = a_run(runtime, pipeline, "diamond")
+
+    def job(node: str, *parents: str, name: str | None = None, **rule: str) -> str:
+        fields = Dependency(tuple(parents), **rule).fields() if parents else {}
+        made = a_job(runtime, pipeline=pipeline, run=run, linkage=f"sample.tacc.{node}",
+                     data={"node": node}, name=name or f"node {node}", **fields)  # fmt: skip
+        uuid: str = made["uuid"]
+        return uuid
+
+    a = job("a", name=HOSTILE)
+    runtime.jobs.apply(a, "run")
+    b = job("b", a)
+    c = job("c", a, condition="finished")
+    d = job("d", b, c, on_parent_failure="ignore")
+    runtime.jobs.apply(c, "fail")
+
+    page = text_of(admin.get(f"/ui/runs/{run}"))
+
+    drawn = re.search(r'<svg class="run-graph".*?</svg>', page, re.S)
+    assert drawn, "no dependency graph on the run page"
+    svg = drawn.group(0)
+    states = dict(re.findall(r'data-uuid="([^"]+)"\s+data-state="([^"]+)"', svg))
+    assert states == {a: "RUNNING", b: "CREATED", c: "FAILED", d: "CREATED"}
+    assert f'href="/ui/jobs/{a}"' in svg
+    edges = re.findall(r'data-from="([^"]+)" data-to="([^"]+)" data-condition="([^"]+)"', svg)
+    assert sorted(edges) == sorted(
+        [(a, b, "indexed"), (a, c, "finished"), (b, d, "terminal"), (c, d, "terminal")]
+    )
+    # A job's name is user text: escaped, never markup.
+    assert HOSTILE not in page and html.escape(HOSTILE)[:20] in svg
+    # Columns follow depth: A left of B and C, which are left of D.
+    x = {u: float(v) for u, v in re.findall(r'data-uuid="([^"]+)".*?<rect x="([\d.]+)"', svg)}
+    assert x[a] < x[b] == x[c] < x[d]
+
+
+def test_a_run_without_dependencies_draws_no_graph(admin: FlaskClient, runtime: Runtime) -> None:
+    pipeline = make_pipeline(runtime)
+    run, _ = mixed_run(runtime, pipeline)
+    page = text_of(admin.get(f"/ui/runs/{run}"))
+    assert "run-graph" not in page
+
+
+def test_a_jobs_page_names_the_jobs_it_waits_for(admin: FlaskClient, runtime: Runtime) -> None:
+    from pipelinejobs.domain.dependencies import Dependency
+
+    pipeline = make_pipeline(runtime)
+    parent = a_job(runtime, pipeline=pipeline, linkage="sample.tacc.p", data={"p": 1})
+    child = a_job(runtime, pipeline=pipeline, linkage="sample.tacc.c", data={"c": 1},
+                  **Dependency((parent["uuid"],), "finished").fields())  # fmt: skip
+
+    page = text_of(admin.get(f"/ui/jobs/{child['uuid']}"))
+
+    found = re.search(r'<dd id="job-depends-on">(.*?)</dd>', page, re.S)
+    assert found, "no 'waits for' on the job page"
+    assert f'href="/ui/jobs/{parent["uuid"]}"' in found.group(1)
+    assert "until finished" in found.group(1)
+    assert 'id="job-depends-on"' not in text_of(admin.get(f"/ui/jobs/{parent['uuid']}"))

@@ -344,3 +344,65 @@ def test_an_unknown_status_is_400_naming_the_allowed_ones(world: World) -> None:
         "/runs", query_string={"status": ["QUEUED", "queued"]}, headers=world.user
     )
     assert "'status'[1]" in error_of(response, 400)["message"]
+
+
+# -- the dependency graph (issue 16) --------------------------------------------------------
+
+
+def test_a_runs_graph_has_its_jobs_as_nodes_and_their_dependencies_as_edges(world: World):
+    run = create_run(world, "diamond")["uuid"]
+    running = {"appId": APP_ID, "report": ["RUNNING"]}
+    outside = world.launch("sample.tacc.outside", job_definition=running)
+
+    def launch(sample: str, **extra: Any) -> str:
+        definition = {"appId": APP_ID, "name": f"job {sample}", "report": ["RUNNING"]}
+        result = world.launch(f"sample.tacc.{sample}", run=run, job_definition=definition,
+                              **extra)  # fmt: skip
+        uuid: str = result["uuid"]
+        return uuid
+
+    a = launch("a")
+    b = launch("b", depends_on=[a])
+    c = launch("c", depends_on=[a, outside["uuid"]], condition="finished")
+    d = launch("d", depends_on=[b, c], on_parent_failure="ignore")
+
+    graph = get(world, f"/runs/{run}/graph")
+
+    nodes = {n["uuid"]: n for n in graph["nodes"]}
+    assert list(nodes)[:4] == [a, b, c, d] and graph["truncated"] is False
+    assert nodes[a] == {"uuid": a, "state": "RUNNING", "pipeline_uuid": pipeline(world),
+                        "name": "job a", "child_of": ["sample.tacc.a"], "in_run": True}  # fmt: skip
+    assert nodes[d]["state"] == "CREATED"
+    assert nodes[outside["uuid"]]["in_run"] is False
+    assert sorted((e["from"], e["to"], e["condition"]) for e in graph["edges"]) == sorted([
+        (a, b, "indexed"),
+        (a, c, "finished"),
+        (outside["uuid"], c, "finished"),
+        (b, d, "terminal"),
+        (c, d, "terminal"),
+    ])  # fmt: skip
+
+
+def test_the_graph_of_an_unknown_run_is_a_404(world: World):
+    missing = create_run(world, "gone")["uuid"][:-4] + "0000"
+    error = error_of(world.client.get(f"/runs/{missing}/graph", headers=world.user), 404)
+    assert missing in error["message"]
+
+
+def test_a_launch_waiting_for_a_job_that_does_not_exist_is_a_400_naming_it(world: World):
+    parent = world.launch("sample.tacc.there")["uuid"]
+    missing = parent[:-4] + ("0000" if not parent.endswith("0000") else "1111")
+    before = world.rt.store.count("jobs")
+
+    response = world.post(
+        "launcher-proxy",
+        {
+            "parameters": {"sample_id": "sample.tacc.child"},
+            "job_definition": {"appId": APP_ID},
+            "depends_on": [parent, missing],
+        },  # fmt: skip
+    )
+
+    error = error_of(response, 400)
+    assert missing in error["message"] and error["result"]["path"] == "depends_on/1"
+    assert world.rt.store.count("jobs") == before

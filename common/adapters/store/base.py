@@ -123,8 +123,9 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             # ``derived_from`` and ``acted_on``: what a job's inputs were (parent jobs,
             # catalog files), so the lineage API finds the jobs made from a file or job
             # by one index lookup. ``tag_pairs``: its tags as ``key:value``
-            # (pipelinejobs.domain.tags), for ``/jobs?tag=``.
-            ("child_of", "derived_from", "acted_on", "tag_pairs"),
+            # (pipelinejobs.domain.tags), for ``/jobs?tag=``. ``depends_on``: the jobs
+            # it waits for (issue 16), so a parent's dependents are one lookup.
+            ("child_of", "derived_from", "acted_on", "tag_pairs", "depends_on"),
             (
                 ("state", "created"),
                 ("pipeline_uuid", "created"),

@@ -46,10 +46,19 @@ def test_the_real_collection_specs_are_used() -> None:
     jobs = COLLECTIONS["jobs"]
     assert (jobs.key, jobs.multi) == (
         "uuid",
-        ("child_of", "derived_from", "acted_on", "tag_pairs"),
+        ("child_of", "derived_from", "acted_on", "tag_pairs", "depends_on"),
     )
     assert {"state", "pipeline_uuid", "created", "updated"} <= set(jobs.indexed)
     assert "present" in COLLECTIONS["files"].indexed
+
+
+def test_a_parents_waiting_dependents_are_one_lookup(store: Store) -> None:
+    """Issue 16: the jobs waiting for a job are found by ``depends_on`` and state."""
+    store.insert(JOBS, job("j1", state="CREATED", depends_on=["p1", "p2"]))
+    store.insert(JOBS, job("j2", state="RUNNING", depends_on=["p1"]))
+    store.insert(JOBS, job("j3", state="CREATED", depends_on=["p2"]))
+    assert keys(store.find(JOBS, {"depends_on": "p1", "state": "CREATED"}).items) == ["j1"]
+    assert keys(store.find(JOBS, {"depends_on": "p2"}).items) == ["j1", "j3"]
 
 
 def test_jobs_are_found_by_what_they_derive_from_and_act_on(store: Store) -> None:
