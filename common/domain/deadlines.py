@@ -55,8 +55,10 @@ KINDS: dict[str, tuple[str, str]] = {
 DEADLINE_STATES = frozenset({State.CREATED.value, State.RUNNING.value})
 #: Where silence counts.
 HEARTBEAT_STATES = frozenset({State.RUNNING.value})
-#: The longest limit accepted: a year.
-MAX_SECONDS = 366 * 86400.0
+#: The longest limit accepted: 10,000 days — the most the schema's forms can write
+#: (``pipelinejob_duration.json``: at most 4 digits of days, 5 of hours, 6 of minutes,
+#: 8 of seconds), so that what the schema allows the service accepts.
+MAX_SECONDS = 10000 * 86400.0
 
 _CLOCK = re.compile(r"(\d+):([0-5]\d):([0-5]\d)", re.ASCII)  # Agave's maxRunTime form
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -66,7 +68,8 @@ _WITH_UNIT = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)", re.ASCII)
 def parse_duration(value: Any, path: str) -> float:
     """Seconds in ``value``: a number of seconds, ``"HH:MM:SS"`` (as Agave's
     ``maxRunTime``), or a number with a unit ``s``, ``m``, ``h`` or ``d`` (``"90s"``,
-    ``"30m"``). Positive and at most a year; ValidationError naming ``path`` otherwise."""
+    ``"30m"``). 0 is none (a launch's 0 turns off its pipeline's default); at most
+    :data:`MAX_SECONDS`; ValidationError naming ``path`` otherwise."""
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
@@ -85,9 +88,9 @@ def parse_duration(value: Any, path: str) -> float:
             f"'30m', '2h' or '1d', not {value!r}",
             path=path,
         )
-    if not 0 < seconds <= MAX_SECONDS:
+    if not 0 <= seconds <= MAX_SECONDS:
         raise ValidationError(
-            f"{path} must be more than 0 s and at most {MAX_SECONDS:g} s, not {seconds:g}",
+            f"{path} must be 0 (none) to {MAX_SECONDS:g} s (10,000 days), not {seconds:g}",
             path=path,
         )
     return seconds
@@ -106,16 +109,19 @@ def limits(
     default_heartbeat: float = 0.0,
 ) -> dict[str, float]:
     """The job's limits (``deadline``, ``heartbeat_timeout`` in seconds; absent when
-    none): the launch's, else its pipeline's, else the configured default (0: none).
-    A bad value names its field (the pipeline's were checked when it was registered)."""
+    none): the launch's, else its pipeline's, else the configured default — the first
+    given wins, and 0 says none (a launch's 0 turns off its pipeline's default). A bad
+    value names its field (the pipeline's were checked when it was registered)."""
     out: dict[str, float] = {}
     for name, default in ((DEADLINE, default_deadline), (HEARTBEAT, default_heartbeat)):
         if launch.get(name) is not None:
-            out[name] = parse_duration(launch[name], name)
+            seconds = parse_duration(launch[name], name)
         elif pipeline.get(name) is not None:
-            out[name] = parse_duration(pipeline[name], f"pipeline/{name}")
-        elif default > 0:
-            out[name] = float(default)
+            seconds = parse_duration(pipeline[name], f"pipeline/{name}")
+        else:
+            seconds = float(default)
+        if seconds > 0:
+            out[name] = seconds
     return out
 
 

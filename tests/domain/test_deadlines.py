@@ -28,12 +28,25 @@ def test_durations_are_seconds_or_strings(value: Any, seconds: float) -> None:
     assert parse_duration(value, "deadline") == seconds
 
 
-@pytest.mark.parametrize("value", [0, -1, "0s", "00:00:00", "soon", "1w", True, None, "5 s s",
+@pytest.mark.parametrize("value", [-1, "-5s", "soon", "1w", True, None, "5 s s", "10001d",
                                    float("inf"), 10**9, "00:61:00"])  # fmt: skip
 def test_bad_durations_are_refused_naming_the_field(value: Any) -> None:
     with pytest.raises(ValidationError) as refused:
         parse_duration(value, "heartbeat_timeout")
     assert refused.value.detail["path"] == "heartbeat_timeout"
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", "0s", "00:00:00", "0.0h"])
+def test_zero_is_none_and_turns_off_a_pipelines_default(value: Any) -> None:
+    assert parse_duration(value, "deadline") == 0.0
+    assert deadlines.limits({"deadline": value}, {"deadline": 30}, 10) == {}
+    assert deadlines.limits({}, {"deadline": value}, 10) == {}
+
+
+def test_the_largest_duration_the_schema_can_write_is_accepted() -> None:
+    for text in ("9999.999999d", "99999.999999h", "999999.999999m", "99999999.999999s",
+                 "99999:59:59", 864000000):  # fmt: skip
+        assert 0 < parse_duration(text, "deadline") <= deadlines.MAX_SECONDS
 
 
 def test_the_launch_wins_over_the_pipeline_over_the_configured_default() -> None:
