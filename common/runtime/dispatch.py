@@ -67,6 +67,7 @@ from pipelinejobs.runtime.middleware import (
     MiddlewareStack,
     default_middleware,
 )
+from pipelinejobs.runtime.notices import Notices
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS, Quarantine
 from pipelinejobs.runtime.recovery import Recovery
 from pipelinejobs.runtime.watchdog import Interrupted
@@ -80,6 +81,7 @@ ACTOR_MODULES: dict[str, str] = {
     "jobs-manager": "pipelinejobs.actors.jobs_manager",
     "jobs-indexer": "pipelinejobs.actors.jobs_indexer",
     "launcher-proxy": "pipelinejobs.actors.launcher_proxy",
+    "notifier": "pipelinejobs.actors.notifier",
 }
 
 
@@ -124,6 +126,9 @@ class Runtime:
             else middleware
         )
         self.recovery = Recovery(self)
+        #: Tells the notifier of applied job events that a webhook wants (issue 16).
+        self.notices = Notices(self)
+        self.jobs.listeners.append(self.notices)
 
     # -- actors ---------------------------------------------------------------------------
 
