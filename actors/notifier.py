@@ -60,13 +60,8 @@ class Notifier(Actor):
     accepts = ("webhook_notice",)
 
     def parse(self, message: Any, params: Params) -> Message:
+        # JSON only: these messages are the service's own (an operator may resend one).
         body = dict(self.body_of(message))
-        for name in ("seq", "attempt"):  # as URL parameters, numbers arrive as text
-            if isinstance(params.get(name), str) and params[name].isdigit():
-                body.setdefault(name, int(params[name]))
-        for name in ("job_uuid", "subscription", "since"):
-            if params.get(name):
-                body.setdefault(name, params[name])
         return Message("notice", self.validated("webhook_notice", body))
 
     def admit(self, runtime: Any, msg: Message, role: str, owner: str | None = None) -> None:
