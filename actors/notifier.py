@@ -31,6 +31,7 @@ The secret signs and is never logged.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +98,21 @@ def _require_admin(role: str) -> None:
         raise PermissionDenied("only the service itself (an admin key) sends the notifier")
 
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's HTTP session: connections to a receiver are kept alive and
+    reused across deliveries (a new TLS handshake per event would cost more than the
+    event). Never shared between threads (requests' sessions are not thread-safe)."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or .netrc credentials from the environment
+        _local.session = session
+    return session
+
+
 class Delivery:
     """Delivering one job's undelivered events to one subscription."""
 
@@ -117,9 +133,17 @@ class Delivery:
         self.since = since
         self.scope = scope(sub)
         self.settings = ctx.runtime.config.webhooks
+        #: Attempts made, stored in one batch when the run ends.
+        self.attempts: list[Document] = []
 
     def run(self) -> str:
         """Deliver up to the job's newest event; what happened, in a word."""
+        try:
+            return self._run()
+        finally:
+            self.subs.record(self.attempts)
+
+    def _run(self) -> str:
         clock = self.ctx.runtime.clock
         delivered = 0
         while True:
@@ -139,17 +163,20 @@ class Delivery:
             )
             if not records:
                 return "up to date"
+            # Each event is posted only once the one before it was acknowledged, so
+            # the first arrival of each is in order whichever execution posts it; the
+            # cursor moves once per batch (a crash repeats at most a batch, same ids).
+            done = start
             for record in records:
                 if self._wanted(record):
                     error = self._post(record)
                     if error is not None:
+                        cursor = self.subs.advance(cursor, done)
                         self._retry(cursor, record, error)
                         return f"failed: {error}"
                     delivered += 1
-                moved = self.subs.advance(cursor, int(record["seq"]))
-                if moved is None:
-                    break  # another execution moved it: go on from where it got
-                cursor = moved
+                done = int(record["seq"])
+            self.subs.advance(cursor, done)
 
     def _wanted(self, record: Document) -> bool:
         if str(record.get("date") or "") < str(self.sub.get("created") or ""):
@@ -172,7 +199,7 @@ class Delivery:
         error = self._refused_host()
         if error is None:
             try:
-                response = requests.post(
+                response = _session().post(
                     self.sub["url"],
                     data=body,
                     headers=headers,
@@ -188,7 +215,7 @@ class Delivery:
                         error += " (redirects are not followed)"
             except requests.RequestException as exc:
                 error = f"{type(exc).__name__}: {str(exc)[:300]}"
-        self.subs.record(
+        self.attempts.append(self.subs.attempt(
             self.sub["id"],
             delivery_id=document["delivery_id"],
             job_uuid=self.job["uuid"],
@@ -200,7 +227,7 @@ class Delivery:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             attempt=self.attempt or 0,
             execution=self.ctx.execution_id,
-        )
+        ))  # fmt: skip
         if error is None:
             self.subs.succeeded(self.sub)
         return error

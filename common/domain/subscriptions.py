@@ -199,14 +199,24 @@ class Subscriptions:
             assert found is not None  # inserted by the one that beat us; never deleted
             return found
 
-    def advance(self, cursor: Document, seq: int) -> Document | None:
-        """Move ``cursor`` (as read) to ``seq``, ending any retry it was waiting on;
-        None if another execution changed it since the read (the caller re-reads and
-        goes on from there)."""
-        return self.store.update(
-            CURSORS, cursor["id"], version=cursor["version"],
-            set={"delivered_seq": seq, "retry": None},
-        )  # fmt: skip
+    def advance(self, cursor: Document, seq: int) -> Document:
+        """Move ``cursor`` forward to ``seq`` (never back: another execution may have
+        got further), ending any retry it was waiting on; the cursor as it is then."""
+        while int(cursor.get("delivered_seq") or 0) < seq:
+            moved = self.store.update(
+                CURSORS, cursor["id"], version=cursor["version"],
+                set={"delivered_seq": seq, "retry": None},
+            )  # fmt: skip
+            if moved is not None:
+                return moved
+            cursor = self.cursor_by_id(cursor["id"])
+        return cursor
+
+    def cursor_by_id(self, key: str) -> Document:
+        doc = self.store.get(CURSORS, key)
+        if doc is None:
+            raise NotFound(f"no webhook cursor {key}", key=key)
+        return doc
 
     def await_retry(self, cursor: Document, retry: Mapping[str, Any]) -> Document | None:
         """Note on ``cursor`` (as read) that retry ``{attempt, since, at}`` is scheduled:
@@ -219,16 +229,22 @@ class Subscriptions:
 
     # -- delivery records ----------------------------------------------------------------
 
-    def record(self, sub_id: str, **fields: Any) -> Document:
-        """Record one delivery attempt (``delivery_id``, ``job_uuid``, ``seq``,
-        ``event``, ``status_code``, ``error``, ``duration_ms``, ``attempt``)."""
-        doc: Document = {
+    def attempt(self, sub_id: str, **fields: Any) -> Document:
+        """The record of one delivery attempt (``delivery_id``, ``job_uuid``, ``seq``,
+        ``event``, ``status_code``, ``error``, ``duration_ms``, ``attempt``), to be
+        stored with :meth:`record`. Its id sorts by time, so a subscription's page
+        of them is newest first on the key alone."""
+        return {
             "id": f"{time.time_ns():020d}-{secrets.token_hex(4)}",
             "subscription": sub_id,
             "date": now(self.clock),
             **fields,
         }
-        return self.store.insert(DELIVERIES, doc)
+
+    def record(self, attempts: list[Document]) -> None:
+        """Store delivery attempts, in one batch (one write for a run of deliveries)."""
+        if attempts:
+            self.store.put_many(DELIVERIES, attempts)
 
     def deliveries(self, sub_id: str, *, limit: int = 100, after: str | None = None) -> Page:
         """A page of ``sub_id``'s delivery attempts, newest first."""
