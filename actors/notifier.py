@@ -84,12 +84,17 @@ class Notifier(Actor):
         else:
             candidates = subs.enabled()
         outcomes: dict[str, str] = {}
-        for sub in candidates:
-            owner, flt = scope(sub)
-            if not webhooks.matches_job(flt, job, owner):
-                continue
-            attempt = body.get("attempt") if retry else None
-            outcomes[sub["id"]] = Delivery(ctx, subs, sub, job, attempt, body.get("since")).run()
+        shared = Shared(ctx.runtime.store, job)
+        try:
+            for sub in candidates:
+                owner, flt = scope(sub)
+                if not webhooks.matches_job(flt, job, owner):
+                    continue
+                attempt = body.get("attempt") if retry else None
+                delivery = Delivery(ctx, subs, sub, job, attempt, body.get("since"), shared)
+                outcomes[sub["id"]] = delivery.run()
+        finally:
+            subs.record(shared.attempts)  # every subscription's attempts: one write
         return {"job_uuid": job["uuid"], "seq": body["seq"], "subscriptions": outcomes}
 
 
@@ -113,6 +118,24 @@ def _session() -> requests.Session:
     return session
 
 
+class Shared:
+    """What one execution's deliveries to several subscriptions share: the job's
+    events as read (most subscriptions' cursors are at the same place: one read) and
+    the attempts made, stored together at the end."""
+
+    def __init__(self, store: Any, job: Document) -> None:
+        self.store = store
+        self.job = job
+        self.attempts: list[Document] = []
+        self._pages: dict[tuple[int, int], list[Document]] = {}
+
+    def events(self, after: int, limit: int) -> list[Document]:
+        key = (after, limit)
+        if key not in self._pages:
+            self._pages[key] = job_log.read_records(self.store, self.job, after, limit)[0]
+        return self._pages[key]
+
+
 class Delivery:
     """Delivering one job's undelivered events to one subscription."""
 
@@ -124,6 +147,7 @@ class Delivery:
         job: Document,
         attempt: int | None,
         since: str | None,
+        shared: Shared,
     ) -> None:
         self.ctx = ctx
         self.subs = subs
@@ -133,17 +157,12 @@ class Delivery:
         self.since = since
         self.scope = scope(sub)
         self.settings = ctx.runtime.config.webhooks
-        #: Attempts made, stored in one batch when the run ends.
-        self.attempts: list[Document] = []
+        #: Attempts made, stored in one batch when the execution ends.
+        self.attempts = shared.attempts
+        self.shared = shared
 
     def run(self) -> str:
         """Deliver up to the job's newest event; what happened, in a word."""
-        try:
-            return self._run()
-        finally:
-            self.subs.record(self.attempts)
-
-    def _run(self) -> str:
         clock = self.ctx.runtime.clock
         delivered = 0
         while True:
@@ -158,9 +177,7 @@ class Delivery:
             newest = int(self.job.get("event_count") or 0)
             if start >= newest:
                 return f"delivered {delivered}" if delivered else "up to date"
-            records, _, _ = job_log.read_records(
-                self.ctx.runtime.store, self.job, start, min(BATCH, newest - start)
-            )
+            records = self.shared.events(start, min(BATCH, newest - start))
             if not records:
                 return "up to date"
             # Each event is posted only once the one before it was acknowledged, so
