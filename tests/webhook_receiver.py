@@ -71,6 +71,8 @@ def receiver(secret: str = "") -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as most receivers are
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             signature = self.headers.get(webhooks.SIGNATURE_HEADER) or ""
