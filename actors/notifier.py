@@ -31,12 +31,9 @@ The secret signs and is never logged.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
-
-import urllib3
 
 from pipelinejobs import __version__
 from pipelinejobs.access.keys import ADMIN
@@ -48,8 +45,6 @@ from pipelinejobs.errors import PermissionDenied
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 from pipelinejobs.runtime.notices import NOTIFIER, scope, wants
 
-#: Most bytes of a receiver's answer read (the rest is not: the connection closes).
-MAX_ANSWER = 65536
 #: Events read from the log per step.
 BATCH = 100
 #: How long past its due time a pending retry is still trusted to come (s); after
@@ -103,29 +98,6 @@ class Notifier(Actor):
 def _require_admin(role: str) -> None:
     if role != ADMIN:
         raise PermissionDenied("only the service itself (an admin key) sends the notifier")
-
-
-_pools: dict[float, urllib3.PoolManager] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(timeout: float) -> urllib3.PoolManager:
-    """The process's connection pools (made on first use): connections to a receiver
-    are kept alive and reused across deliveries — a new connection (and TLS handshake)
-    per event would cost more than the event. urllib3 rather than requests' sessions:
-    thread-safe, a third of the CPU per request, and no proxy or ``.netrc``
-    credentials taken from the environment."""
-    with _pools_lock:
-        pool = _pools.get(timeout)
-        if pool is None:
-            pool = urllib3.PoolManager(
-                num_pools=64,
-                maxsize=8,
-                retries=False,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            )
-            _pools[timeout] = pool
-        return pool
 
 
 class Shared:
@@ -225,31 +197,9 @@ class Delivery:
         status: int | None = None
         error = self._refused_host()
         if error is None:
-            try:
-                response = _pool(float(self.settings.timeout)).request(
-                    "POST",
-                    str(self.sub["url"]),
-                    body=body,
-                    headers=headers,
-                    redirect=False,
-                    retries=False,
-                    preload_content=False,
-                )
-                status = response.status
-                # The answer's body is not used: read at most MAX_ANSWER bytes of it
-                # (undecoded: no gzip bomb) so the connection can be reused, and drop
-                # the connection instead when there is more.
-                answer = response.read(MAX_ANSWER + 1, decode_content=False)
-                if len(answer) > MAX_ANSWER or response.length_remaining:
-                    response.close()
-                else:
-                    response.release_conn()
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-                    if 300 <= status < 400:
-                        error += " (redirects are not followed)"
-            except urllib3.exceptions.HTTPError as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            status, error = self.ctx.runtime.webhook_sender.post(
+                str(self.sub["url"]), body, headers, float(self.settings.timeout)
+            )
         self.attempts.append(self.subs.attempt(
             self.sub["id"],
             delivery_id=document["delivery_id"],

@@ -10,6 +10,7 @@ arrival.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,8 +71,15 @@ def receiver(secret: str = "") -> Iterator[Receiver]:
     """A receiver listening on 127.0.0.1 (a free port) until the block ends."""
     state = Receiver(url="")
 
+    connections: set[socket.socket] = set()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as most receivers are
+
+        def setup(self) -> None:
+            super().setup()
+            with state.lock:
+                connections.add(self.connection)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -104,4 +112,10 @@ def receiver(secret: str = "") -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+        with state.lock:  # kept-alive connections: end them, their threads close them
+            for conn in connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         thread.join(5)

@@ -36,6 +36,7 @@ from pipelinejobs.adapters.bus.base import Bus
 from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store import Store, open_store
 from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.adapters.webhook_http import WebhookSender
 from pipelinejobs.config import Config
 from pipelinejobs.domain import job_log, runs
 from pipelinejobs.domain.clock import Clock, iso, system_clock
@@ -129,6 +130,7 @@ class Runtime:
         #: Tells the notifier of applied job events that a webhook wants (issue 16).
         self.notices = Notices(self)
         self.jobs.listeners.append(self.notices)
+        self.webhook_sender = WebhookSender()  # the notifier's HTTP connections
 
     # -- actors ---------------------------------------------------------------------------
 
@@ -467,6 +469,7 @@ class Runtime:
         return failed
 
     def close(self) -> None:
+        self.webhook_sender.close()
         if self.bus is not None:
             self.bus.close()
         self.store.close()
