@@ -228,3 +228,46 @@ def test_production_refuses_a_loopback_receiver_at_delivery(tmp_path: Path, hook
         assert "non-public address" in record["error"]
     finally:
         rt.close()
+
+
+def test_a_lost_notice_is_caught_up_by_the_jobs_next_event(
+    rt: Runtime, hook: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker down when an event is applied: the event stands, the notice is
+    logged as not sent, and the job's next event delivers both, in order."""
+    from pipelinejobs.errors import BusUnavailable
+
+    subscribe(rt, hook)
+    [uuid] = jobs(rt, 1, events=())
+    stub(rt).join()
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise BusUnavailable("broker down (test)")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rt, "publish", down)
+        assert rt.jobs.apply(uuid, "run").applied
+    assert "not sent" in caplog.text
+    stub(rt).join()
+    assert hook.by_job()[uuid] == [1]
+    rt.jobs.apply(uuid, "finish")
+    stub(rt).join()
+    all_in_order(hook, [uuid], count=3)
+
+
+def test_the_readme_verification_example_accepts_a_delivery(rt: Runtime, hook: Receiver) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Webhooks", 1)[1]
+    [code] = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - the README's own example
+    sub = subscribe(rt, hook)
+    body = webhooks.body_of({"delivery_id": "x" * 32, "subscription": sub["id"]})
+    headers = {"X-PipelineJobs-Signature": webhooks.sign(hook.secret, body)}
+    seen: set[str] = set()
+    assert namespace["receive"](body, headers, hook.secret, seen)["delivery_id"] == "x" * 32
+    assert namespace["receive"](body, headers, hook.secret, seen) is None
+    with pytest.raises(PermissionError):
+        namespace["receive"](body + b" ", headers, hook.secret, seen)
