@@ -84,7 +84,7 @@ class Subscriptions:
                 f"secret must be a string of {MIN_SECRET} to {MAX_SECRET} characters",
                 path="secret",
             )
-        description = body.get("description") or ""
+        description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 500:
             raise ValidationError("description must be text of at most 500", path="description")
         date = now(self.clock)

@@ -31,12 +31,14 @@ import hmac
 import ipaddress
 import json
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipelinejobs.domain import lifecycle, tags
+from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.errors import ValidationError
 
 #: The header holding ``sha256=<hex HMAC-SHA256 of the body>``.
@@ -46,6 +48,11 @@ DELIVERY_HEADER = "X-PipelineJobs-Delivery"
 SCHEMES = ("http", "https")
 #: Longest URL accepted (a URL is stored on the subscription and shown in listings).
 MAX_URL = 2048
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+#: The form of a subscription's URL: http(s)://host[:port][/path or ?query], the host a
+#: DNS name or a dotted IPv4 address (IPv6 literals are not taken), printable ASCII.
+URL_PATTERN = f"^https?://{_LABEL}(\\.{_LABEL})*(:{_PORT})?([/?][!-~]*)?$"
 #: Most values one filter field may list.
 MAX_VALUES = 100
 
@@ -82,15 +89,24 @@ class WebhookFilter:
             )
         values: dict[str, tuple[str, ...]] = {}
         for name in cls.FIELDS:
-            items = raw.get(name) or []
+            items = raw.get(name)
+            items = [] if items is None else items
             path = f"filter.{name}"
-            if isinstance(items, str):
-                items = [items]
             if not isinstance(items, list) or len(items) > MAX_VALUES:
                 raise ValidationError(f"{path} must be a list of at most {MAX_VALUES}", path=path)
             if not all(isinstance(v, str) and v for v in items):
                 raise ValidationError(f"{path} must hold non-empty strings", path=path)
             values[name] = tuple(dict.fromkeys(items))
+        for name, kind in (("pipelines", "pipeline"), ("runs", "pipelinejob_run"),
+                           ("jobs", "pipelinejob")):  # fmt: skip
+            for value in values[name]:
+                try:
+                    require_type(value.lower(), kind)
+                except ValidationError as exc:
+                    raise ValidationError(
+                        f"filter.{name}: {exc.message}", path=f"filter.{name}"
+                    ) from exc
+            values[name] = tuple(dict.fromkeys(v.lower() for v in values[name]))
         for name in values["events"]:
             _known(name, lifecycle.Event, "filter.events")
         for name in values["states"]:
@@ -222,6 +238,11 @@ def check_url(url: Any, *, allow_private: bool) -> str:
         )
     if not parts.hostname:
         raise ValidationError("url has no host", path="url")
+    if not re.match(URL_PATTERN, url):
+        raise ValidationError(
+            "url must be http(s)://host[:port][/path]: a DNS name or IPv4 address, printable ASCII",
+            path="url",
+        )
     if parts.username is not None or parts.password is not None:
         raise ValidationError(
             "url may not hold a user name or password (it would be shown in listings); "

@@ -8,9 +8,10 @@ from typing import Any
 
 from pipelinejobs.domain import lifecycle
 from pipelinejobs.domain.subscriptions import MAX_SECRET, MIN_SECRET
-from pipelinejobs.domain.webhooks import MAX_URL, MAX_VALUES, WebhookFilter
+from pipelinejobs.domain.webhooks import MAX_URL, MAX_VALUES, URL_PATTERN, WebhookFilter
 from pipelinejobs.gateway import openapi_schemas as oas
 from pipelinejobs.gateway.openapi_paths import Operations, _body, _ok, _path, _responses
+from pipelinejobs.gateway.parameters import TAG_FILTER
 
 STRING = {"type": "string"}
 NULLABLE = {"type": ["string", "null"]}
@@ -76,7 +77,7 @@ def schemas() -> dict[str, dict[str, Any]]:
             "pipelines": _values(oas.ref("pipeline_uuid")),
             "runs": _values(oas.ref("pipelinejob_run_uuid")),
             "jobs": _values(oas.ref("pipelinejob_uuid")),
-            "tags": _values({"type": "string", "description": "key:value"}),
+            "tags": _values({"type": "string", "pattern": TAG_FILTER, "description": "key:value"}),
             "events": _values({"type": "string", "enum": [e.value for e in lifecycle.Event]}),
             "states": _values({"type": "string", "enum": [s.value for s in lifecycle.State]}),
         },
@@ -119,7 +120,10 @@ def schemas() -> dict[str, dict[str, Any]]:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": MAX_URL,
-                "description": "http or https; private addresses only where allowed",
+                "pattern": URL_PATTERN,
+                "description": "http or https, a host, no user:password; private, loopback "
+                "and reserved addresses only where webhooks.allow_private allows them (400 "
+                "otherwise)",
             },
             filter=flt,
             secret={

@@ -17,7 +17,7 @@ from pipelinejobs.errors import ValidationError
 JOB = {
     "uuid": "1073f4ff-c2b9-5190-bd9a-e6a406d9796a",
     "pipeline_uuid": "1064aaf1-459c-5e42-820d-b822aa4b3990",
-    "run": "1180aaaa-0000-5000-8000-000000000000",
+    "run": "126aaaaa-0000-5000-8000-000000000000",
     "owner": "abc123abc123",
     "tag_pairs": ["team:blue", "size:big"],
 }
@@ -35,7 +35,8 @@ def test_an_empty_filter_matches_every_event() -> None:
         ({"jobs": [JOB["uuid"]]}, True, True),
         ({"jobs": ["1073f4ff-c2b9-5190-bd9a-000000000000"]}, False, True),
         ({"pipelines": [JOB["pipeline_uuid"]]}, True, True),
-        ({"runs": ["1180bbbb-0000-5000-8000-000000000000"]}, False, True),
+        ({"runs": ["126bbbbb-0000-5000-8000-000000000000"]}, False, True),
+        ({"runs": ["126AAAAA-0000-5000-8000-000000000000"]}, True, True),
         ({"tags": ["team:red", "team:blue"]}, True, True),
         ({"tags": ["team:red"]}, False, True),
         ({"events": ["fail", "finish"]}, True, True),
@@ -65,6 +66,9 @@ def test_a_user_subscription_sees_only_its_owners_jobs() -> None:
         ({"states": ["DONE"]}, "filter.states"),
         ({"jobs": [1]}, "filter.jobs"),
         ({"jobs": ["a"] * 101}, "filter.jobs"),
+        ({"jobs": "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"}, "filter.jobs"),
+        ({"jobs": ["1064aaf1-459c-5e42-820d-b822aa4b3990"]}, "filter.jobs"),
+        ({"pipelines": ["nope"]}, "filter.pipelines"),
     ],
 )
 def test_a_bad_filter_names_its_field(raw: object, path: str) -> None:
@@ -115,8 +119,9 @@ def test_the_state_an_event_led_to() -> None:
         ("http://localhost/", "private"),
         ("http://169.254.169.254/latest/meta-data", "private"),
         ("http://10.0.0.5/", "private"),
-        ("http://[::1]/", "private"),
-        ("http://[::ffff:127.0.0.1]/", "private"),
+        ("http://[::1]/", "IPv4 address"),  # IPv6 literals are not taken at all
+        ("http://a_b.example.org/", "DNS name"),
+        ("http://example.org/\u00e9", "printable ASCII"),
         ("http://0.0.0.0/", "private"),
         ("http://example.org:99999/", "not a URL"),
     ],
@@ -133,6 +138,9 @@ def test_loopback_is_allowed_when_configured_and_public_hosts_always() -> None:
     assert webhooks.check_url("https://hooks.example.org/x", allow_private=False)
     assert webhooks.refused_address(["93.184.216.34"]) is None
     assert webhooks.refused_address(["93.184.216.34", "192.168.1.1"]) == "192.168.1.1"
+    assert webhooks.refused_address(["::1"]) == "::1"
+    assert webhooks.refused_address(["::ffff:127.0.0.1"]) == "::ffff:127.0.0.1"
+    assert webhooks.refused_address(["fe80::1%eth0"]) == "fe80::1%eth0"
 
 
 def test_retry_delays_grow_and_stop_at_the_cap() -> None:

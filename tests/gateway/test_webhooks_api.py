@@ -94,6 +94,8 @@ def test_the_secret_is_shown_once_and_each_key_sees_its_own(world: World, hook: 
         ({"url": "http://example.org/", "filter": {"owner": "x"}}, "filter.owner"),
         ({"url": "http://example.org/", "secret": "short"}, "secret"),
         ({"url": "http://example.org/", "colour": "red"}, "colour"),
+        ({"url": "http://example.org/", "description": {}}, "description"),
+        ({"url": "http://example.org/", "filter": {"runs": "AAA"}}, "filter.runs"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(world: World, body: dict, path: str) -> None:
