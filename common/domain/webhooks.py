@@ -238,11 +238,6 @@ def check_url(url: Any, *, allow_private: bool) -> str:
         )
     if not parts.hostname:
         raise ValidationError("url has no host", path="url")
-    if not re.match(URL_PATTERN, url):
-        raise ValidationError(
-            "url must be http(s)://host[:port][/path]: a DNS name or IPv4 address, printable ASCII",
-            path="url",
-        )
     if parts.username is not None or parts.password is not None:
         raise ValidationError(
             "url may not hold a user name or password (it would be shown in listings); "
@@ -251,6 +246,11 @@ def check_url(url: Any, *, allow_private: bool) -> str:
         )
     if port == 0:
         raise ValidationError("url: port 0", path="url")
+    if not re.match(URL_PATTERN, url):
+        raise ValidationError(
+            "url must be http(s)://host[:port][/path]: a DNS name or IPv4 address, printable ASCII",
+            path="url",
+        )
     if not allow_private:
         host = parts.hostname
         if host == "localhost" or host.endswith(".localhost"):
