@@ -28,6 +28,7 @@ from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, Page, Store
 from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and_set
+from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.webhooks import WebhookFilter, check_url
 from pipelinejobs.errors import DuplicateDocument, NotFound, ValidationError
@@ -87,6 +88,9 @@ class Subscriptions:
         description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 500:
             raise ValidationError("description must be text of at most 500", path="description")
+        # The checks above name the field in their own words; the schema (the OpenAPI
+        # document's request body) is the backstop, so the two cannot disagree.
+        validation.validate("webhook_subscription", dict(body))
         date = now(self.clock)
         doc: Document = {
             "id": "wh-" + secrets.token_hex(8),

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelinejobs.domain import lifecycle
-from pipelinejobs.domain.subscriptions import MAX_SECRET, MIN_SECRET
-from pipelinejobs.domain.webhooks import MAX_URL, MAX_VALUES, URL_PATTERN, WebhookFilter
+from pipelinejobs.domain.webhooks import MAX_VALUES, WebhookFilter
 from pipelinejobs.gateway import openapi_schemas as oas
 from pipelinejobs.gateway.openapi_paths import Operations, _body, _ok, _path, _responses
 from pipelinejobs.gateway.parameters import TAG_FILTER
@@ -25,7 +24,7 @@ def _values(items: dict[str, Any]) -> dict[str, Any]:
 
 def paths(builder: Operations) -> dict[str, Any]:
     sub_id = _path("webhook_id", "the subscription's id", ID)
-    body = _body(oas.ref("WebhookRequest"), True, "the subscription: url, filter, secret")
+    body = _body(oas.ref("webhook_subscription"), True, "the subscription: url, filter, secret")
     return {
         "/webhooks": {
             "post": builder.op(
@@ -114,26 +113,6 @@ def schemas() -> dict[str, dict[str, Any]]:
         execution=STRING,
     )
     return {
-        "WebhookRequest": oas._object(
-            ["url"],
-            url={
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_URL,
-                "pattern": URL_PATTERN,
-                "description": "http or https, a host, no user:password; private, loopback "
-                "and reserved addresses only where webhooks.allow_private allows them (400 "
-                "otherwise)",
-            },
-            filter=flt,
-            secret={
-                "type": "string",
-                "minLength": MIN_SECRET,
-                "maxLength": MAX_SECRET,
-                "description": "default: generated (64 hex digits)",
-            },
-            description={"type": "string", "maxLength": 500},
-        ),  # fmt: skip
         "Webhook": oas._object(required, **subscription),
         "WebhookCreated": oas._object([*required, "secret"], **subscription, secret=STRING),
         "WebhookList": oas._object(

@@ -183,3 +183,16 @@ def test_a_subscription_never_shows_its_secret_and_disables_after_n_failures() -
     assert "3 consecutive failed deliveries" in sub["disabled_reason"]
     assert "HTTP 500" in sub["disabled_reason"]
     assert [s["id"] for s in subs.enabled()] == [given["id"]]
+
+
+def test_the_request_schema_states_the_same_rules() -> None:
+    """schemas/webhook_subscription.json (the OpenAPI request body, and the server's
+    backstop) is written from these constants: they must not drift apart."""
+    from pipelinejobs.domain import validation
+
+    schema = validation.schema_documents()["webhook_subscription"]
+    assert schema["properties"]["url"]["pattern"] == webhooks.URL_PATTERN
+    assert schema["properties"]["url"]["maxLength"] == webhooks.MAX_URL
+    assert set(schema["properties"]["filter"]["properties"]) == set(WebhookFilter.FIELDS)
+    for field in schema["properties"]["filter"]["properties"].values():
+        assert field["maxItems"] == webhooks.MAX_VALUES
