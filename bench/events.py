@@ -30,6 +30,7 @@ Flask echo endpoint behind the same server receiving the same POSTs.
     python bench/events.py --mode redis --pool solo   # both sides on Celery's solo pool
     python bench/events.py --smoke                    # seconds; run by the test suite
     python bench/events.py --json out.json
+    python bench/events.py --webhooks 10              # max rate with 10 subscriptions vs none
 """
 
 from __future__ import annotations
@@ -304,9 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=600, help="seconds for the whole run")
     parser.add_argument("--smoke", action="store_true", help="tiny, for the tests")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--webhooks", type=int, default=0, metavar="N",
+        help="only the max-rate phase, with N webhook subscriptions to a local receiver "
+        "next to the same run without (bench/_webhooks.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.updates, args.clients, args.deadline = 6, 1, 2, 120
+    if args.webhooks:
+        import _webhooks
+
+        compared = _webhooks.compare(args, walks, Phase)
+        if args.json:
+            Path(args.json).write_text(json.dumps(compared, indent=2))
+        return 0 if compared["with"]["deliveries"] == compared["with"]["expected"] else 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     dl, steps = Deadline(args.deadline), 2 + args.updates
     rss: dict[str, float] = {}

@@ -279,6 +279,28 @@ class ReconcilerSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries (issue 16; README: Webhooks)."""
+
+    #: Whether subscriptions may point at private, loopback or reserved addresses:
+    #: ``auto`` allows them in the embedded mode (a laptop's own receiver) and refuses
+    #: them in production (SSRF: a webhook must not reach the service's own network).
+    allow_private: str = "auto"
+    #: Seconds to connect and to wait for the answer of one delivery.
+    timeout: float = 5.0
+    #: Consecutive failed deliveries after which a subscription is disabled.
+    max_failures: int = 20
+    #: How long (s) one event is retried before the subscription is disabled.
+    retry_for: float = 86400.0
+    #: First retry's delay (s), doubled each time up to ``retry_cap``.
+    retry_base: float = 10.0
+    retry_cap: float = 3600.0
+    #: How long (s) each process trusts its copy of the enabled subscriptions when
+    #: deciding whether an applied event concerns any (a new one is heard of this late).
+    cache_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """The HTTP gateway."""
 
@@ -357,6 +379,14 @@ class Config:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+    @property
+    def webhooks_allow_private(self) -> bool:
+        """``webhooks.allow_private`` resolved: ``auto`` is true only when embedded."""
+        if self.webhooks.allow_private == "auto":
+            return self.system.mode == "embedded"
+        return self.webhooks.allow_private == "true"
 
     @property
     def broker_url(self) -> str:
@@ -554,6 +584,7 @@ _CHOICES = {
     ("store", "backend"): ("sqlite", "mongodb", "memory"),
     ("launcher", "backend"): ("auto", *LAUNCHER_BACKENDS),
     ("logging", "format"): LOG_FORMATS,
+    ("webhooks", "allow_private"): ("auto", "true", "false"),
 }
 
 

@@ -36,6 +36,7 @@ from pipelinejobs.console import (  # noqa: F401  (routes)
     reference,
     runs,
     tag_editor,
+    webhooks,
 )
 from pipelinejobs.console.web import PREFIX, Console, bp
 

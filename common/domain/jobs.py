@@ -54,6 +54,9 @@ from pipelinejobs.errors import (
 #: Called with the freshly read job before an event is applied; raises to refuse
 #: (token checks live in this hook, so the check and the write see the same document).
 Check = Callable[[Document], None]
+#: Told of each event applied (not a duplicate): the job as written and the event's
+#: history entry. The webhooks' notices listen here (pipelinejobs.runtime.notices).
+Listener = Callable[[Document, dict[str, Any]], None]
 #: Called with the freshly read job once the event is allowed: the fields the same
 #: write sets besides the state (a tag change's ``tags``), computed from that read.
 Changes = Callable[[Document], Mapping[str, Any]]
@@ -102,6 +105,12 @@ class Jobs:
         self.ids = identifiers or Identifiers()
         self.clock = clock
         self.retries = retries
+        #: Told of every applied event, after it is stored (see :data:`Listener`).
+        self.listeners: list[Listener] = []
+
+    def _applied(self, job: Document, entry: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(job, entry)
 
     def get(self, uuid: str) -> Document:
         """The job ``uuid``; NotFound if there is none."""
@@ -167,6 +176,7 @@ class Jobs:
             signals.event_duplicate.send(event=Event.CREATE.value)
             return CreateResult(existing, False)
         signals.event_applied.send(event=Event.CREATE.value, state=State.CREATED.value)
+        self._applied(stored, job_log.entry_of(record))
         return CreateResult(stored, True)
 
     def apply(
@@ -207,6 +217,7 @@ class Jobs:
             raise
         if result.applied:
             signals.event_applied.send(event=name.value, state=result.job["state"])
+            self._applied(result.job, result.entry)
         else:
             signals.event_duplicate.send(event=name.value)
         return result

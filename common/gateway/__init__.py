@@ -30,6 +30,7 @@ from pipelinejobs.gateway import (
     read_api,
     request_log,
     runs_api,
+    webhooks_api,
 )
 from pipelinejobs.gateway.http import envelope, error_response, failure
 from pipelinejobs.gateway.openapi import document as openapi_document
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(files_api.bp)
     app.register_blueprint(lineage_api.bp)
     app.register_blueprint(bulk_api.bp)
+    app.register_blueprint(webhooks_api.bp)  # webhooks (issue 16)
     app.register_error_handler(Exception, error_response)
     request_log.install(app)  # a line per request; its timer runs before every other hook
     metrics_api.install(app)  # GET /metrics; every answer counted (route, method, status)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelinejobs import __version__
-from pipelinejobs.gateway import openapi_bulk
+from pipelinejobs.gateway import openapi_bulk, openapi_webhooks
 from pipelinejobs.gateway import openapi_schemas as oas
 from pipelinejobs.gateway.openapi_paths import Operations, v3_paths
 
@@ -69,7 +69,11 @@ def document(runtime: Any) -> dict[str, Any]:
                     "routes only); each request uses it once",
                 },
             },
-            "schemas": {**oas.components(), **openapi_bulk.schemas()},
+            "schemas": {
+                **oas.components(),
+                **openapi_bulk.schemas(),
+                **openapi_webhooks.schemas(),
+            },
         },
         "security": [{"bearer": []}, {"tapis": []}],
         "paths": {
@@ -78,5 +82,6 @@ def document(runtime: Any) -> dict[str, Any]:
             **builder.tapis_paths(),
             **builder.read_paths(),
             **openapi_bulk.paths(builder),
+            **openapi_webhooks.paths(builder),
         },
     }

@@ -346,6 +346,19 @@ def _table(settings: Any, actor: str | None) -> dict[str, tuple[Param, ...]]:
             Param("errors", BOOLEAN, "only the per-job outcomes that failed or were refused"),
             *page,
         ),
+        "webhooks.create_webhook": (),
+        "webhooks.list_webhooks": (
+            Param(
+                "owner",
+                {"type": "string", "pattern": "^(me|system|[0-9a-f]{12})$"},
+                "admin keys: only this key's subscriptions (its listed id; me: the caller's "
+                "own); other keys always see their own only",
+            ),
+            *page,
+        ),
+        "webhooks.get_webhook": (),
+        "webhooks.delete_webhook": (),
+        "webhooks.webhook_deliveries": page,
         "lineage.job_lineage": LINEAGE,
         "lineage.file_lineage": LINEAGE,
         "healthz": (),

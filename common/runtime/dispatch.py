@@ -36,6 +36,7 @@ from pipelinejobs.adapters.bus.base import Bus
 from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.adapters.store import Store, open_store
 from pipelinejobs.adapters.store.base import Document
+from pipelinejobs.adapters.webhook_http import WebhookSender
 from pipelinejobs.config import Config
 from pipelinejobs.domain import job_log, runs
 from pipelinejobs.domain.clock import Clock, iso, system_clock
@@ -66,6 +67,7 @@ from pipelinejobs.runtime.middleware import (
     MiddlewareStack,
     default_middleware,
 )
+from pipelinejobs.runtime.notices import Notices
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS, Quarantine
 from pipelinejobs.runtime.reconciler import Reconciler
 from pipelinejobs.runtime.recovery import Recovery
@@ -80,6 +82,7 @@ ACTOR_MODULES: dict[str, str] = {
     "jobs-manager": "pipelinejobs.actors.jobs_manager",
     "jobs-indexer": "pipelinejobs.actors.jobs_indexer",
     "launcher-proxy": "pipelinejobs.actors.launcher_proxy",
+    "notifier": "pipelinejobs.actors.notifier",
 }
 
 
@@ -126,6 +129,10 @@ class Runtime:
         self.recovery = Recovery(self)
         #: Deadlines, heartbeats and lost supervisors, every ``reconciler.interval`` s.
         self.reconciler = Reconciler(self)
+        #: Tells the notifier of applied job events that a webhook wants (issue 16).
+        self.notices = Notices(self)
+        self.jobs.listeners.append(self.notices)
+        self.webhook_sender = WebhookSender()  # the notifier's HTTP connections
 
     # -- actors ---------------------------------------------------------------------------
 
@@ -439,6 +446,7 @@ class Runtime:
         return self.reconciler.reap_lost_launches()
 
     def close(self) -> None:
+        self.webhook_sender.close()
         if self.bus is not None:
             self.bus.close()
         self.store.close()

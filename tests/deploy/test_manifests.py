@@ -54,3 +54,22 @@ def test_every_command_parses(command: list[str]) -> None:
 @pytest.mark.parametrize("name", sorted(ENV))
 def test_every_environment_variable_is_a_setting(name: str) -> None:
     assert name in SETTINGS
+
+
+def test_every_actor_has_a_worker_in_compose_and_kubernetes() -> None:
+    """A queue nobody consumes fills silently: each deployment runs a worker for every
+    actor (the notifier, added by issue 16, included)."""
+    from pipelinejobs.runtime.dispatch import ACTOR_MODULES
+
+    compose = yaml.safe_load((DEPLOY / "compose.yml").read_text())
+    kube = yaml.safe_load_all((DEPLOY / "kubernetes" / "pipelinejobs.yaml").read_text())
+    for commands in (
+        [s["command"] for s in compose["services"].values() if isinstance(s.get("command"), list)],
+        [c["command"] for d in kube if d["kind"] == "Deployment"
+         for c in d["spec"]["template"]["spec"]["containers"]],
+    ):  # fmt: skip
+        served: set[str] = set()
+        for command in commands:
+            if command[:2] == ["pipelinejobs", "worker"] and "--actors" in command:
+                served |= set(command[command.index("--actors") + 1].split(","))
+        assert served >= set(ACTOR_MODULES), set(ACTOR_MODULES) - served

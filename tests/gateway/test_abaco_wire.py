@@ -336,7 +336,9 @@ def test_v3_routes_are_the_v2_routes(
     assert runtime.jobs.get(job["uuid"])["state"] == "RUNNING"
     assert v3["executions"] == v2["executions"] and v3["executions"][0]["id"] == sent["executionId"]
     assert "moved CREATED -> RUNNING" in one["logs"]
-    assert len(result_of(client.get("/v3/actors", headers=tapis))) == 4
+    assert (
+        len(result_of(client.get("/v3/actors", headers=tapis))) == 5
+    )  # the notifier (issue 16) is the fifth
     error_of(client.get(f"/v3/actors/{MANAGER}/executions"), 401)
     error_of(client.get(f"/v3/actors/{MANAGER}/executions", headers={"X-Tapis-Token": "x"}), 401)
 

@@ -196,10 +196,12 @@ def test_schemathesis_reads_every_operation(client: FlaskClient) -> None:
     operations = list(loaded.get_all_operations())
 
     assert all(op.ok() for op in operations)
-    # 31 of Abaco v2 and the read API (4 of them runs', 1 of those the graph; 2 bulk
-    # actions'), 6 of Abaco v2 discovery and results, each of the 17 actor operations
-    # again under Tapis v3's /v3/actors, and its tenants and sites.
-    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == 31 + 6 + 17 + 2
+    # 32 of Abaco v2 and the read API (4 of them runs', 1 of those the graph; 2 bulk
+    # actions'; the notifier's messages), 5 webhooks' (issue 16), 6 of Abaco v2
+    # discovery and results, each of the 18 actor operations again under Tapis v3's
+    # /v3/actors, and its tenants and sites.
+    total = 32 + 5 + 6 + 18 + 2
+    assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == total
 
 
 def test_each_actors_messages_are_the_schemas_it_accepts(
@@ -212,7 +214,8 @@ def test_each_actors_messages_are_the_schemas_it_accepts(
         named = [f["$ref"].rsplit("/", 1)[-1] for f in forms if "$ref" in f and "title" not in f]
         assert named == list(actor.accepts), alias
         # The two actors with a URL-parameter form take a body without its fields too.
-        assert body["required"] == (alias in ("pipelines-manager", "launcher-proxy"))
+        # (The notifier takes JSON only: its messages are the service's own.)
+        assert body["required"] == (alias in ("pipelines-manager", "launcher-proxy", "notifier"))
 
 
 def test_a_nonce_request_is_its_schema(client: FlaskClient) -> None:

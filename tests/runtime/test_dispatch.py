@@ -27,7 +27,7 @@ from tests.support import FakeClock, make_runtime, runtime_config
 from tests.support import stub as bus
 
 MANAGER = "jobs-manager"
-ALIASES = ["pipelines-manager", "jobs-manager", "jobs-indexer", "launcher-proxy"]
+ALIASES = ["pipelines-manager", "jobs-manager", "jobs-indexer", "launcher-proxy", "notifier"]
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -196,6 +196,13 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         # Which period of each kind of periodic work was claimed, by whom
         # (pipelinejobs.runtime.periodic): one record per kind.
         CollectionSpec("periodic", "id"),
+        # Webhooks (issue 16): subscriptions, each one's per-job delivery cursor, and
+        # every delivery attempt, newest first per subscription (pipelinejobs.domain.subscriptions).
+        CollectionSpec(
+            "webhooks", "id", ("owner", "enabled", "created"), (), (("owner", "created"),)
+        ),
+        CollectionSpec("webhook_cursors", "id"),
+        CollectionSpec("webhook_deliveries", "id", ("subscription",)),
         # One claim per component (app) id, keyed by it: inserting one is what makes an
         # app id belong to one pipeline, race-free on every backend (a unique key).
         CollectionSpec("app_ids", "id", ("pipeline_uuid",)),
