@@ -171,9 +171,15 @@ def test_agavepy_drives_the_actors(world: World) -> None:
     with agavepy_client(world, token=world.server.admin_key) as ag:
         ids = {a["alias"]: a["id"] for a in world.v2("")}
 
-        # Discovery: the four actors, their aliases, the embedded server's worker.
+        # Discovery: the five actors, their aliases, the embedded server's worker.
         actors = ag.actors.list()
-        assert [a["alias"] for a in actors] == [PIPELINES, MANAGER, "jobs-indexer", LAUNCHER]
+        assert [a["alias"] for a in actors] == [
+            PIPELINES,
+            MANAGER,
+            "jobs-indexer",
+            LAUNCHER,
+            "notifier",
+        ]
         assert {a["id"] for a in actors} == set(ids.values())
         one = ag.actors.get(actorId=ids[MANAGER])
         assert one["alias"] == MANAGER and one["status"] == "READY"
