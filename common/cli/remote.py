@@ -319,7 +319,8 @@ def cmd_job_retry(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Fail a job saying why; the compute of a local or docker job is stopped."""
     event = {"uuid": args.uuid, "name": "fail", "token": args.token}
-    event["data"] = {"reason": args.reason}
+    # ``cancelled``: a person's decision, which no retry policy retries.
+    event["data"] = {"reason": args.reason, "cancelled": True}
     answer = _call(
         args, "POST", "/actors/v2/jobs-manager/messages", {"_abaco_synchronous": "true"}, event
     )

@@ -240,6 +240,8 @@ def act(uuid: str, name: str) -> Any:
         data: dict[str, Any] = {"via": "console"}
         if reason:
             data["reason"] = reason
+        if action.name == "cancel":
+            data["cancelled"] = True  # a person's decision: no retry policy retries it
         message["data"] = data
     try:
         execution = send(action.actor, message)

@@ -46,7 +46,8 @@ def test_an_admin_cancels_a_running_job_after_confirming(
     stored = runtime.jobs.get(job["uuid"])
     assert stored["state"] == "FAILED"
     record = stored["last_entry"]
-    assert record["data"] == {"reason": "not needed <any more>", "via": "console"}
+    assert record["data"] == {"reason": "not needed <any more>", "via": "console",
+                              "cancelled": True}  # fmt: skip
     assert record["sender"].startswith("console:key:")
     # It went through the jobs-manager like any message: an execution, its owner the key.
     execution = runtime.store.find("executions", {"job": job["uuid"]}, limit=5).items[0]

@@ -32,6 +32,14 @@ def test_on_matches_a_status_or_words_of_the_reason():
     assert retry.matches({"on": ["FAILED"]}, None)
 
 
+def test_a_cancel_is_never_retried_whatever_the_policy_says():
+    for policy in ({"limit": 3}, {"limit": 3, "on": ["cancelled", "FAILED", "no longer"]}):
+        assert retry.matches(policy, {"reason": "cancelled: no longer needed"})
+        assert not retry.matches(
+            policy, {"reason": "cancelled: no longer needed", "cancelled": True}
+        )
+
+
 def test_should_retry_below_the_limit_only():
     job = {**JOB, "launch": {**JOB["launch"], "retry": {"limit": 2}}}
     assert retry.should_retry(job, {})
