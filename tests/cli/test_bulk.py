@@ -39,11 +39,14 @@ def pipeline(served: Served) -> str:
 
 
 def launch(served: Served, sample: str, run: str) -> dict[str, str]:
-    """A job launched in ``run`` on the inline backend, which reports only RUNNING."""
+    """A job launched in ``run`` on the inline backend, which reports only RUNNING;
+    not indexed automatically, so a finished one stays FINISHED (INDEXING, which a
+    cancel acts on, would race with the counts the tests expect)."""
     message = {
         "parameters": {"sample_id": sample},
         "job_definition": {"appId": APP, "report": ["RUNNING"]},
         "run": run,
+        "index": False,
     }
     code, out, err = served.run("launcher-proxy", message, "--sync")
     assert (code, err) == (0, "")

@@ -484,6 +484,7 @@ def test_a_runs_running_jobs_are_cancelled_in_bulk_after_a_dry_run(
             run=run,
             job_definition={"report": report},
             data={"i": i},
+            index=False,  # stays FINISHED: INDEXING (which cancel acts on) would race
         )["uuid"]
         for i, report in enumerate(reports)
     ]
