@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from pipelinejobs.access.keys import Principal
+from pipelinejobs.access.keys import Principal, owner_label
 from pipelinejobs.access.nonces import level_rank
 from pipelinejobs.errors import (
     RETRY_AFTER,
@@ -111,3 +111,15 @@ def requires(
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def caller_owner() -> str:
+    """The caller's owner label (its key's listed id, a nonce's owner's): what a
+    record it creates keeps as ``owner``."""
+    return owner_label(g.principal.owner)
+
+
+def owner_named(value: str) -> str:
+    """An ``owner`` filter as stored: ``me`` is the caller (:func:`caller_owner`),
+    anything else is taken as it is."""
+    return caller_owner() if value == "me" else value

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, request
 
-from pipelinejobs.access.keys import owner_label
 from pipelinejobs.errors import NotFound
-from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.auth import owner_named, requires
 from pipelinejobs.gateway.http import envelope, page_args
 from pipelinejobs.runtime import bulk
 
@@ -35,17 +34,12 @@ def list_bulk() -> Any:
     limit, cursor = page_args()
     where: dict[str, Any] = {}
     if "owner" in request.args:
-        where["owner"] = _owner(request.args["owner"])
+        where["owner"] = owner_named(request.args["owner"])
     page = _gateway().store.find(
         bulk.COLLECTION, where, order="created", descending=True, limit=limit, after=cursor
     )
     items = [{k: doc[k] for k in LISTED if k in doc} for doc in page.items]
     return envelope({"bulk": items, "next": page.next})
-
-
-def _owner(owner: str) -> str:
-    """``me`` is the caller's own key (or its nonce's owner)."""
-    return owner_label(g.principal.owner) if owner == "me" else owner
 
 
 @bp.get("/bulk/<execution_id>")

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
-from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import LAST_RECORD, Document, not_found
 from pipelinejobs.domain import job_filter
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.domain.job_log import PAGE
 from pipelinejobs.domain.lifecycle import State
 from pipelinejobs.errors import NotFound
-from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.auth import caller_owner, requires
 from pipelinejobs.gateway.http import envelope, page_args
 
 bp = Blueprint("read", __name__)
@@ -70,7 +69,7 @@ def _job_filter() -> dict[str, Any]:
     for name in ("state", "linkage", "child_of"):
         if name in args:
             given[name] = args.getlist(name)
-    return job_filter.where(given, me=owner_label(g.principal.owner))
+    return job_filter.where(given, me=caller_owner())
 
 
 @bp.get("/jobs")

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, request
 
-from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import Document, In
 from pipelinejobs.domain import run_graph, runs, tags
 from pipelinejobs.domain.identifiers import require_type
-from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.auth import owner_named, requires
 from pipelinejobs.gateway.http import envelope, page_args
 from pipelinejobs.gateway.read_api import one, public
 
@@ -53,8 +52,7 @@ def _where() -> dict[str, Any]:
     if "tag" in args:
         where[tags.PAIRS] = tags.parse_filter(args["tag"])
     if "owner" in args:
-        owner = args["owner"]
-        where["owner"] = owner_label(g.principal.owner) if owner == "me" else owner
+        where["owner"] = owner_named(args["owner"])
     return where
 
 

@@ -21,12 +21,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, request
 
-from pipelinejobs.access.keys import owner_label
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.domain.identifiers import require_type
 from pipelinejobs.domain.subscriptions import Subscriptions, public
 from pipelinejobs.errors import NotFound, PermissionDenied, ValidationError
-from pipelinejobs.gateway.auth import requires
+from pipelinejobs.gateway.auth import caller_owner, requires
 from pipelinejobs.gateway.http import envelope, page_args, read_json_body
 
 bp = Blueprint("webhooks", __name__)
@@ -37,17 +36,13 @@ def _subscriptions() -> Subscriptions:
     return subscriptions
 
 
-def _me() -> str:
-    return owner_label(g.principal.owner)
-
-
 def _visible(webhook_id: str) -> Document:
     """Subscription ``webhook_id`` if the caller may see it; NotFound otherwise."""
     try:
         sub = _subscriptions().get(webhook_id)
     except NotFound:
         sub = None
-    if sub is None or (not g.principal.is_admin and sub.get("owner") != _me()):
+    if sub is None or (not g.principal.is_admin and sub.get("owner") != caller_owner()):
         raise NotFound(f"no webhook subscription {webhook_id}", id=webhook_id)
     return sub
 
@@ -72,7 +67,7 @@ def _check_own(body: Any) -> None:
             except ValidationError as exc:
                 raise ValidationError(f"{path}: {exc.message}", path=path) from exc
             doc = store.get(collection, value)
-            if doc is None or doc.get("owner") != _me():
+            if doc is None or doc.get("owner") != caller_owner():
                 raise PermissionDenied(
                     f"{path}: {value} is not one of this key's {collection}", path=path
                 )
@@ -87,7 +82,7 @@ def create_webhook() -> Any:
     gateway = current_app.config["PIPELINEJOBS"]
     made, secret = _subscriptions().create(
         body,
-        owner=_me(),
+        owner=caller_owner(),
         role=g.principal.role,
         allow_private=gateway.config.webhooks_allow_private,
     )
@@ -105,10 +100,10 @@ def list_webhooks() -> Any:
     """Subscriptions, newest first: all of them for an admin key (or one owner's
     with ``owner``), the caller's own for any other."""
     limit, cursor = page_args()
-    owner: str | None = _me()
+    owner: str | None = caller_owner()
     if g.principal.is_admin:
         wanted = request.args.get("owner")
-        owner = _me() if wanted == "me" else wanted
+        owner = caller_owner() if wanted == "me" else wanted
     page = _subscriptions().page(owner, limit=limit, after=cursor)
     return envelope({"webhooks": [public(s) for s in page.items], "next": page.next})
 
