@@ -68,13 +68,9 @@ class World:
         return sorted(job["uuid"] for job in result["jobs"])
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def world(
-    request: pytest.FixtureRequest,
-    build: Callable[..., tuple[Runtime, Flask]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    rt, app = build(request.param)
+def make_world(rt: Runtime, app: Flask, monkeypatch: pytest.MonkeyPatch) -> World:
+    """A world on ``rt``/``app``: messages delivered as they are published, an admin
+    key, two user keys, and the app pipeline registered."""
     deliver_on_publish(rt, monkeypatch)
     keys = app.config["PIPELINEJOBS"].keys
     made = {who: keys.create(role) for who, role in (("admin", "admin"), ("user", "user"))}
@@ -87,6 +83,15 @@ def world(
     )
     w.done("pipelines-manager", APP_PIPELINE, "admin")
     return w
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def world(
+    request: pytest.FixtureRequest,
+    build: Callable[..., tuple[Runtime, Flask]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    return make_world(*build(request.param), monkeypatch)
 
 
 def test_a_launch_records_its_owner_and_tags(world: World) -> None:

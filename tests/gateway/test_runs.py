@@ -12,8 +12,8 @@ from flask import Flask
 
 from pipelinejobs.domain import runs as runs_domain
 from pipelinejobs.runtime.dispatch import Runtime
-from tests.gateway.conftest import APP_PIPELINE, deliver_on_publish, error_of, result_of, token_of
-from tests.gateway.test_job_tags import APP_ID, World, bearer
+from tests.gateway.conftest import error_of, result_of, token_of
+from tests.gateway.test_job_tags import APP_ID, World, make_world
 
 OTHER_PIPELINE = {
     "name": "Other",
@@ -27,18 +27,7 @@ def world(
     build: Callable[..., tuple[Runtime, Flask]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> World:
-    rt, app = build(request.param)
-    deliver_on_publish(rt, monkeypatch)
-    keys = app.config["PIPELINEJOBS"].keys
-    made = {who: keys.create(role) for who, role in (("admin", "admin"), ("user", "user"))}
-    made["other"] = keys.create("user")
-    w = World(
-        rt,
-        app.test_client(),
-        *(bearer(made[who][0]) for who in ("admin", "user", "other")),
-        ids={who: doc["id"][:12] for who, (_, doc) in made.items()},
-    )
-    w.done("pipelines-manager", APP_PIPELINE, "admin")
+    w = make_world(*build(request.param), monkeypatch)
     w.done("pipelines-manager", OTHER_PIPELINE, "admin")
     return w
 

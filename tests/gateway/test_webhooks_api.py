@@ -13,8 +13,8 @@ import pytest
 from flask import Flask
 
 from pipelinejobs.runtime.dispatch import Runtime
-from tests.gateway.conftest import APP_PIPELINE, deliver_on_publish, error_of, result_of
-from tests.gateway.test_job_tags import World, bearer
+from tests.gateway.conftest import APP_PIPELINE, error_of, result_of
+from tests.gateway.test_job_tags import World, bearer, make_world
 from tests.gateway.test_runs import create_run
 from tests.webhook_receiver import Receiver, receiver
 
@@ -25,19 +25,8 @@ def world(
     build: Callable[..., tuple[Runtime, Flask]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> World:
-    rt, app = build(request.param, webhooks={"retry_base": 0.001, "retry_cap": 0.01})
-    deliver_on_publish(rt, monkeypatch)
-    keys = app.config["PIPELINEJOBS"].keys
-    made = {who: keys.create(role) for who, role in (("admin", "admin"), ("user", "user"))}
-    made["other"] = keys.create("user")
-    w = World(
-        rt,
-        app.test_client(),
-        *(bearer(made[who][0]) for who in ("admin", "user", "other")),
-        ids={who: doc["id"][:12] for who, (_, doc) in made.items()},
-    )
-    w.done("pipelines-manager", APP_PIPELINE, "admin")
-    return w
+    fast = {"retry_base": 0.001, "retry_cap": 0.01}  # retries without waiting
+    return make_world(*build(request.param, webhooks=fast), monkeypatch)
 
 
 @pytest.fixture
