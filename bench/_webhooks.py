@@ -1,9 +1,11 @@
 """``bench/events.py --webhooks N``: the max-rate phase with N webhook subscriptions
-active next to the same phase without any (issue 16's target: within 0.8x).
+active next to the same phase without any (issue 16's target: within 0.8x) — once
+with one event per POST (``batch`` 1, the default) and once with ``--batch B``
+events per POST at most.
 
 Each side starts a fresh system (the same mode and counts), launches the jobs
-(setup), then — on the webhook side only — starts a receiver on loopback (a
-threaded ``http.server`` in this process, answering 204) and subscribes it N times
+(setup), then — on the webhook sides only — starts a receiver on loopback (a
+threaded ``http.server`` in a process of its own, answering 204) and subscribes it N times
 with an empty filter, so every event of the phase is delivered N times. The phase is
 the usual one: N jobs' walks POSTed by C clients, timed until every event is in its
 job's history (events/s). The webhook side then waits until the receiver has every
@@ -14,6 +16,8 @@ after the last event became visible.
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -28,42 +32,79 @@ from _system import launch_jobs, start_system
 
 
 class Receiver:
-    """Counts deliveries (distinct delivery ids) on 127.0.0.1."""
+    """Counts deliveries (distinct delivery ids) on 127.0.0.1, in a process of its own —
+    as a receiver is somewhere else, not sharing the benchmark clients' interpreter
+    (it still shares the two cores). ``GET /stats`` tells what it got."""
 
     def __init__(self) -> None:
-        self.ids: set[str] = set()
-        self.posts = 0
-        self.last = 0.0
-        self.lock = threading.Lock()
-        receiver = self
+        parent, child = multiprocessing.Pipe()
+        self.process = multiprocessing.Process(target=_serve, args=(child,), daemon=True)
+        self.process.start()
+        port = parent.recv()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self._stats_url = f"http://127.0.0.1:{port}/stats"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver is
+    def stats(self) -> dict[str, Any]:
+        """``{distinct, posts, last}`` so far."""
+        return dict(requests.get(self._stats_url, timeout=30).json())
 
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.posts += 1
-                    receiver.ids.add(self.headers.get("X-PipelineJobs-Delivery") or "")
-                    receiver.last = time.time()
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True).start()
+    def clear(self) -> None:
+        requests.delete(self._stats_url, timeout=30).raise_for_status()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.process.terminate()
+        self.process.join(10)
 
 
-def one_side(args: argparse.Namespace, subscriptions: int, walks: Any, phase_of: Any) -> dict:
+def _serve(conn: Any) -> None:
+    """The receiver process: answers 204 to every POST, remembers delivery ids."""
+    ids: set[str] = set()
+    state = {"posts": 0, "last": 0.0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver is
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            got = [self.headers.get("X-PipelineJobs-Delivery") or ""]
+            if body.startswith(b'{"batch_id"'):  # a batch: its items' ids
+                got = [item["delivery_id"] for item in json.loads(body)["deliveries"]]
+            with lock:
+                state["posts"] += 1
+                ids.update(got)
+                state["last"] = time.time()
+            self._answer(204, b"")
+
+        def do_GET(self) -> None:  # noqa: N802
+            with lock:
+                stats = {"distinct": len(ids), "posts": state["posts"], "last": state["last"]}
+            self._answer(200, json.dumps(stats).encode())
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            with lock:
+                ids.clear()
+                state["posts"] = 0
+            self._answer(204, b"")
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    conn.send(server.server_port)
+    server.serve_forever(0.1)
+
+
+def one_side(
+    args: argparse.Namespace, subscriptions: int, walks: Any, phase_of: Any, batch: int = 1
+) -> dict:
     dl = Deadline(args.deadline)
     steps = ["run", *["update"] * args.updates, "finish"]
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp_name:
@@ -74,11 +115,11 @@ def one_side(args: argparse.Namespace, subscriptions: int, walks: Any, phase_of:
             jobs = launch_jobs(url, auth, args.jobs, args.clients, dl)
             if receiver is not None:
                 for _ in range(subscriptions):
-                    made = requests.post(f"{url}/webhooks", json={"url": receiver.url},
-                                         headers=auth, timeout=30)  # fmt: skip
+                    body = {"url": receiver.url, "batch": batch}
+                    made = requests.post(f"{url}/webhooks", json=body, headers=auth, timeout=30)
                     made.raise_for_status()
                 time.sleep(2.5)  # the workers' subscription cache (webhooks.cache_seconds)
-                receiver.ids.clear()  # only the measured phase's deliveries count
+                receiver.clear()  # only the measured phase's deliveries count
             phase = phase_of(url, auth, args)
             bodies = walks(jobs, steps, 0)
             records = phase.send(bodies, dl)
@@ -90,13 +131,13 @@ def one_side(args: argparse.Namespace, subscriptions: int, walks: Any, phase_of:
             }
             if receiver is not None:
                 want = subscriptions * len(bodies)
-                while len(receiver.ids) < want and time.monotonic() < dl.end:
+                while (got := receiver.stats())["distinct"] < want and time.monotonic() < dl.end:
                     time.sleep(0.1)
                 out |= {
-                    "deliveries": len(receiver.ids),
+                    "deliveries": got["distinct"],
                     "expected": want,
-                    "posts": receiver.posts,
-                    "drained_after_s": round(max(0.0, receiver.last - events["last"]), 2),
+                    "posts": got["posts"],
+                    "drained_after_s": round(max(0.0, got["last"] - events["last"]), 2),
                 }
             return out
         finally:
@@ -106,23 +147,28 @@ def one_side(args: argparse.Namespace, subscriptions: int, walks: Any, phase_of:
 
 
 def compare(args: argparse.Namespace, walks: Any, phase_of: Any) -> dict[str, Any]:
-    """Both sides and their ratio, printed and returned."""
+    """The three sides and their ratios, printed and returned."""
     if args.mode == "redis":  # production mode refuses loopback receivers (SSRF rule)
         os.environ["BENCH_ENV"] = (
             os.environ.get("BENCH_ENV", "") + " PIPELINEJOBS_WEBHOOKS_ALLOW_PRIVATE=true"
         )
     without = one_side(args, 0, walks, phase_of)
-    with_hooks = one_side(args, args.webhooks, walks, phase_of)
-    ratio = round(with_hooks["events_per_second"] / without["events_per_second"], 3)
+    sides = {
+        1: one_side(args, args.webhooks, walks, phase_of, 1),
+        args.batch: one_side(args, args.webhooks, walks, phase_of, args.batch),
+    }
     steps = 2 + args.updates
     print(f"mode {args.mode}; {args.jobs} jobs x {steps} events; {args.clients} clients")
-    print(f"events/s without webhooks:            {without['events_per_second']:>8.1f}  "
+    print(f"events/s without webhooks:              {without['events_per_second']:>8.1f}  "
           f"(p50 {without['p50_ms']} ms, p99 {without['p99_ms']} ms)")  # fmt: skip
-    print(f"events/s with {args.webhooks} subscriptions active: "
-          f"{with_hooks['events_per_second']:>8.1f}  (p50 {with_hooks['p50_ms']} ms, "
-          f"p99 {with_hooks['p99_ms']} ms)")  # fmt: skip
-    print(f"ratio: {ratio:.2f} (target >= 0.8)")
-    print(f"deliveries: {with_hooks['deliveries']}/{with_hooks['expected']} distinct "
-          f"({with_hooks['posts']} POSTs), the last {with_hooks['drained_after_s']} s after "
-          f"the last event was visible")  # fmt: skip
-    return {"without": without, "with": with_hooks, "ratio": ratio}
+    out: dict[str, Any] = {"without": without}
+    for batch, side in sides.items():
+        ratio = round(side["events_per_second"] / without["events_per_second"], 3)
+        print(f"with {args.webhooks} subscriptions, batch {batch:>3}:      "
+              f"{side['events_per_second']:>8.1f}  (p50 {side['p50_ms']} ms, "
+              f"p99 {side['p99_ms']} ms)  ratio {ratio:.2f} (target >= 0.8)")  # fmt: skip
+        print(f"  deliveries: {side['deliveries']}/{side['expected']} distinct in "
+              f"{side['posts']} POSTs, the last {side['drained_after_s']} s after the last "
+              f"event was visible")  # fmt: skip
+        out[f"batch_{batch}"] = side | {"ratio": ratio}
+    return out

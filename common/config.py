@@ -298,6 +298,9 @@ class WebhookSettings:
     #: How long (s) each process trusts its copy of the enabled subscriptions when
     #: deciding whether an applied event concerns any (a new one is heard of this late).
     cache_seconds: float = 2.0
+    #: How long (s) each process gathers the applied events subscriptions want before
+    #: sending the notifier one message for them all; 0: one message per event.
+    notice_window: float = 0.25
 
 
 @dataclass(frozen=True)

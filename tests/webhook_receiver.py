@@ -4,7 +4,7 @@ a thread, that checks each delivery's signature and keeps what it got.
 ``answer`` decides each request's status (200 by default; a test makes it 500 for a
 while). :meth:`Receiver.events` is what a careful receiver keeps: the deliveries
 whose signature verified, de-duplicated by delivery id, in the order of their first
-arrival.
+arrival — a batch (a subscription's ``batch`` > 1) counts as its items, in order.
 """
 
 from __future__ import annotations
@@ -46,10 +46,14 @@ class Receiver:
             arrivals = list(self.arrivals)
         for arrival in arrivals:
             assert arrival.signature_ok, arrival
-            assert arrival.body["delivery_id"] == arrival.delivery_id
-            if arrival.status < 300 and arrival.delivery_id not in seen:
-                seen.add(arrival.delivery_id)
-                out.append(arrival.body)
+            batched = "batch_id" in arrival.body
+            key = "batch_id" if batched else "delivery_id"
+            assert arrival.body[key] == arrival.delivery_id
+            items = arrival.body["deliveries"] if batched else [arrival.body]
+            for item in items if arrival.status < 300 else ():
+                if item["delivery_id"] not in seen:
+                    seen.add(item["delivery_id"])
+                    out.append(item)
         return out
 
     def by_job(self) -> dict[str, list[int]]:

@@ -1,17 +1,13 @@
-"""Webhook subscriptions in the store: made, listed, deleted, disabled; each one's
-per-job cursor; and the record of every delivery attempt.
+"""Webhook subscriptions in the store: made, listed, deleted, disabled; and the
+record of every delivery attempt. (Where each subscription is in each job's events:
+:mod:`pipelinejobs.domain.webhook_cursors`.)
 
-Three collections:
+Two collections:
 
 * ``webhooks``, one document per subscription: ``{id, url, filter, secret, owner,
-  role, enabled, failures, disabled_reason, created, updated}``. The secret is stored
+  role, batch, enabled, failures, disabled_reason, created, updated}``. The secret is stored
   because the notifier signs with it; :func:`public` is the only shape that leaves
   this module for the API and the console, and it has no secret.
-* ``webhook_cursors``, one per (subscription, job) that has had an event offered:
-  ``delivered_seq``, the newest of the job's events this subscription has been given
-  (delivered, or passed over by its filter). It only moves forward, by
-  compare-and-set: that is what keeps deliveries in order per job when several
-  notifier executions work on one job at once.
 * ``webhook_deliveries``: one record per attempt (status code, error, duration),
   newest first per subscription.
 
@@ -31,15 +27,16 @@ from pipelinejobs.adapters.store.cas import DEFAULT_RETRIES, Change, compare_and
 from pipelinejobs.domain import validation
 from pipelinejobs.domain.clock import Clock, now, system_clock
 from pipelinejobs.domain.webhooks import WebhookFilter, check_url
-from pipelinejobs.errors import DuplicateDocument, NotFound, ValidationError
+from pipelinejobs.errors import NotFound, ValidationError
 
 SUBSCRIPTIONS = "webhooks"
-CURSORS = "webhook_cursors"
 DELIVERIES = "webhook_deliveries"
 #: Fields never shown outside this module.
 PRIVATE = ("secret", "version")
 MIN_SECRET = 16
 MAX_SECRET = 256
+#: Most events one delivery (one POST) may carry (a subscription's ``batch``).
+MAX_BATCH = 500
 
 
 def public(doc: Mapping[str, Any]) -> Document:
@@ -68,11 +65,11 @@ class Subscriptions:
         allow_private: bool,
     ) -> tuple[Document, str]:
         """A new subscription from a request body ``{url, filter?, secret?,
-        description?}``; (its public form, its secret) — the secret is shown this once.
+        description?, batch?}``; (its public form, its secret) — the secret is shown this once.
         ``owner``: the creating key's listed id; ``role``: its role."""
         if not isinstance(body, Mapping):
             raise ValidationError("the body must be a JSON object", path="")
-        unknown = sorted(set(body) - {"url", "filter", "secret", "description"})
+        unknown = sorted(set(body) - {"url", "filter", "secret", "description", "batch"})
         if unknown:
             raise ValidationError(f"unknown field {unknown[0]!r}", path=unknown[0])
         url = check_url(body.get("url"), allow_private=allow_private)
@@ -88,6 +85,13 @@ class Subscriptions:
         description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 500:
             raise ValidationError("description must be text of at most 500", path="description")
+        batch = body.get("batch", 1)
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+            raise ValidationError(
+                f"batch must be an integer from 1 (one event per delivery) to {MAX_BATCH}, "
+                f"not {batch!r}",
+                path="batch",
+            )
         # The checks above name the field in their own words; the schema (the OpenAPI
         # document's request body) is the backstop, so the two cannot disagree.
         validation.validate("webhook_subscription", dict(body))
@@ -98,6 +102,7 @@ class Subscriptions:
             "filter": flt.as_json(),
             "secret": secret,
             "description": description,
+            "batch": batch,
             "owner": owner,
             "role": role,
             "enabled": True,
@@ -187,49 +192,6 @@ class Subscriptions:
             self.store, SUBSCRIPTIONS, sub_id, change, retries=self.retries,
             what=f"webhook {sub_id}",
         )  # fmt: skip
-
-    # -- cursors -------------------------------------------------------------------------
-
-    def cursor(self, sub_id: str, job_uuid: str) -> Document:
-        """The (subscription, job) cursor, made at ``delivered_seq`` 0 if new."""
-        key = f"{sub_id}:{job_uuid}"
-        doc = self.store.get(CURSORS, key)
-        if doc is not None:
-            return doc
-        try:
-            return self.store.insert(CURSORS, {"id": key, "delivered_seq": 0})
-        except DuplicateDocument:
-            found = self.store.get(CURSORS, key)
-            assert found is not None  # inserted by the one that beat us; never deleted
-            return found
-
-    def advance(self, cursor: Document, seq: int) -> Document:
-        """Move ``cursor`` forward to ``seq`` (never back: another execution may have
-        got further), ending any retry it was waiting on; the cursor as it is then."""
-        while int(cursor.get("delivered_seq") or 0) < seq:
-            moved = self.store.update(
-                CURSORS, cursor["id"], version=cursor["version"],
-                set={"delivered_seq": seq, "retry": None},
-            )  # fmt: skip
-            if moved is not None:
-                return moved
-            cursor = self.cursor_by_id(cursor["id"])
-        return cursor
-
-    def cursor_by_id(self, key: str) -> Document:
-        doc = self.store.get(CURSORS, key)
-        if doc is None:
-            raise NotFound(f"no webhook cursor {key}", key=key)
-        return doc
-
-    def await_retry(self, cursor: Document, retry: Mapping[str, Any]) -> Document | None:
-        """Note on ``cursor`` (as read) that retry ``{attempt, since, at}`` is scheduled:
-        until it is due, new notices leave this (subscription, job) to it, so one
-        failing receiver costs one chain of retries per job, not one per event. None
-        if another execution changed the cursor since the read."""
-        return self.store.update(
-            CURSORS, cursor["id"], version=cursor["version"], set={"retry": dict(retry)}
-        )
 
     # -- delivery records ----------------------------------------------------------------
 

@@ -197,6 +197,52 @@ def payload(subscription: str, record: Mapping[str, Any], job: Mapping[str, Any]
     }
 
 
+def batch(subscription: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a delivery of several events says (a subscription with ``batch`` > 1):
+    each event's :func:`payload` in order (per job, the log's order), and a batch id
+    derived from their delivery ids — a receiver de-duplicates on each item's
+    ``delivery_id``, since a repeated batch may hold more or fewer events."""
+    ids = "\x1f".join(str(d["delivery_id"]) for d in documents)
+    digest = hashlib.sha256(f"webhook-batch\x1f{subscription}\x1f{ids}".encode())
+    return {"batch_id": digest.hexdigest()[:32], "subscription": subscription,
+            "deliveries": documents}  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Encoded:
+    """The bytes :func:`body_of` makes of :func:`payload` and :func:`batch` documents,
+    made from parts: an event's ``event`` and ``job`` objects are encoded once and
+    reused for every subscription it goes to (ten subscriptions used to encode each
+    event ten times). Byte for byte what ``body_of`` gives (the tests compare)."""
+
+    def __init__(self, record: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+        whole = payload("", record, job)
+        self.event_uuid = str(record["uuid"])
+        self.event = whole["event"]
+        self._parts = f',"event":{_dumps(whole["event"])},"job":{_dumps(whole["job"])}'
+
+    def item(self, subscription: str) -> tuple[str, str]:
+        """(delivery id, the JSON text of this event's delivery to ``subscription``)."""
+        ident = delivery_id(subscription, self.event_uuid)
+        return (
+            ident,
+            f'{{"delivery_id":"{ident}"{self._parts},"subscription":{_dumps(subscription)}}}',
+        )
+
+
+def encoded_batch(subscription: str, items: list[tuple[str, str]]) -> tuple[str, bytes]:
+    """(batch id, body) of a :func:`batch` of already encoded items."""
+    ids = "\x1f".join(ident for ident, _ in items)
+    batch_id = hashlib.sha256(f"webhook-batch\x1f{subscription}\x1f{ids}".encode()).hexdigest()[:32]
+    text = ",".join(body for _, body in items)
+    return batch_id, (
+        f'{{"batch_id":"{batch_id}","deliveries":[{text}],"subscription":{_dumps(subscription)}}}'
+    ).encode()
+
+
 def body_of(document: Mapping[str, Any]) -> bytes:
     """The exact bytes delivered and signed (compact, sorted: one body per payload)."""
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

@@ -90,6 +90,12 @@ def schemas() -> dict[str, dict[str, Any]]:
         "owner": STRING,
         "role": STRING,
         "enabled": {"type": "boolean"},
+        "batch": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 500,
+            "description": "most events per POST; 1: one event per POST",
+        },
         "failures": {"type": "integer", "minimum": 0},
         "disabled_reason": NULLABLE,
         "created": STRING,
@@ -111,6 +117,18 @@ def schemas() -> dict[str, dict[str, Any]]:
         duration_ms={"type": "number"},
         attempt={"type": "integer"},
         execution=STRING,
+        events={"type": "integer", "minimum": 1, "description": "events the POST carried"},
+        items={
+            "type": "array",
+            "description": "a batch's events (subscriptions with batch > 1)",
+            "items": oas._object(
+                ["delivery_id", "job_uuid", "seq"],
+                delivery_id=STRING,
+                job_uuid=STRING,
+                seq={"type": "integer"},
+                event=NULLABLE,
+            ),
+        },
     )
     return {
         "Webhook": oas._object(required, **subscription),

@@ -446,6 +446,7 @@ class Runtime:
         return self.reconciler.reap_lost_launches()
 
     def close(self) -> None:
+        self.notices.flush()
         self.webhook_sender.close()
         if self.bus is not None:
             self.bus.close()

@@ -15,6 +15,7 @@ import pytest
 
 from pipelinejobs.adapters.store.base import Document
 from pipelinejobs.domain import webhooks
+from pipelinejobs.domain.webhook_cursors import Cursors
 from pipelinejobs.runtime.dispatch import Runtime
 from tests.support import make_runtime, stub
 from tests.webhook_receiver import Receiver, receiver
@@ -25,7 +26,8 @@ PIPELINE = {
 }
 #: run, update, finish after create: four events per job.
 WALK = ("run", "update", "finish")
-FAST = {"retry_base": 0.001, "retry_cap": 0.01, "timeout": 2.0, "cache_seconds": 0.0}
+FAST = {"retry_base": 0.001, "retry_cap": 0.01, "timeout": 2.0, "cache_seconds": 0.0,
+        "notice_window": 0.0}  # fmt: skip
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -42,11 +44,17 @@ def hook() -> Iterator[Receiver]:
 
 
 def subscribe(
-    rt: Runtime, hook: Receiver, owner: str = "admin0000000", role: str = "admin", **filter: Any
+    rt: Runtime,
+    hook: Receiver,
+    owner: str = "admin0000000",
+    role: str = "admin",
+    batch: int = 1,
+    **filter: Any,
 ) -> Document:
     made, secret = rt.notices.subscriptions.create(
-        {"url": hook.url, "filter": filter}, owner=owner, role=role, allow_private=True
-    )
+        {"url": hook.url, "filter": filter, "batch": batch},
+        owner=owner, role=role, allow_private=True,
+    )  # fmt: skip
     hook.secret = secret
     rt.notices.forget()
     return made
@@ -145,9 +153,7 @@ def test_a_redelivered_notice_repeats_delivery_ids_only(rt: Runtime, hook: Recei
     stub(rt).join()
     before = [a.delivery_id for a in hook.arrivals]
     # As if a worker died after posting but before moving the cursor: it is redone.
-    cursor = rt.notices.subscriptions.cursor(sub["id"], uuid)
-    rt.store.update("webhook_cursors", cursor["id"], version=cursor["version"],
-                    set={"delivered_seq": 2})  # fmt: skip
+    Cursors(rt.store).reset(uuid, sub["id"], 2)
     rt.submit("notifier", {"job_uuid": uuid, "seq": 4}, role="admin")
     stub(rt).join()
     assert [a.delivery_id for a in hook.arrivals] == before + before[2:]
@@ -271,3 +277,83 @@ def test_the_readme_verification_example_accepts_a_delivery(rt: Runtime, hook: R
     assert namespace["receive"](body, headers, hook.secret, seen) is None
     with pytest.raises(PermissionError):
         namespace["receive"](body + b" ", headers, hook.secret, seen)
+
+
+@pytest.fixture
+def gathering(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime whose notice window never ends by itself: the test flushes it."""
+    runtime = make_runtime(tmp_path, "sqlite", webhooks={**FAST, "notice_window": 3600.0})
+    yield runtime
+    runtime.close()
+
+
+def notices(rt: Runtime) -> list[dict[str, Any]]:
+    bus = stub(rt)
+    return [rt.executions.get(e)["message"] for a, e in bus.published if a == "notifier"]
+
+
+def test_events_in_one_window_make_one_notice_for_every_job(
+    gathering: Runtime, hook: Receiver
+) -> None:
+    rt = gathering
+    subscribe(rt, hook)
+    uuids = jobs(rt, 3)
+    assert notices(rt) == []  # gathered, not sent
+    rt.notices.flush()
+    [notice] = notices(rt)
+    assert notice == {"jobs": [{"job_uuid": u, "seq": 4} for u in uuids]}
+    rt.notices.flush()  # nothing new: nothing sent
+    assert len(notices(rt)) == 1
+    stub(rt).join()
+    all_in_order(hook, uuids)
+    # The next events open a new window; closing the runtime sends what it holds.
+    rt.jobs.apply(uuids[0], "index")
+    rt.close()
+    assert notices(rt)[-1] == {"jobs": [{"job_uuid": uuids[0], "seq": 5}]}
+
+
+def test_a_batch_subscription_gets_several_jobs_events_per_post(
+    gathering: Runtime, hook: Receiver
+) -> None:
+    rt = gathering
+    sub = subscribe(rt, hook, batch=5)
+    uuids = jobs(rt, 3)  # 12 events
+    rt.notices.flush()
+    stub(rt).join()
+    assert [len(a.body["deliveries"]) for a in hook.arrivals] == [5, 5, 2]
+    all_in_order(hook, uuids)
+    records = rt.notices.subscriptions.deliveries(sub["id"]).items
+    assert sorted(r["events"] for r in records) == [2, 5, 5]
+    assert {r["delivery_id"] for r in records} == {a.delivery_id for a in hook.arrivals}
+    items = [i["delivery_id"] for r in records for i in r["items"]]
+    assert sorted(items) == sorted(e["delivery_id"] for e in hook.events())
+
+
+def test_a_failing_batch_receiver_gets_retries_then_everything(
+    gathering: Runtime, hook: Receiver
+) -> None:
+    rt = gathering
+    sub = subscribe(rt, hook, batch=50)
+    hook.answer = lambda n: 500 if n < 3 else 200
+    uuids = jobs(rt, 4)
+    rt.notices.flush()
+    stub(rt).join()
+    all_in_order(hook, uuids)
+    assert [a.status for a in hook.arrivals[:3]] == [500, 500, 500]
+    retried = [e for a, e in stub(rt).published if a == "notifier" and e in stub(rt).delays]
+    assert retried, "each job left undelivered got a delayed retry"
+    assert rt.notices.subscriptions.get(sub["id"])["failures"] == 0
+
+
+def test_a_notice_naming_a_deleted_job_delivers_the_others(rt: Runtime, hook: Receiver) -> None:
+    subscribe(rt, hook)
+    [uuid] = jobs(rt, 1)
+    stub(rt).join()
+    before = len(hook.arrivals)
+    gone = "1073f4ff-c2b9-5190-bd9a-e6a406d90000"
+    rt.jobs.apply(uuid, "index")
+    rt.submit("notifier", {"jobs": [{"job_uuid": gone, "seq": 3}, {"job_uuid": uuid, "seq": 5}]},
+              role="admin")  # fmt: skip
+    stub(rt).join()
+    assert len(hook.arrivals) == before + 1
+    all_in_order(hook, [uuid], count=5)

@@ -35,13 +35,14 @@ def test_the_list_and_a_subscriptions_deliveries(
             allow_private=True,
         )  # fmt: skip
         theirs, theirs_secret = subs.create(
-            {"url": hook.url, "filter": {"events": ["finish"]}}, owner="someone00000",
+            {"url": hook.url, "filter": {"events": ["finish"]}, "batch": 5}, owner="someone00000",
             role="admin", allow_private=True,
         )  # fmt: skip
         hook.secret = theirs_secret
         runtime.notices.forget()
         job = a_job(runtime, pipeline=make_pipeline(runtime))
         runtime.jobs.apply(job["uuid"], "finish")
+        runtime.notices.flush()  # the notice window's gathered events, sent now
         stub(runtime).join()
         assert hook.events()
 
@@ -54,6 +55,10 @@ def test_the_list_and_a_subscriptions_deliveries(
     page = text_of(admin.get(f"/ui/webhooks/{theirs['id']}"))
     assert re.findall(r'<tr data-delivery="([^"]+)" data-status="200"', page)
     assert "finish" in page and job["uuid"] in page
+    assert 'id="batch">up to 5 events per POST' in page
+    assert "1 events of 1 job(s)" in page  # the batch's items, in the events cell's title
+    mine_page = text_of(user.get(f"/ui/webhooks/{mine['id']}"))
+    assert 'id="batch">one event per POST' in mine_page
     for text in (everyone, own, page):
         assert mine_secret not in text and theirs_secret not in text
     assert user.get(f"/ui/webhooks/{theirs['id']}").status_code == 404

@@ -196,3 +196,44 @@ def test_the_request_schema_states_the_same_rules() -> None:
     assert set(schema["properties"]["filter"]["properties"]) == set(WebhookFilter.FIELDS)
     for field in schema["properties"]["filter"]["properties"].values():
         assert field["maxItems"] == webhooks.MAX_VALUES
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"b": 1, "a": [1, 2.5, None, True]}, {"text": 'é ☃ \u2028 "quoted" \\ </script>'}],
+)
+def test_encoded_deliveries_are_the_same_bytes_as_the_documents(data: dict) -> None:
+    """Each event is encoded once for all subscriptions; what is posted must be what
+    ``body_of`` makes of the documented payload — one item and a batch."""
+    record = {"uuid": "108e0000-0000-5000-8000-000000000001", "name": "update",
+              "date": "2026-11-30T11:20:01.123Z", "seq": 3, "data": data,
+              "previous_state": "RUNNING"}  # fmt: skip
+    job = {**JOB, "tags": {"z": "1", "a": "ü"}}
+    encoded = webhooks.Encoded(record, job)
+    ident, text = encoded.item("wh-0123456789abcdef")
+    document = webhooks.payload("wh-0123456789abcdef", record, job)
+    assert ident == document["delivery_id"]
+    assert text.encode() == webhooks.body_of(document)
+    other = webhooks.Encoded({**record, "uuid": "108e0000-0000-5000-8000-000000000002"}, job)
+    items = [encoded.item("wh-0123456789abcdef"), other.item("wh-0123456789abcdef")]
+    batch_id, body = webhooks.encoded_batch("wh-0123456789abcdef", items)
+    documents = [
+        document,
+        webhooks.payload("wh-0123456789abcdef", {**record, "uuid": other.event_uuid}, job),
+    ]
+    expected = webhooks.batch("wh-0123456789abcdef", documents)
+    assert body == webhooks.body_of(expected) and batch_id == expected["batch_id"]
+
+
+@pytest.mark.parametrize("batch", [0, 501, -1, "10", 2.5, True, None])
+def test_a_subscriptions_batch_is_refused_outside_1_to_500(batch: object) -> None:
+    subs = Subscriptions(MemoryStore())
+    with pytest.raises(ValidationError) as caught:
+        subs.create({"url": "http://x.org/h", "batch": batch}, owner="o", role="user",
+                    allow_private=False)  # fmt: skip
+    assert caught.value.detail.get("path") == "batch" and "1" in caught.value.message
+    made, _ = subs.create({"url": "http://x.org/h", "batch": 500}, owner="o", role="user",
+                          allow_private=False)  # fmt: skip
+    assert made["batch"] == 500
+    assert subs.create({"url": "http://x.org/h"}, owner="o", role="user",
+                       allow_private=False)[0]["batch"] == 1  # fmt: skip
