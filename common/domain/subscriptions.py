@@ -187,6 +187,21 @@ class Subscriptions:
 
         return self._cas(sub_id, change)
 
+    def enable(self, sub_id: str) -> Document:
+        """Enable a subscription again (after its receiver was fixed): failures back
+        to 0, the reason cleared, and ``enabled_at`` noted — retry windows count from
+        it, so a chain that began before the subscription was disabled does not
+        disable it again at once. The subscription as written."""
+
+        def change(doc: Document) -> Change | None:
+            if doc.get("enabled"):
+                return None
+            date = now(self.clock)
+            return Change(set={"enabled": True, "failures": 0, "disabled_reason": None,
+                               "enabled_at": date, "updated": date})  # fmt: skip
+
+        return self._cas(sub_id, change)
+
     def _cas(self, sub_id: str, change: Any) -> Document:
         return compare_and_set(
             self.store, SUBSCRIPTIONS, sub_id, change, retries=self.retries,

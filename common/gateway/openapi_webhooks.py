@@ -56,6 +56,15 @@ def paths(builder: Operations) -> dict[str, Any]:
                 path=(sub_id,),
             ),  # fmt: skip
         },
+        "/webhooks/{webhook_id}/enable": {
+            "post": builder.op(
+                "webhooks.enable_webhook",
+                "Enable a disabled subscription again: failures to 0; each job's deliveries "
+                "resume from where they stopped at its next event",
+                _responses(_ok("Webhook"), "400 401 403 404 413 415 503"),
+                path=(sub_id,),
+            )
+        },
         "/webhooks/{webhook_id}/deliveries": {
             "get": builder.op(
                 "webhooks.webhook_deliveries",
@@ -98,6 +107,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         },
         "failures": {"type": "integer", "minimum": 0},
         "disabled_reason": NULLABLE,
+        "enabled_at": STRING,
         "created": STRING,
         "updated": STRING,
     }

@@ -125,6 +125,20 @@ def delete_webhook(webhook_id: str) -> Any:
     return envelope({"id": webhook_id, "deleted": True})
 
 
+@bp.post("/webhooks/<webhook_id>/enable")
+@requires("UPDATE", keys_only=True)
+def enable_webhook(webhook_id: str) -> Any:
+    """Enable a disabled subscription again (its receiver is fixed): deliveries resume
+    for each job from where they stopped, at the job's next event."""
+    read_json_body(allow_empty=True)
+    sub = _visible(webhook_id)
+    was = bool(sub.get("enabled"))
+    enabled = _subscriptions().enable(webhook_id)
+    current_app.config["PIPELINEJOBS"].runtime.notices.forget()
+    message = "already enabled" if was else "subscription enabled"
+    return envelope(public(enabled), message)
+
+
 @bp.get("/webhooks/<webhook_id>/deliveries")
 @requires("READ", keys_only=True)
 def webhook_deliveries(webhook_id: str) -> Any:

@@ -152,6 +152,8 @@ class Delivery:
     def _mine(self, pending: Any) -> bool:
         """Whether this execution delivers the job (not when a retry chain it is not
         is pending: that retry delivers everything undelivered by then)."""
+        if pending and str(pending.get("due") or "") < str(self.sub.get("enabled_at") or ""):
+            pending = None  # a chain dropped when the subscription was disabled
         if not pending:
             return self.attempt is None
         if self.attempt is not None:
@@ -238,6 +240,7 @@ class Delivery:
         for uuid, item in first.items():
             pending = self.pending.get(uuid) or {}
             since = self.since or pending.get("since") or now(clock)
+            since = max(since, str(sub.get("enabled_at") or ""))  # re-enabled since then
             if clock() - parse(since) > float(self.settings.retry_for):
                 self.subs.disable(
                     sub["id"],

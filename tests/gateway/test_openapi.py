@@ -197,10 +197,10 @@ def test_schemathesis_reads_every_operation(client: FlaskClient) -> None:
 
     assert all(op.ok() for op in operations)
     # 32 of Abaco v2 and the read API (4 of them runs', 1 of those the graph; 2 bulk
-    # actions'; the notifier's messages), 5 webhooks' (issue 16), 6 of Abaco v2
+    # actions'; the notifier's messages), 6 webhooks' (issue 16), 6 of Abaco v2
     # discovery and results, each of the 18 actor operations again under Tapis v3's
     # /v3/actors, and its tenants and sites.
-    total = 32 + 5 + 6 + 18 + 2
+    total = 32 + 6 + 6 + 18 + 2
     assert len(operations) == sum(len(ops) for ops in data["paths"].values()) == total
 
 

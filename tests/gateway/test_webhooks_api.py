@@ -178,3 +178,32 @@ def test_a_twenty_job_run_reaches_the_receiver_once_in_order_signed(
 
 
 APP_ID = APP_PIPELINE["components"][0]["id"]  # type: ignore[index]
+
+
+def test_a_disabled_subscription_is_enabled_again_and_catches_up(
+    build: Callable[..., tuple[Runtime, Flask]], monkeypatch: pytest.MonkeyPatch, hook: Receiver
+) -> None:
+    """Disabled after 3 failures; enabled again by its owner (not by another key);
+    the job's next event delivers everything it had not delivered, in order."""
+    settings = {"retry_base": 0.001, "retry_cap": 0.01, "max_failures": 3}
+    world = make_world(*build("sqlite", webhooks=settings), monkeypatch)
+    hook.answer = lambda n: 500
+    sub = subscribe(world, hook)
+    uuid = world.launch("sample.tacc.enable")["uuid"]
+
+    def shown() -> dict[str, Any]:
+        return result_of(world.client.get(f"/webhooks/{sub['id']}", headers=world.user))
+
+    hook.wait_for(lambda: not shown()["enabled"], timeout=20)
+    assert "3 consecutive failed deliveries" in shown()["disabled_reason"]
+    error_of(world.client.post(f"/webhooks/{sub['id']}/enable", headers=world.other), 404)
+    hook.answer = lambda n: 200
+    enabled = result_of(world.client.post(f"/webhooks/{sub['id']}/enable", headers=world.user))
+    assert enabled["enabled"] and enabled["failures"] == 0 and enabled["disabled_reason"] is None
+    assert "secret" not in enabled and enabled["enabled_at"]
+    again = world.client.post(f"/webhooks/{sub['id']}/enable", headers=world.user)
+    assert again.get_json()["message"] == "already enabled"
+    world.rt.notices.forget()
+    world.rt.jobs.apply(uuid, "index")  # the job's next event
+    count = int(world.rt.jobs.get(uuid)["event_count"])
+    hook.wait_for(lambda: hook.by_job().get(uuid) == list(range(1, count + 1)), timeout=20)
