@@ -92,7 +92,22 @@ class System:
         self.runtime.start_up(actors)
         self.bus.heartbeat = Heartbeat(self.runtime.store, kind="worker", clock=self.runtime.clock)
         workers = concurrency or self.config.bus.worker_concurrency or os.cpu_count() or 1
+        self._flush_notices_on_shutdown()
         self.bus.run_worker(actors, concurrency=workers, pool=pool, loglevel=loglevel)
+
+    def _flush_notices_on_shutdown(self) -> None:
+        """Send the webhook notices a process gathered before it exits (a prefork
+        child leaves with ``os._exit``: ``atexit`` does not run there)."""
+        from celery.signals import worker_process_shutdown, worker_shutdown
+
+        def flush(**_: Any) -> None:
+            try:
+                self.runtime.notices.flush()
+            except Exception:  # noqa: BLE001 - exiting; the jobs' next events deliver them
+                log.warning("webhook notices not sent at shutdown", exc_info=True)
+
+        worker_process_shutdown.connect(flush, weak=False)
+        worker_shutdown.connect(flush, weak=False)
 
     def start_embedded(self, actors: list[str] | None = None) -> System:
         """Start worker threads in this process (in-process broker unless configured)."""
