@@ -147,28 +147,33 @@ def one_side(
 
 
 def compare(args: argparse.Namespace, walks: Any, phase_of: Any) -> dict[str, Any]:
-    """The three sides and their ratios, printed and returned."""
+    """The three sides, ``--rounds`` times alternating (a shared machine's load drifts:
+    each round's ratio is of sides run next to each other), printed and returned."""
     if args.mode == "redis":  # production mode refuses loopback receivers (SSRF rule)
         os.environ["BENCH_ENV"] = (
             os.environ.get("BENCH_ENV", "") + " PIPELINEJOBS_WEBHOOKS_ALLOW_PRIVATE=true"
         )
-    without = one_side(args, 0, walks, phase_of)
-    sides = {
-        1: one_side(args, args.webhooks, walks, phase_of, 1),
-        args.batch: one_side(args, args.webhooks, walks, phase_of, args.batch),
-    }
     steps = 2 + args.updates
     print(f"mode {args.mode}; {args.jobs} jobs x {steps} events; {args.clients} clients")
-    print(f"events/s without webhooks:              {without['events_per_second']:>8.1f}  "
-          f"(p50 {without['p50_ms']} ms, p99 {without['p99_ms']} ms)")  # fmt: skip
-    out: dict[str, Any] = {"without": without}
-    for batch, side in sides.items():
-        ratio = round(side["events_per_second"] / without["events_per_second"], 3)
-        print(f"with {args.webhooks} subscriptions, batch {batch:>3}:      "
-              f"{side['events_per_second']:>8.1f}  (p50 {side['p50_ms']} ms, "
-              f"p99 {side['p99_ms']} ms)  ratio {ratio:.2f} (target >= 0.8)")  # fmt: skip
-        print(f"  deliveries: {side['deliveries']}/{side['expected']} distinct in "
-              f"{side['posts']} POSTs, the last {side['drained_after_s']} s after the last "
-              f"event was visible")  # fmt: skip
-        out[f"batch_{batch}"] = side | {"ratio": ratio}
-    return out
+    rounds: list[dict[str, Any]] = []
+    for number in range(1, args.rounds + 1):
+        without = one_side(args, 0, walks, phase_of)
+        print(f"round {number}: events/s without webhooks (baseline): "
+              f"{without['events_per_second']:>8.1f}  (p50 {without['p50_ms']} ms, "
+              f"p99 {without['p99_ms']} ms)")  # fmt: skip
+        out: dict[str, Any] = {"without": without}
+        for batch in dict.fromkeys((1, args.batch)):
+            side = one_side(args, args.webhooks, walks, phase_of, batch)
+            ratio = round(side["events_per_second"] / without["events_per_second"], 3)
+            print(f"  with {args.webhooks} subscriptions, batch {batch:>3}: "
+                  f"{side['events_per_second']:>8.1f}  (p50 {side['p50_ms']} ms, "
+                  f"p99 {side['p99_ms']} ms)  ratio {ratio:.2f} (target >= 0.8)")  # fmt: skip
+            print(f"    deliveries: {side['deliveries']}/{side['expected']} distinct in "
+                  f"{side['posts']} POSTs, the last {side['drained_after_s']} s after the "
+                  f"last event was visible")  # fmt: skip
+            out[f"batch_{batch}"] = side | {"ratio": ratio}
+        rounds.append(out)
+    for key in [k for k in rounds[0] if k.startswith("batch_")]:
+        ratios = sorted(r[key]["ratio"] for r in rounds)
+        print(f"{key}: ratio {ratios[0]:.2f}–{ratios[-1]:.2f} over {len(rounds)} round(s)")
+    return {"rounds": rounds}

@@ -315,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         "--batch", type=int, default=100, metavar="B",
         help="with --webhooks: the batched side's events per POST at most (subscription batch)",
     )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="with --webhooks: run the sides this many times, alternating",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.updates, args.clients, args.deadline = 6, 1, 2, 120
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         compared = _webhooks.compare(args, walks, Phase)
         if args.json:
             Path(args.json).write_text(json.dumps(compared, indent=2))
-        sides = [v for k, v in compared.items() if k.startswith("batch_")]
+        sides = [v for r in compared["rounds"] for k, v in r.items() if k.startswith("batch_")]
         return 0 if all(s["deliveries"] == s["expected"] for s in sides) else 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     dl, steps = Deadline(args.deadline), 2 + args.updates

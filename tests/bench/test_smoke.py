@@ -18,6 +18,7 @@ SCRIPTS = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswi
 MODES = [(s, []) for s in SCRIPTS] + [
     (ROOT / "bench" / "events.py", ["--mode", "redis"]),
     (ROOT / "bench" / "gateway.py", ["--mode", "embedded"]),
+    (ROOT / "bench" / "events.py", ["--webhooks", "2", "--batch", "5"]),
 ]
 
 
