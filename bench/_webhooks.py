@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _procs import Deadline, Procs
+from _procs import CpuMeter, Deadline, Procs, cpu_seconds
 from _system import launch_jobs, start_system
 
 
@@ -47,6 +47,10 @@ class Receiver:
     def stats(self) -> dict[str, Any]:
         """``{distinct, posts, last}`` so far."""
         return dict(requests.get(self._stats_url, timeout=30).json())
+
+    def cpu(self) -> float:
+        """CPU seconds the receiver process has used."""
+        return cpu_seconds(int(self.process.pid or 0))
 
     def clear(self) -> None:
         requests.delete(self._stats_url, timeout=30).raise_for_status()
@@ -122,6 +126,8 @@ def one_side(
                 receiver.clear()  # only the measured phase's deliveries count
             phase = phase_of(url, auth, args)
             bodies = walks(jobs, steps, 0)
+            meter = CpuMeter(procs).start()
+            receiver_cpu = receiver.cpu() if receiver is not None else 0.0
             records = phase.send(bodies, dl)
             events = phase.settle(bodies, records, args.jobs, dl)
             out: dict[str, Any] = {
@@ -133,12 +139,18 @@ def one_side(
                 want = subscriptions * len(bodies)
                 while (got := receiver.stats())["distinct"] < want and time.monotonic() < dl.end:
                     time.sleep(0.1)
+                meter.stop()
+                meter.spent["receiver"] = receiver.cpu() - receiver_cpu
                 out |= {
                     "deliveries": got["distinct"],
                     "expected": want,
                     "posts": got["posts"],
                     "drained_after_s": round(max(0.0, got["last"] - events["last"]), 2),
                 }
+            else:
+                meter.stop()
+            # Until the last delivery arrived: what webhooks cost, wherever it went.
+            out["cpu_ms"] = meter.per_item(len(bodies))
             return out
         finally:
             procs.stop_all()
@@ -161,6 +173,7 @@ def compare(args: argparse.Namespace, walks: Any, phase_of: Any) -> dict[str, An
         print(f"round {number}: events/s without webhooks (baseline): "
               f"{without['events_per_second']:>8.1f}  (p50 {without['p50_ms']} ms, "
               f"p99 {without['p99_ms']} ms)")  # fmt: skip
+        print(f"    CPU ms per event: {_cpu(without['cpu_ms'])}")
         out: dict[str, Any] = {"without": without}
         for batch in dict.fromkeys((1, args.batch)):
             side = one_side(args, args.webhooks, walks, phase_of, batch)
@@ -168,6 +181,7 @@ def compare(args: argparse.Namespace, walks: Any, phase_of: Any) -> dict[str, An
             print(f"  with {args.webhooks} subscriptions, batch {batch:>3}: "
                   f"{side['events_per_second']:>8.1f}  (p50 {side['p50_ms']} ms, "
                   f"p99 {side['p99_ms']} ms)  ratio {ratio:.2f} (target >= 0.8)")  # fmt: skip
+            print(f"    CPU ms per event: {_cpu(side['cpu_ms'])}")
             print(f"    deliveries: {side['deliveries']}/{side['expected']} distinct in "
                   f"{side['posts']} POSTs, the last {side['drained_after_s']} s after the "
                   f"last event was visible")  # fmt: skip
@@ -177,3 +191,7 @@ def compare(args: argparse.Namespace, walks: Any, phase_of: Any) -> dict[str, An
         ratios = sorted(r[key]["ratio"] for r in rounds)
         print(f"{key}: ratio {ratios[0]:.2f}–{ratios[-1]:.2f} over {len(rounds)} round(s)")
     return {"rounds": rounds}
+
+
+def _cpu(per_event: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:.2f}" for name, ms in per_event.items())
