@@ -40,7 +40,7 @@ from pipelinejobs.access.keys import ADMIN
 from pipelinejobs.adapters.store.base import Document, In
 from pipelinejobs.domain import webhooks
 from pipelinejobs.domain.subscriptions import Subscriptions
-from pipelinejobs.domain.webhook_cursors import Cursors, Move
+from pipelinejobs.domain.webhook_cursors import Cursors, Move, position
 from pipelinejobs.errors import PermissionDenied
 from pipelinejobs.runtime.actor import Actor, Context, Message, Params
 from pipelinejobs.runtime.deliveries import Delivery, EventCache
@@ -95,6 +95,10 @@ class Notifier(Actor):
                     attempt=body.get("attempt"), since=body.get("since"),
                 )  # fmt: skip
                 deliveries.append((delivery, taken))
+        events.prefetch([
+            (job, position(read[job["uuid"]], d.sub["id"])[0]) for d, taken in deliveries
+            for job in taken
+        ])  # fmt: skip
         try:
             # Each subscription's deliveries on a thread of their own: receivers are
             # waited on together (their positions are settled together below).

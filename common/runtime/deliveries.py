@@ -48,6 +48,7 @@ class EventCache:
         self.store = store
         self._pages: dict[tuple[str, int], list[Document]] = {}
         self._encoded: dict[str, webhooks.Encoded] = {}
+        self._read: dict[tuple[str, int], list[Document]] = {}
         self._lock = threading.Lock()  # deliveries to several subscriptions run at once
 
     def state(self, record: Document) -> str | None:
@@ -63,8 +64,17 @@ class EventCache:
             found = self._encoded[key] = webhooks.Encoded(record, job)
         return found
 
+    def prefetch(self, wanted: list[tuple[Document, int]]) -> None:
+        """Read every (job, position)'s records at once (one query per distinct
+        position: :func:`~pipelinejobs.domain.job_log.read_after_many`)."""
+        distinct = {(job["uuid"], start): (job, start) for job, start in wanted}
+        self._read.update(job_log.read_after_many(self.store, list(distinct.values())))
+
     def after(self, job: Document, start: int) -> list[Document]:
         """Every record of ``job``'s log after ``start`` (up to its ``event_count``)."""
+        ready = self._read.get((job["uuid"], start))
+        if ready is not None:
+            return ready
         out: list[Document] = []
         newest = int(job.get("event_count") or 0)
         while start < newest:

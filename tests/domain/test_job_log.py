@@ -140,3 +140,43 @@ def test_converting_replays_what_the_table_still_allows():
     assert [r["previous_state"] for r in records] == [None, "CREATED", "RUNNING", "FINISHED", None]
     assert len({r["uuid"] for r in records}) == 5
     assert records[1]["date"] == job["updated"]
+
+
+def test_reading_many_jobs_after_their_positions_matches_reading_each(any_store, clock):
+    """Jobs at the same position are read in one query; whatever the grouping, each
+    (job, position) gets exactly what reading that job alone gives."""
+    jobs = Jobs(any_store, IDS, clock=clock)
+    uuids = [str(jobs.create(pipeline_uuid=PIPELINE, linkage=[f"s.m{i}"], data={}).job["uuid"])
+             for i in range(4)]  # fmt: skip
+    for n in range(3):
+        for uuid in uuids[:3]:
+            jobs.apply(uuid, "update", {"n": n})
+    legacy = legacy_job(jobs, ["create", "run", "finish"])
+    docs = [jobs.get(u) for u in uuids]
+    jobs.apply(uuids[0], "run")  # after the read: not part of what the job says
+    wanted = [(docs[0], 1), (docs[1], 1), (docs[2], 2), (docs[3], 1), (docs[0], 3), (legacy, 1)]
+    got = job_log.read_after_many(any_store, wanted)
+    for job, after in wanted:
+        alone = job_log.read_records(any_store, job, after, job_log.PAGE)[0]
+        assert got[job["uuid"], after] == alone, (job["uuid"], after)
+    assert [r["seq"] for r in got[uuids[0], 1]] == [2, 3, 4]
+    assert got[uuids[3], 1] == []  # nothing after its create
+    assert [r["data"] for r in got[legacy["uuid"], 1]] == [{"i": 1}, {"i": 2}]
+    # A group too large for one query is read job by job, with the same answer.
+    small = job_log.read_after_many(any_store, wanted, most=2)
+    assert small == got
+
+
+def test_reading_many_takes_the_newest_from_the_job_when_the_log_lags(any_store, clock):
+    """As :func:`read_records` does (a store without transactions writes the log's
+    newest record after the job): the record the job holds is used."""
+    jobs = Jobs(any_store, IDS, clock=clock)
+    uuids = [job_with(jobs, 1), job_with(jobs, 1)]
+    lagging = jobs.get(uuids[1])
+    newest = lagging[LAST_RECORD]
+    any_store.delete("events", newest["uuid"])
+    got = job_log.read_after_many(any_store, [(jobs.get(uuids[0]), 0), (lagging, 0)])
+    count = int(lagging["event_count"])
+    assert [r["seq"] for r in got[uuids[1], 0]] == list(range(1, count + 1))
+    assert got[uuids[1], 0][-1]["uuid"] == newest["uuid"]
+    assert got[uuids[1], 0] == job_log.read_records(any_store, lagging, 0, 10)[0]
