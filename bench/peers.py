@@ -144,7 +144,8 @@ def retried(figures: dict[str, Any]) -> str:
     return (
         f"retried 503s {figures['retried_503']} ({figures['database_locked_logged']} "
         f"'database is locked' logged), 429s {figures['retried_429']}, dropped "
-        f"connections {figures['retried_connection']}"
+        f"connections {figures['retried_connection']}; at most "
+        f"{figures['most_retries_of_one_request']} for one request"
     )
 
 
