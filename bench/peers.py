@@ -157,11 +157,19 @@ def summary(rounds: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str,
         rates = sorted(r[side][key]["per_second"] for r in rounds)
         p99s = sorted(r[side][key]["p99_ms"] for r in rounds)
         out[side] = {"per_second": [rates[0], rates[-1]], "p99_ms": [p99s[0], p99s[-1]]}
-        line = f"{label(side, opts)}: {rates[0]}–{rates[-1]}/s, p99 {p99s[0]}–{p99s[-1]} ms"
-        if side != "prefect":
+        line = f"{label(side, opts)}: {rates[0]}–{rates[-1]}/s"
+        if side == "prefect":
+            line += f", p99 {p99s[0]}–{p99s[-1]} ms"
+        else:
+            answered = sorted(r[side][key]["answered"]["p99_ms"] for r in rounds)
             ratios = sorted(r["ratios"][side] for r in rounds)
-            out[side]["ratio"] = [ratios[0], ratios[-1]]
-            line += f", ratio {ratios[0]:.2f}–{ratios[-1]:.2f}x (target {TARGET:.0f}x)"
+            out[side] |= {"answered_p99_ms": [answered[0], answered[-1]]}
+            out[side] |= {"ratio": [ratios[0], ratios[-1]]}
+            line += (
+                f", p99 answered {answered[0]}–{answered[-1]} ms, persisted "
+                f"{p99s[0]}–{p99s[-1]} ms, ratio {ratios[0]:.2f}–{ratios[-1]:.2f}x "
+                f"(target {TARGET:.0f}x)"
+            )
         print(line)
     return out
 
