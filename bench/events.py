@@ -119,6 +119,19 @@ class Phase:
         return out | {"failed_examples": sorted(set(failed.values()))[:3]}
 
 
+def max_rate(
+    phase: Phase, procs: Procs, jobs: list[tuple[str, str]], steps: list[str], dl: Deadline
+) -> tuple[dict[str, Any], list[dict], list[dict]]:
+    """The max-rate phase on ``jobs`` (its own function so ``bench/peers.py`` runs the
+    very same measurement): figures with CPU ms per event, the bodies, the records."""
+    bodies = walks(jobs, steps, 0)
+    meter = CpuMeter(procs).start()
+    records = phase.send(bodies, dl)
+    events = phase.settle(bodies, records, len(jobs), dl)
+    meter.stop()
+    return events | {"cpu_ms": meter.per_item(len(bodies))}, bodies, records
+
+
 def run_phases(
     args: argparse.Namespace, procs: Procs, url: str, auth: dict[str, str], dl: Deadline
 ) -> dict[str, Any]:
@@ -128,16 +141,11 @@ def run_phases(
     phase, n, per = Phase(url, auth, args), args.jobs, args.jobs * len(steps)
     out: dict[str, Any] = {}
 
-    bodies = walks(jobs[:n], steps, 0)
-    meter = CpuMeter(procs).start()
-    records = phase.send(bodies, dl)
-    events = phase.settle(bodies, records, n, dl)
-    meter.stop()
-    out["max"] = events | {"cpu_ms": meter.per_item(per)}
+    out["max"], bodies, records = max_rate(phase, procs, jobs[:n], steps, dl)
     out["accept_with_workers"] = accepted(records)
     out["bodies"] = bodies
 
-    rate = args.rate or round(events["per_second"] / 2, 1)
+    rate = args.rate or round(out["max"]["per_second"] / 2, 1)
     bodies = walks(jobs[n : 2 * n], steps, per)
     meter = CpuMeter(procs).start()
     records = phase.send(bodies, dl, rate)

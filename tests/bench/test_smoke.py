@@ -19,6 +19,8 @@ MODES = [(s, []) for s in SCRIPTS] + [
     (ROOT / "bench" / "events.py", ["--mode", "redis"]),
     (ROOT / "bench" / "gateway.py", ["--mode", "embedded"]),
     (ROOT / "bench" / "events.py", ["--webhooks", "2", "--batch", "5"]),
+    # Without its Prefect venv (as in CI) peers.py skips, saying why; with it, it runs.
+    (ROOT / "bench" / "peers.py", ["--venv", "/nonexistent/prefect-venv"]),
 ]
 
 
