@@ -38,10 +38,12 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 import urllib3
 
@@ -119,7 +121,11 @@ class DockerLauncher(WatchedLauncher):
                 engine=self.docker_url,
                 status=exc.status_code,
             ) from exc
-        except requests.exceptions.ConnectionError as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            # The connection closed mid-answer: an engine killed during a wait.
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise LauncherUnavailable(
                 f"the Docker engine at {self.docker_url} is not reachable ({doing}): "
                 f"{root_cause(exc)}",
@@ -212,6 +218,30 @@ class DockerLauncher(WatchedLauncher):
         finally:
             handle.client.close()
 
+    def reap(self, started: Mapping[str, Any], log_path: Path) -> None:
+        """The container of a launch whose supervisor was lost: nobody will report its
+        end, and its job is failed, so its output is appended to the job's log and it
+        is removed (killed first if it still runs). Gone already: nothing to do."""
+        short = str(started.get("container") or "")
+        if not short:
+            return
+        client = self.connect()
+        try:
+            with self.engine(f"finding container {short}"):
+                try:
+                    container = client.containers.get(short)
+                except docker.errors.NotFound:
+                    return
+            with self.engine(f"reading the logs of container {short}"):
+                output = container.logs(stdout=True, stderr=True)
+            with open(log_path, "ab") as out:
+                out.write(output)
+            with self.engine(f"removing container {short}"):
+                container.remove(force=True)
+            log.warning("container %s of a lost launch removed", short)
+        finally:
+            client.close()
+
     def describe(self, handle: Running) -> dict[str, Any]:
         return {"container": handle.container.id[:12], "image": handle.image}
 
@@ -220,15 +250,28 @@ class DockerLauncher(WatchedLauncher):
 
     # -- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _create(client: Any, image: str, options: dict[str, Any]) -> Any:
+    def _create(self, client: Any, image: str, options: dict[str, Any]) -> Any:
         """Create the container, pulling its image first if the engine lacks it."""
         try:
             return client.containers.create(image, **options)
         except docker.errors.ImageNotFound:
             log.info("pulling %s", image)
-            client.images.pull(image)
+            self._pull(client, image)
             return client.containers.create(image, **options)
+
+    def _pull(self, client: Any, image: str) -> None:
+        """Pull ``image``, reading the engine's progress to its end. An engine answers
+        a pull with 200 before it knows whether the pull works, and says how it failed
+        in the stream (podman: "manifest unknown"); the SDK's ``images.pull`` drops
+        that, leaving only the "No such image" of the create that follows."""
+        repository, tag = docker.utils.parse_repository_tag(image)
+        for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+            if isinstance(event, dict) and event.get("error"):
+                raise LauncherError(
+                    f"the Docker engine at {self.docker_url} could not pull {image}: "
+                    f"{event['error']}",
+                    engine=self.docker_url,
+                )
 
     def _remove(self, container: Any) -> None:
         """Remove a container that is done with; a failure is logged (it only costs

@@ -1,17 +1,15 @@
-"""The docker launcher, through the real Docker SDK, against a fake engine.
+"""The docker launcher against the fake engine only: what a real one cannot be made to do.
 
-The engine is tests/adapters/launchers/fake_docker.py (HTTP on 127.0.0.1); status
-callbacks go to a capture server. Each test launches, waits for the supervisors,
-and reads what the engine was asked and what was reported.
+The same launcher's behaviour on both engines is in test_docker.py. Here are the
+shapes only fake_docker.py produces on demand — a refused start, a wait that times
+out before any header, a wait connection dropped by an engine that stays up, an
+engine not listening — and the checks that need no engine at all.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,180 +26,31 @@ from pipelinejobs.errors import (
     ValidationError,
     http_status,
 )
-from tests.adapters.launchers.callbacks import Capture
+from tests.adapters.launchers.docker_launches import (
+    IMAGE,
+    PIPELINE,
+    closed_port,
+    launch_of,
+)
+from tests.adapters.launchers.docker_launches import run_to_end as run_on
 from tests.adapters.launchers.fake_docker import FakeEngine, Program
 from tests.support import make_runtime, stub
-
-UUID = "1073f4ff-c2b9-5190-bd9a-e6a406d9796a"
-TOKEN = "0dc73dc3ff39b49a"
-IMAGE = "example/tacobot:0.1"
-PIPELINE = {"components": [{"repo": IMAGE}]}
 
 
 @pytest.fixture
 def engine() -> Iterator[FakeEngine]:
+    """The fake engine itself (test_docker.py's ``engine`` is either engine)."""
     fake = FakeEngine()
     yield fake
     fake.close()
     assert fake.unknown == [], "the SDK called an endpoint the fake does not serve"
 
 
-@pytest.fixture
-def capture() -> Iterator[Capture]:
-    server = Capture()
-    yield server
-    server.close()
-
-
-def container(**options: Any) -> dict[str, Any]:
-    """A pipeline whose container component runs IMAGE with ``options``."""
-    return {"components": [{"repo": IMAGE, **({"options": options} if options else {})}]}
-
-
-def launch_of(
-    tmp_path: Path, capture: Capture, pipeline: dict[str, Any] | None = None, **definition: Any
-) -> Launch:
-    base = (
-        f"{capture.url}/actors/v2/jobs-manager/messages?uuid={UUID}&token={TOKEN}&x-nonce=PJ_test"
-    )
-    return Launch(
-        job={"uuid": UUID, "archive_system": "test-system"},
-        pipeline=PIPELINE if pipeline is None else pipeline,
-        job_definition={"appId": "tacobot-0.1", **definition},
-        archive_path="/products/job",
-        archive_dir=tmp_path / "archive" / "products" / "job",
-        token=TOKEN,
-        report=lambda status, body: "unused",
-        callback_base=base,
-        log_path=tmp_path / "logs" / f"{UUID}.log",
-    )
-
-
 def run_to_end(engine: FakeEngine, launch: Launch) -> dict[str, Any]:
-    started = DockerLauncher(engine.url).launch(launch)
-    for thread in list(WatchedLauncher.watchers):
-        thread.join(timeout=60)
-        assert not thread.is_alive()
-    return started
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return run_on(engine.url, launch)
 
 
 # -- a run -----------------------------------------------------------------------------------
-
-
-def test_a_container_runs_in_its_archive_with_its_coordinates(tmp_path, engine, capture):
-    engine.images.add(IMAGE)
-    engine.programs[IMAGE] = Program(stdout=b"hello from the container\n", stderr=b"a warning\n")
-    pipeline = container(
-        command=["python", "run.py", "${MODE}"],
-        environment={"GREETING": "hola"},
-        variables={"MODE": {"pattern": "--[a-z]+"}},
-    )
-    launch = launch_of(tmp_path, capture, pipeline, parameters={"MODE": "--fast"})
-
-    started = run_to_end(engine, launch)
-
-    (create,) = engine.requested("POST", "/containers/create")
-    body = create.body
-    assert body["Image"] == IMAGE
-    assert body["Cmd"] == ["python", "run.py", "--fast"]
-    assert "Entrypoint" not in body or body["Entrypoint"] is None  # the image's own
-    assert sorted(body["Env"]) == sorted(
-        [
-            "GREETING=hola",
-            "MODE=--fast",
-            f"PIPELINEJOBS_JOB_UUID={UUID}",
-            f"PIPELINEJOBS_JOB_TOKEN={TOKEN}",
-            f"PIPELINEJOBS_CALLBACK_URL={launch.callback_base}",
-            "PIPELINEJOBS_ARCHIVE_PATH=/products/job",
-        ]
-    )
-    assert body["HostConfig"]["Binds"] == [f"{launch.archive_dir}:/archive:rw"]
-    assert body["WorkingDir"] == "/archive"
-    assert body["Labels"] == {"pipelinejobs.job": UUID}
-    assert body["User"] == f"{os.getuid()}:{os.getgid()}"  # the service owns what it writes
-    assert not body.get("Tty") and not body.get("AttachStdout")  # detached
-    assert launch.archive_dir.is_dir()  # made before the engine mounts it (as root)
-
-    container_id = engine.requested("POST", r"/containers/\w+/start")[0].path.split("/")[2]
-    assert started.pop("supervisor") != os.getpid()  # started and watched by its own process
-    assert started == {
-        "backend": "docker",
-        "callback": f"{capture.url}/actors/v2/jobs-manager/messages",
-        "maxRunTime": None,
-        "container": container_id[:12],
-        "image": IMAGE,
-    }
-    assert engine.requested("POST", "/images/create") == []  # present: not pulled
-    assert capture.statuses() == ["RUNNING", "FINISHED"]
-    for query, callback in capture.calls:
-        assert query["uuid"] == UUID and query["token"] == TOKEN and query["x-nonce"] == "PJ_test"
-        validation.validate("agave_job_callback", callback)
-        assert callback["executionSystem"] == "docker"
-        assert callback["archivePath"] == "/products/job"
-    assert capture.calls[-1][1]["exitCode"] == 0
-    assert launch.log_path.read_bytes() == b"hello from the container\na warning\n"
-    (delete,) = engine.requested("DELETE", rf"/containers/{container_id}")
-    assert engine.containers == {}
-
-
-def test_an_entrypoint_and_a_variable_with_shell_text_arrive_as_argv(tmp_path, engine, capture):
-    engine.images.add(IMAGE)
-    pipeline = container(
-        entrypoint=["/usr/bin/env", "${TARGET}"], command=["${TARGET}"], variables={"TARGET": {}}
-    )
-    value = "$(rm -rf /archive); echo ${PIPELINEJOBS_JOB_TOKEN}"
-    run_to_end(engine, launch_of(tmp_path, capture, pipeline, parameters={"TARGET": value}))
-    (create,) = engine.requested("POST", "/containers/create")
-    assert create.body["Entrypoint"] == ["/usr/bin/env", value]
-    assert create.body["Cmd"] == [value]
-    assert f"TARGET={value}" in create.body["Env"]
-
-
-def test_without_a_command_the_image_runs_its_own(tmp_path, engine, capture):
-    engine.images.add(IMAGE)
-    run_to_end(engine, launch_of(tmp_path, capture))
-    (create,) = engine.requested("POST", "/containers/create")
-    assert create.body.get("Cmd") is None
-    assert capture.statuses() == ["RUNNING", "FINISHED"]
-
-
-def test_the_log_is_appended_to(tmp_path, engine, capture):
-    engine.images.add(IMAGE)
-    engine.programs[IMAGE] = Program(stdout=b"second\n")
-    launch = launch_of(tmp_path, capture)
-    launch.log_path.parent.mkdir(parents=True)
-    launch.log_path.write_bytes(b"first\n")
-    run_to_end(engine, launch)
-    assert launch.log_path.read_bytes() == b"first\nsecond\n"
-
-
-def test_a_missing_image_is_pulled_then_the_container_created(tmp_path, engine, capture):
-    run_to_end(engine, launch_of(tmp_path, capture))
-
-    assert [(c.method, c.path.split("/")[1]) for c in engine.calls[:4]] == [
-        ("POST", "containers"),  # 404 No such image
-        ("POST", "images"),  # the pull
-        ("GET", "images"),  # the SDK inspects what it pulled
-        ("POST", "containers"),  # the create again
-    ]
-    (pull,) = engine.requested("POST", "/images/create")
-    assert pull.query == {"fromImage": "example/tacobot", "tag": "0.1"}
-    assert len(engine.requested("POST", "/containers/create")) == 2
-    assert capture.statuses() == ["RUNNING", "FINISHED"]
-
-
-def test_an_image_that_cannot_be_pulled_is_a_clear_error(tmp_path, engine, capture):
-    engine.unpullable.add(IMAGE)
-    with pytest.raises(LauncherError, match="pull access denied for example/tacobot") as info:
-        DockerLauncher(engine.url).launch(launch_of(tmp_path, capture))
-    assert engine.url in info.value.message
-    assert capture.calls == [] and WatchedLauncher.watchers == []
 
 
 def test_a_container_that_cannot_start_is_removed(tmp_path, engine, capture):
@@ -215,21 +64,6 @@ def test_a_container_that_cannot_start_is_removed(tmp_path, engine, capture):
 
 
 # -- how it ends -----------------------------------------------------------------------------
-
-
-def test_an_exit_code_3_fails_the_job_with_it(tmp_path, engine, capture):
-    engine.images.add(IMAGE)
-    engine.programs[IMAGE] = Program(exit_code=3, stderr=b"boom\n")
-    launch = launch_of(tmp_path, capture)
-
-    run_to_end(engine, launch)
-
-    assert capture.statuses() == ["RUNNING", "FAILED"]
-    body = capture.calls[-1][1]
-    validation.validate("agave_job_callback", body)
-    assert body["exitCode"] == 3 and "code 3" in body["error"]
-    assert launch.log_path.read_bytes() == b"boom\n"
-    assert engine.containers == {}
 
 
 @pytest.mark.parametrize("headers_first", [True, False], ids=["engine-like", "headers-late"])
@@ -390,18 +224,3 @@ def test_the_launcher_proxy_fails_the_job_with_the_engines_reason(tmp_path):
         assert Nonces(rt.store).list("jobs-manager") == []  # its callback nonce went with it
     finally:
         rt.close()
-
-
-@pytest.mark.parametrize(
-    ("setting", "user"),
-    [("", f"{os.getuid()}:{os.getgid()}"), ("image", None), ("1234:55", "1234:55")],
-)
-def test_who_the_container_runs_as(tmp_path, engine, capture, setting, user):
-    engine.images.add(IMAGE)
-    engine.programs[IMAGE] = Program()
-    launcher = DockerLauncher(engine.url, user=setting)
-    launcher.launch(launch_of(tmp_path, capture))
-    for thread in list(WatchedLauncher.watchers):
-        thread.join(timeout=60)
-    (create,) = engine.requested("POST", "/containers/create")
-    assert (create.body.get("User") or None) == user
