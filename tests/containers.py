@@ -37,6 +37,8 @@ PODMAN = shutil.which("podman")
 BUSYBOX = Path("/bin/busybox")
 #: Where the tests' images are named (and what is removed at the end).
 TEST_REPOSITORY = "localhost/pipelinejobs-test"
+#: Images pulled from the tests' registry (tests/registry.py) are named from here.
+TEST_REGISTRY = "127.0.0.1:"
 #: Labels of every container the tests make, so none can be left behind.
 JOB_LABEL = "pipelinejobs.job"
 
@@ -72,6 +74,11 @@ def missing() -> str | None:
     if not BUSYBOX.exists():
         return "no static busybox for the test images (Debian's busybox-static)"
     return None
+
+
+def ours(image: str) -> bool:
+    """Whether ``image`` is one the tests made or pulled."""
+    return image.startswith(TEST_REPOSITORY) or image.startswith(TEST_REGISTRY)
 
 
 def unavailable(what: str) -> None:
@@ -171,12 +178,22 @@ class PodmanService:
         return layout
 
     def job_containers(self) -> list[str]:
-        """Ids of the containers of jobs (the launcher labels each)."""
-        found = self.client.containers.list(all=True, filters={"label": JOB_LABEL})
-        return [c.id for c in found]
+        """Ids of the jobs' containers of the tests' images (the launcher labels each;
+        a job container of anything else on this machine is not the tests' business).
+        Asked of the API, not the CLI: a test polls this to time a removal."""
+        listed = self.client.containers.list(all=True, sparse=True, filters={"label": JOB_LABEL})
+        return [c.id for c in listed if ours(str(c.attrs.get("Image", "")))]
 
     def remove_job_containers(self) -> None:
-        podman("rm", "--force", "--time", "0", "--filter", f"label={JOB_LABEL}", check=False)
+        """Through the CLI: this service may be the one a test killed."""
+        listed = podman(
+            "ps", "--all", "--no-trunc", "--filter", f"label={JOB_LABEL}",
+            "--format", "{{.ID}} {{.Image}}", check=False,
+        )  # fmt: skip
+        for line in listed.stdout.splitlines():
+            cid, _, image = line.partition(" ")
+            if ours(image):
+                podman("rm", "--force", "--time", "0", cid, check=False)
 
     def close(self) -> None:
         """Remove what the tests made, then stop the service (nothing left running)."""
