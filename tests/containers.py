@@ -24,6 +24,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -136,6 +137,7 @@ class PodmanService:
         self.url = f"unix://{self.socket}"
         self.rootfs = probe_rootfs(workdir / "probe-rootfs.tar")
         self.images: set[str] = set()
+        self.socket.unlink(missing_ok=True)  # a killed service's, when started again
         env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(registries_conf)}
         with open(workdir / "service.log", "wb") as log:
             self.proc = subprocess.Popen(
@@ -149,7 +151,9 @@ class PodmanService:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if self.socket.exists() and self.client.ping():
+                # A plain connect first: the SDK's unix transport leaks the socket
+                # of a refused connect.
+                if self.listening() and self.client.ping():
                     break
             except (docker.errors.DockerException, OSError):
                 pass
@@ -157,6 +161,14 @@ class PodmanService:
                 self.close()
                 raise RuntimeError(f"podman system service did not answer: {self.log()}")
             time.sleep(0.05)
+
+    def listening(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def log(self) -> str:
         return (self.workdir / "service.log").read_text(errors="replace")[-2000:]

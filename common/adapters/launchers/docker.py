@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class Running:
     client: Any
     container: Any
     image: str
+    #: The engine went away during the wait: :meth:`DockerLauncher.finish` waits for
+    #: it to come back before giving the container up.
+    lost: bool = False
 
 
 class DockerLauncher(WatchedLauncher):
@@ -85,6 +89,9 @@ class DockerLauncher(WatchedLauncher):
     name = "docker"
     system = "docker"
     runs = components.CONTAINER
+    #: Seconds a supervisor that lost the engine mid-wait keeps trying to collect the
+    #: container's output and remove it (an engine restart takes seconds).
+    reconnect_window = 300.0
 
     def __init__(self, docker_url: str, *, timeout: float = 60.0, user: str = "") -> None:
         self.docker_url = docker_url
@@ -179,17 +186,21 @@ class DockerLauncher(WatchedLauncher):
         return Running(client, container, image)
 
     def wait(self, handle: Running, timeout: float | None) -> int:
-        with self.engine(f"waiting for container {handle.container.id[:12]}"):
-            try:
-                result = handle.container.wait(timeout=timeout)
-            except requests.exceptions.ReadTimeout as exc:  # not even the headers came
-                raise Timeout from exc
-            except requests.exceptions.ConnectionError as exc:
-                # The engine sends the headers at once and the body when the container
-                # exits, so a timeout usually surfaces while reading the body.
-                if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args):
+        try:
+            with self.engine(f"waiting for container {handle.container.id[:12]}"):
+                try:
+                    result = handle.container.wait(timeout=timeout)
+                except requests.exceptions.ReadTimeout as exc:  # not even the headers came
                     raise Timeout from exc
-                raise
+                except requests.exceptions.ConnectionError as exc:
+                    # The engine sends the headers at once and the body when the
+                    # container exits, so a timeout usually surfaces reading the body.
+                    if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args):
+                        raise Timeout from exc
+                    raise
+        except LauncherUnavailable:
+            handle.lost = True
+            raise
         if result.get("Error"):
             log.warning("container %s: %s", handle.container.id[:12], result["Error"])
         return int(result["StatusCode"])
@@ -204,19 +215,47 @@ class DockerLauncher(WatchedLauncher):
 
     def finish(self, handle: Running, launch: Launch) -> None:
         """Keep the container's output in the job's log, then remove it. Errors are
-        logged, not raised: the job's final status must still be reported."""
-        short = handle.container.id[:12]
+        logged, not raised: the job's final status must still be reported.
+
+        If the engine went away during the wait (its status is reported already),
+        the container usually still runs — podman's and Docker's containers outlive
+        the API service, which a restart brings back on the same socket — so the
+        output and the removal are tried again for :attr:`reconnect_window` seconds
+        before the container is left, labelled with its job, for an operator."""
+        deadline = time.monotonic() + (self.reconnect_window if handle.lost else 0.0)
+        delay, kept = 1.0, False
         try:
-            with self.engine(f"reading the logs of container {short}"):
+            while True:
+                try:
+                    if not kept:
+                        self._keep_output(handle, launch)
+                        kept = True
+                    self._remove(handle.container, raise_unavailable=True)
+                    return
+                except LauncherUnavailable as exc:
+                    if time.monotonic() + delay > deadline:
+                        log.error("job %s: container %s is left on the engine (label %s=%s): %s",
+                                  launch.job["uuid"], handle.container.id[:12], JOB_LABEL,
+                                  launch.job["uuid"], exc.message)  # fmt: skip
+                        return
+                    log.warning("%s; trying again in %g s", exc.message, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            handle.client.close()
+
+    def _keep_output(self, handle: Running, launch: Launch) -> None:
+        """Append the container's stdout and stderr to the job's log (raises only
+        LauncherUnavailable: the engine may come back)."""
+        try:
+            with self.engine(f"reading the logs of container {handle.container.id[:12]}"):
                 output = handle.container.logs(stdout=True, stderr=True)
             with open(launch.log_path, "ab") as out:
                 out.write(output)
+        except LauncherUnavailable:
+            raise
         except (LauncherError, OSError) as exc:
             log.error("job %s: its output is lost: %s", launch.job["uuid"], exc)
-        try:
-            self._remove(handle.container)
-        finally:
-            handle.client.close()
 
     def reap(self, started: Mapping[str, Any], log_path: Path) -> None:
         """The container of a launch whose supervisor was lost: nobody will report its
@@ -273,12 +312,17 @@ class DockerLauncher(WatchedLauncher):
                     engine=self.docker_url,
                 )
 
-    def _remove(self, container: Any) -> None:
+    def _remove(self, container: Any, *, raise_unavailable: bool = False) -> None:
         """Remove a container that is done with; a failure is logged (it only costs
         disk on the engine) and the container can be found by its job label."""
         try:
             with self.engine(f"removing container {container.id[:12]}"):
                 container.remove(force=True)
+        except LauncherUnavailable:
+            if raise_unavailable:
+                raise
+            log.error("the Docker engine at %s is gone: container %s is left",
+                      self.docker_url, container.id[:12])  # fmt: skip
         except LauncherError as exc:
             log.error("%s", exc.message)
 

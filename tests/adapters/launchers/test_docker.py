@@ -31,7 +31,7 @@ from tests.adapters.launchers.docker_launches import (
 )
 from tests.adapters.launchers.engines import FakeUnderTest
 from tests.adapters.launchers.fake_docker import Program
-from tests.containers import PodmanService, podman
+from tests.containers import PodmanService
 
 # -- a run -----------------------------------------------------------------------------------
 
@@ -238,28 +238,35 @@ def test_who_the_container_runs_as(tmp_path, engine, capture, setting, fake_user
 # -- the engine lost (real only: the fake's shape is in test_docker_fake.py) -----------------
 
 
-def test_an_engine_killed_while_waiting_fails_the_job(
+def test_an_engine_killed_while_waiting_fails_the_job_and_its_container_goes_when_back(
     tmp_path, podman_service: PodmanService, capture
 ):
     # An engine of its own (on the same image store), killed mid-wait: SIGKILL, so
-    # no goodbye on the wait's connection.
-    (tmp_path / "engine").mkdir()
-    lost = PodmanService(tmp_path / "engine", podman_service.workdir / "registries.conf")
+    # no goodbye on the wait's connection. Then started again on the same socket.
+    workdir = tmp_path / "engine"
+    workdir.mkdir()
+    conf = podman_service.workdir / "registries.conf"
+    lost = PodmanService(workdir, conf)
+    back = None
     try:
-        image = podman_service.program_image(forever=True)
+        image = podman_service.program_image(forever=True, stdout=b"still here\n")
         launch = launch_of(tmp_path, capture, container(image))
         DockerLauncher(lost.url).launch(launch)
         wait_for(lambda: capture.statuses() == ["RUNNING"], "RUNNING")
         os.killpg(lost.proc.pid, signal.SIGKILL)
-        join_watchers()
+        wait_for(lambda: capture.statuses() == ["RUNNING", "FAILED"], "FAILED", timeout=30)
 
-        assert capture.statuses() == ["RUNNING", "FAILED"]
         error = capture.calls[-1][1]["error"]
         assert error.startswith("the job could not be watched to its end: the Docker engine")
         assert "is not reachable (waiting for container" in error
-        # The engine was gone, so nobody could remove its container: it still runs
-        # (podman's containers outlive its API service), labelled with its job.
-        running = podman("ps", "--quiet", "--filter", f"label=pipelinejobs.job={UUID}")
-        assert len(running.stdout.split()) == 1
+        # podman's containers outlive its API service: it still runs, unwatched.
+        assert len(podman_service.job_containers()) == 1
+
+        back = PodmanService(workdir, conf)  # the engine restarted
+        join_watchers()  # the supervisor tried again until it could, then ended
+        assert podman_service.job_containers() == []
+        assert launch.log_path.read_bytes() == b"still here\n"  # its output kept
     finally:
-        lost.close()  # removes it
+        for service in (lost, back):
+            if service is not None:
+                service.close()
