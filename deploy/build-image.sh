@@ -26,6 +26,12 @@ extra=()
 if [ "$(basename "$ENGINE")" = podman ]; then
     extra=(--format docker)  # the OCI format has no HEALTHCHECK: podman would drop it
 fi
+before=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 "$ENGINE" build --quiet "${extra[@]}" --build-arg "BASE=$BASE_IMAGE" \
-    -f deploy/Dockerfile -t "$IMAGE" .
+    -f deploy/Dockerfile -t "$IMAGE" . >/dev/null
+after=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")
+if [ -n "$before" ] && [ "$before" != "$after" ]; then
+    # The image the tag moved from: left untagged, every rebuild would cost ~370 MB.
+    "$ENGINE" image rm "$before" >/dev/null 2>&1 || true  # kept if a container uses it
+fi
 echo "built $IMAGE on $BASE_IMAGE"
