@@ -8,7 +8,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DATA_DIR ?= ./data
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean image local-base
+
+# `make image`: the wheelhouse and the image (deploy/build-image.sh). A machine with no
+# registry builds on a local Debian base: `make image BASE_IMAGE=$(LOCAL_BASE)` after
+# `make local-base` (deploy/README.md).
+IMAGE ?= localhost/pipelinejobs:latest
+BASE_IMAGE ?= python:3.11-slim
+LOCAL_BASE ?= localhost/pipelinejobs-base:bookworm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +39,12 @@ test: lint
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+image: install
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(BIN)/python deploy/build-image.sh
+
+local-base:
+	BASE_IMAGE=$(LOCAL_BASE) deploy/local-base.sh
 
 bench: install
 	$(BIN)/python bench/store.py

@@ -10,7 +10,9 @@ import pytest
 from pipelinejobs.adapters.store.memory import MemoryStore
 from pipelinejobs.adapters.store.sqlite import SQLiteStore
 from pipelinejobs.runtime.dispatch import Runtime
+from tests.containers import PodmanService, missing, unavailable
 from tests.leaks import unclosed
+from tests.registry import Registry, registries_conf
 from tests.support import FakeClock, make_runtime, runtime_config
 
 __all__ = ["runtime_config"]
@@ -54,3 +56,31 @@ def closes_what_it_opens() -> Iterator[None]:
             + "\n  ".join(left),
             pytrace=False,
         )
+
+
+# -- a real container engine (tests/containers.py) ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_registry() -> Iterator[Registry]:
+    registry = Registry()
+    yield registry
+    registry.close()
+
+
+@pytest.fixture(scope="session")
+def podman_service(
+    tmp_path_factory: pytest.TempPathFactory, test_registry: Registry
+) -> Iterator[PodmanService]:
+    """The real engine, for the session: started on first use, stopped at the end."""
+    why = missing()
+    if why:
+        unavailable(why)
+    workdir = tmp_path_factory.mktemp("podman")
+    conf = registries_conf(workdir / "registries.conf", test_registry.host)
+    try:
+        service = PodmanService(workdir, conf)
+    except RuntimeError as exc:
+        unavailable(str(exc))
+    yield service
+    service.close()

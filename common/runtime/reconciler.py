@@ -140,7 +140,8 @@ class Reconciler:
     def reap_lost_launches(self) -> list[str]:
         """Fail the jobs whose supervisor was lost on this host: nobody is left to
         report their end. Any compute still running is killed; a docker container is
-        left (labelled with the job). The job uuids failed."""
+        removed, its output kept in the job's log (supervisor.claim_lost). The job
+        uuids failed."""
         from pipelinejobs.adapters.launchers.supervisor import claim_lost, lost_launches
 
         rt = self.runtime

@@ -1,5 +1,6 @@
-"""The deploy files name real commands and real settings (no Docker engine runs here,
-so this is what keeps them from drifting)."""
+"""The deploy files name real commands and real settings, and the Kubernetes manifest
+is valid against Kubernetes' own schemas (checked offline: no cluster runs here; the
+image and compose.yml are tried for real in test_compose.py)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,49 @@ def test_every_actor_has_a_worker_in_compose_and_kubernetes() -> None:
             if command[:2] == ["pipelinejobs", "worker"] and "--actors" in command:
                 served |= set(command[command.index("--actors") + 1].split(","))
         assert served >= set(ACTOR_MODULES), set(ACTOR_MODULES) - served
+
+
+KUBERNETES_VERSION = "1.30"  # an old enough cluster: what is valid there is valid later
+
+
+def kube_documents() -> list[dict]:
+    return list(yaml.safe_load_all((DEPLOY / "kubernetes" / "pipelinejobs.yaml").read_text()))
+
+
+@pytest.mark.parametrize(
+    "doc", kube_documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
+def test_the_kubernetes_manifest_is_valid_offline(doc: dict) -> None:
+    """kubernetes-validate ships the API's OpenAPI schemas, so this needs no cluster
+    and no network; strict: an unknown field (a typo) is an error too."""
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_validator_refuses_a_broken_probe() -> None:
+    """What makes the test above able to fail: a probe with no port is refused."""
+    import kubernetes_validate
+
+    (gateway,) = [d for d in kube_documents() if d["metadata"]["name"] == "pipelinejobs-gateway"]
+    del gateway["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"]
+    with pytest.raises(kubernetes_validate.ValidationError, match="'port' is a required"):
+        kubernetes_validate.validate(gateway, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_process_has_a_probe_in_kubernetes() -> None:
+    """The gateway is ready and live on /healthz; each worker is live on its
+    --metrics-port (it serves nothing else)."""
+    for doc in kube_documents():
+        if doc["kind"] != "Deployment":
+            continue
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        command = container["command"]
+        live = container["livenessProbe"]["httpGet"]
+        if command[1] == "gateway":
+            assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8000}
+            assert live == {"path": "/healthz", "port": 8000}
+        else:
+            port = int(command[command.index("--metrics-port") + 1])
+            assert live == {"path": "/metrics", "port": port}
+            assert command[command.index("--metrics-host") + 1] == "0.0.0.0"

@@ -35,13 +35,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 import urllib3
 
@@ -75,6 +78,9 @@ class Running:
     client: Any
     container: Any
     image: str
+    #: The engine went away during the wait: :meth:`DockerLauncher.finish` waits for
+    #: it to come back before giving the container up.
+    lost: bool = False
 
 
 class DockerLauncher(WatchedLauncher):
@@ -83,6 +89,9 @@ class DockerLauncher(WatchedLauncher):
     name = "docker"
     system = "docker"
     runs = components.CONTAINER
+    #: Seconds a supervisor that lost the engine mid-wait keeps trying to collect the
+    #: container's output and remove it (an engine restart takes seconds).
+    reconnect_window = 300.0
 
     def __init__(self, docker_url: str, *, timeout: float = 60.0, user: str = "") -> None:
         self.docker_url = docker_url
@@ -119,7 +128,11 @@ class DockerLauncher(WatchedLauncher):
                 engine=self.docker_url,
                 status=exc.status_code,
             ) from exc
-        except requests.exceptions.ConnectionError as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            # The connection closed mid-answer: an engine killed during a wait.
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise LauncherUnavailable(
                 f"the Docker engine at {self.docker_url} is not reachable ({doing}): "
                 f"{root_cause(exc)}",
@@ -173,17 +186,21 @@ class DockerLauncher(WatchedLauncher):
         return Running(client, container, image)
 
     def wait(self, handle: Running, timeout: float | None) -> int:
-        with self.engine(f"waiting for container {handle.container.id[:12]}"):
-            try:
-                result = handle.container.wait(timeout=timeout)
-            except requests.exceptions.ReadTimeout as exc:  # not even the headers came
-                raise Timeout from exc
-            except requests.exceptions.ConnectionError as exc:
-                # The engine sends the headers at once and the body when the container
-                # exits, so a timeout usually surfaces while reading the body.
-                if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args):
+        try:
+            with self.engine(f"waiting for container {handle.container.id[:12]}"):
+                try:
+                    result = handle.container.wait(timeout=timeout)
+                except requests.exceptions.ReadTimeout as exc:  # not even the headers came
                     raise Timeout from exc
-                raise
+                except requests.exceptions.ConnectionError as exc:
+                    # The engine sends the headers at once and the body when the
+                    # container exits, so a timeout usually surfaces reading the body.
+                    if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args):
+                        raise Timeout from exc
+                    raise
+        except LauncherUnavailable:
+            handle.lost = True
+            raise
         if result.get("Error"):
             log.warning("container %s: %s", handle.container.id[:12], result["Error"])
         return int(result["StatusCode"])
@@ -198,19 +215,71 @@ class DockerLauncher(WatchedLauncher):
 
     def finish(self, handle: Running, launch: Launch) -> None:
         """Keep the container's output in the job's log, then remove it. Errors are
-        logged, not raised: the job's final status must still be reported."""
-        short = handle.container.id[:12]
+        logged, not raised: the job's final status must still be reported.
+
+        If the engine went away during the wait (its status is reported already),
+        the container usually still runs — podman's and Docker's containers outlive
+        the API service, which a restart brings back on the same socket — so the
+        output and the removal are tried again for :attr:`reconnect_window` seconds
+        before the container is left, labelled with its job, for an operator."""
+        deadline = time.monotonic() + (self.reconnect_window if handle.lost else 0.0)
+        delay, kept = 1.0, False
         try:
-            with self.engine(f"reading the logs of container {short}"):
+            while True:
+                try:
+                    if not kept:
+                        self._keep_output(handle, launch)
+                        kept = True
+                    self._remove(handle.container, raise_unavailable=True)
+                    return
+                except LauncherUnavailable as exc:
+                    if time.monotonic() + delay > deadline:
+                        log.error("job %s: container %s is left on the engine (label %s=%s): %s",
+                                  launch.job["uuid"], handle.container.id[:12], JOB_LABEL,
+                                  launch.job["uuid"], exc.message)  # fmt: skip
+                        return
+                    log.warning("%s; trying again in %g s", exc.message, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            handle.client.close()
+
+    def _keep_output(self, handle: Running, launch: Launch) -> None:
+        """Append the container's stdout and stderr to the job's log (raises only
+        LauncherUnavailable: the engine may come back)."""
+        try:
+            with self.engine(f"reading the logs of container {handle.container.id[:12]}"):
                 output = handle.container.logs(stdout=True, stderr=True)
             with open(launch.log_path, "ab") as out:
                 out.write(output)
+        except LauncherUnavailable:
+            raise
         except (LauncherError, OSError) as exc:
             log.error("job %s: its output is lost: %s", launch.job["uuid"], exc)
+
+    def reap(self, started: Mapping[str, Any], log_path: Path) -> None:
+        """The container of a launch whose supervisor was lost: nobody will report its
+        end, and its job is failed, so its output is appended to the job's log and it
+        is removed (killed first if it still runs). Gone already: nothing to do."""
+        short = str(started.get("container") or "")
+        if not short:
+            return
+        client = self.connect()
         try:
-            self._remove(handle.container)
+            with self.engine(f"finding container {short}"):
+                try:
+                    container = client.containers.get(short)
+                except docker.errors.NotFound:
+                    return
+            with self.engine(f"reading the logs of container {short}"):
+                output = container.logs(stdout=True, stderr=True)
+            with open(log_path, "ab") as out:
+                out.write(output)
+            with self.engine(f"removing container {short}"):
+                container.remove(force=True)
+            log.warning("container %s of a lost launch removed", short)
         finally:
-            handle.client.close()
+            client.close()
 
     def describe(self, handle: Running) -> dict[str, Any]:
         return {"container": handle.container.id[:12], "image": handle.image}
@@ -220,22 +289,40 @@ class DockerLauncher(WatchedLauncher):
 
     # -- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _create(client: Any, image: str, options: dict[str, Any]) -> Any:
+    def _create(self, client: Any, image: str, options: dict[str, Any]) -> Any:
         """Create the container, pulling its image first if the engine lacks it."""
         try:
             return client.containers.create(image, **options)
         except docker.errors.ImageNotFound:
             log.info("pulling %s", image)
-            client.images.pull(image)
+            self._pull(client, image)
             return client.containers.create(image, **options)
 
-    def _remove(self, container: Any) -> None:
+    def _pull(self, client: Any, image: str) -> None:
+        """Pull ``image``, reading the engine's progress to its end. An engine answers
+        a pull with 200 before it knows whether the pull works, and says how it failed
+        in the stream (podman: "manifest unknown"); the SDK's ``images.pull`` drops
+        that, leaving only the "No such image" of the create that follows."""
+        repository, tag = docker.utils.parse_repository_tag(image)
+        for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+            if isinstance(event, dict) and event.get("error"):
+                raise LauncherError(
+                    f"the Docker engine at {self.docker_url} could not pull {image}: "
+                    f"{event['error']}",
+                    engine=self.docker_url,
+                )
+
+    def _remove(self, container: Any, *, raise_unavailable: bool = False) -> None:
         """Remove a container that is done with; a failure is logged (it only costs
         disk on the engine) and the container can be found by its job label."""
         try:
             with self.engine(f"removing container {container.id[:12]}"):
                 container.remove(force=True)
+        except LauncherUnavailable:
+            if raise_unavailable:
+                raise
+            log.error("the Docker engine at %s is gone: container %s is left",
+                      self.docker_url, container.id[:12])  # fmt: skip
         except LauncherError as exc:
             log.error("%s", exc.message)
 

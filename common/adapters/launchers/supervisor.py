@@ -219,7 +219,14 @@ def run(spec: dict[str, Any], answer: Any) -> int:
         return 1
     started = {**launcher.describe(handle), "supervisor": os.getpid()}
     if marker:
-        record = {"state": "started", "host": HOST, "identity": identity(os.getpid())}
+        record = {
+            "state": "started",
+            "host": HOST,
+            "identity": identity(os.getpid()),
+            # So a reaper can make this launcher again and clean up after it.
+            "launcher": launcher.name,
+            "options": launcher.options(),
+        }
         if "pid" in started:  # a local compute: so a reaper can tell it from a reused pid
             record["compute_identity"] = identity(int(started["pid"]))
         _write(marker, {**record, "started": started})
@@ -345,8 +352,26 @@ def claim_lost(marker: Path, record: dict[str, Any], reason: str) -> bool:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    _reap_compute(marker, record)
     _write(marker, {**record, "state": "lost", "reason": reason})
     return True
+
+
+def _reap_compute(marker: Path, record: dict[str, Any]) -> None:
+    """Let the launcher that started a lost launch remove what it left (a docker
+    container: its output kept in the job's log, then removed). A failure is logged:
+    the job is failed all the same, and the container keeps its job label."""
+    from pipelinejobs.adapters.launchers import make_watched
+
+    name, started = record.get("launcher"), record.get("started")
+    if not name or name == "local" or not isinstance(started, dict):
+        return  # a local compute is killed above; older records name no launcher
+    uuid = marker.name.split(".", 1)[0]
+    try:
+        launcher = make_watched(str(name), record.get("options") or {})
+        launcher.reap(started, marker.with_name(f"{uuid}.log"))
+    except Exception:  # a damaged record or an engine gone: the others are still reaped
+        log.exception("what job %s left running could not be removed", uuid)
 
 
 def _no_bus_report(status: str, body: Any) -> str:

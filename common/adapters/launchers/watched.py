@@ -23,6 +23,7 @@ import logging
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pipelinejobs.adapters.launchers.base import Launch, Launcher, max_run_time
@@ -107,6 +108,11 @@ class WatchedLauncher(Launcher):
 
     def finish(self, handle: Any, launch: Launch) -> None:  # noqa: B027 - optional hook
         """After the compute ended (e.g. collect logs, remove a container)."""
+
+    def reap(self, started: Mapping[str, Any], log_path: Path) -> None:  # noqa: B027
+        """Remove what a launch whose supervisor was lost left behind (``started``:
+        what :meth:`describe` said of it). Nothing by default: a local compute is
+        killed by the reaper itself (supervisor.claim_lost)."""
 
     def launch(self, launch: Launch) -> dict[str, Any]:
         limit = max_run_time(launch.job_definition)

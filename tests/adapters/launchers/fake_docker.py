@@ -8,7 +8,7 @@ Engine API v1.43 documents, for exactly the calls made by ``containers.create``
 
 ================================= ============================================
 POST   /containers/create         404 "No such image" unless the image is present
-GET    /containers/{id}/json      the container's inspect document
+GET    /containers/{id}/json      the container's inspect document (id or prefix)
 POST   /containers/{id}/start     runs the image's :class:`Program`
 POST   /containers/{id}/wait      headers at once, body when the container exits
                                   (as the engine does); or all at the end; or
@@ -116,6 +116,11 @@ class FakeEngine:
     def requested(self, method: str, pattern: str) -> list[Call]:
         """The calls whose method matches and whose path matches ``pattern`` (a regex)."""
         return [c for c in self.calls if c.method == method and re.fullmatch(pattern, c.path)]
+
+    def find(self, ref: str) -> Container | None:
+        """The container ``ref`` names: its id, or a prefix of one (as the engine does)."""
+        found = [c for cid, c in self.containers.items() if cid.startswith(ref)]
+        return found[0] if len(found) == 1 else None
 
     # -- the endpoints ---------------------------------------------------------------------
 
@@ -243,7 +248,7 @@ class FakeEngine:
                 if not match:
                     engine.unknown.append(call)
                     return self.reply(404, {"message": "page not found"})
-                container = engine.containers.get(match.group(1))
+                container = engine.find(match.group(1))
                 if container is None:
                     return self.reply(404, {"message": f"No such container: {match.group(1)}"})
                 action = (method, match.group(2) or "")
