@@ -167,16 +167,25 @@ class Procs:
         return out
 
     def wait_idle(self, name: str, deadline: Deadline, quiet: float = 0.3) -> None:
-        """Until ``name`` (with its children) used under 2% of a CPU for ``quiet`` s:
-        a backlog from the last round would otherwise run into the next one."""
+        """Until ``name`` (with its children) is idle: a backlog from the last round
+        would otherwise run into the next one. Idle is under 2% of a CPU for ``quiet``
+        s — or, for a process whose idle loop costs more than that (the embedded
+        broker polls every few ms, which a slow host makes cost 5-10%), three windows
+        in a row under a quarter of a CPU that differ by under 5% (a clock tick is 10
+        ms: 3% of a window): its floor, not work draining."""
         spent = self.cpu([name])[name]
+        rates: list[float] = []
         while True:
             deadline.check(f"{name} to go idle")
             time.sleep(quiet)
             now = self.cpu([name])[name]
-            if now - spent < 0.02 * quiet:
+            rate, spent = (now - spent) / quiet, now
+            if rate < 0.02:
                 return
-            spent = now
+            rates.append(rate)
+            last = rates[-3:]
+            if len(last) == 3 and max(last) < 0.25 and max(last) - min(last) < 0.05:
+                return
 
     def signal_group(self, name: str, sig: int) -> None:
         """Send ``sig`` to the process and its children (e.g. SIGSTOP, SIGCONT)."""

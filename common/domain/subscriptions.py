@@ -86,6 +86,8 @@ class Subscriptions:
         if not isinstance(description, str) or len(description) > 500:
             raise ValidationError("description must be text of at most 500", path="description")
         batch = body.get("batch", 1)
+        if isinstance(batch, float) and batch.is_integer():
+            batch = int(batch)  # 10.0 is the integer 10 in JSON (and in the schema)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
             raise ValidationError(
                 f"batch must be an integer from 1 (one event per delivery) to {MAX_BATCH}, "

@@ -235,5 +235,8 @@ def test_a_subscriptions_batch_is_refused_outside_1_to_500(batch: object) -> Non
     made, _ = subs.create({"url": "http://x.org/h", "batch": 500}, owner="o", role="user",
                           allow_private=False)  # fmt: skip
     assert made["batch"] == 500
+    made, _ = subs.create({"url": "http://x.org/h", "batch": 243.0}, owner="o", role="user",
+                          allow_private=False)  # fmt: skip
+    assert made["batch"] == 243 and isinstance(made["batch"], int)  # JSON's 243.0 is 243
     assert subs.create({"url": "http://x.org/h"}, owner="o", role="user",
                        allow_private=False)[0]["batch"] == 1  # fmt: skip
