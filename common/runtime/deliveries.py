@@ -33,8 +33,6 @@ from pipelinejobs.domain.subscriptions import Subscriptions
 from pipelinejobs.domain.webhook_cursors import Move, position
 from pipelinejobs.runtime.notices import scope, wants
 
-#: Events read from a job's log per query.
-PAGE = 100
 #: How long past its due time a pending retry is still trusted to come (s); after
 #: that a new notice delivers itself (the retry message was lost).
 GRACE = 60.0
@@ -42,11 +40,10 @@ GRACE = 60.0
 
 class EventCache:
     """The jobs' events as read in one execution: most subscriptions' positions in a
-    job are the same, so each page of a job's log is read once for all of them."""
+    job are the same, so each (job, position) is read once for all of them."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._pages: dict[tuple[str, int], list[Document]] = {}
         self._encoded: dict[str, webhooks.Encoded] = {}
         self._read: dict[tuple[str, int], list[Document]] = {}
         self._lock = threading.Lock()  # deliveries to several subscriptions run at once
@@ -71,24 +68,13 @@ class EventCache:
         self._read.update(job_log.read_after_many(self.store, list(distinct.values())))
 
     def after(self, job: Document, start: int) -> list[Document]:
-        """Every record of ``job``'s log after ``start`` (up to its ``event_count``)."""
-        ready = self._read.get((job["uuid"], start))
-        if ready is not None:
-            return ready
-        out: list[Document] = []
-        newest = int(job.get("event_count") or 0)
-        while start < newest:
-            key = (job["uuid"], start)
-            with self._lock:
-                if key not in self._pages:
-                    limit = min(PAGE, newest - start)
-                    self._pages[key] = job_log.read_records(self.store, job, start, limit)[0]
-                page = self._pages[key]
-            if not page:
-                break
-            out.extend(page)
-            start = int(page[-1]["seq"])
-        return out
+        """Every record of ``job``'s log after ``start`` (up to its ``event_count``),
+        read once per (job, position): a notice's are prefetched together."""
+        key = (job["uuid"], start)
+        with self._lock:
+            if key not in self._read:
+                self._read.update(job_log.read_after_many(self.store, [(job, start)]))
+            return self._read[key]
 
 
 @dataclass
