@@ -48,16 +48,12 @@ class EventCache:
         self._read: dict[tuple[str, int], list[Document]] = {}
         self._lock = threading.Lock()  # deliveries to several subscriptions run at once
 
-    def state(self, record: Document) -> str | None:
-        """The state the event led to, worked out once for every subscription."""
-        return self.encoded(record, None).event["state"]
-
-    def encoded(self, record: Document, job: Document | None) -> webhooks.Encoded:
-        """The event's delivery, encoded once for every subscription it goes to."""
+    def encoded(self, record: Document, job: Document) -> webhooks.Encoded:
+        """The event's delivery (and the state it led to), worked out once for every
+        subscription it goes to."""
         key = str(record["uuid"])
         found = self._encoded.get(key)
         if found is None:
-            assert job is not None, "the first look at an event names its job"
             found = self._encoded[key] = webhooks.Encoded(record, job)
         return found
 
@@ -164,8 +160,8 @@ class Delivery:
     def _wanted(self, job: Document, record: Document) -> bool:
         if str(record.get("date") or "") < str(self.sub.get("created") or ""):
             return False  # before the subscription existed
-        self.events.encoded(record, job)
-        return wants(self.scope, job, str(record.get("name") or ""), self.events.state(record))
+        state = self.events.encoded(record, job).event["state"]
+        return wants(self.scope, job, str(record.get("name") or ""), state)
 
     def _post(self, chunk: list[Item]) -> str | None:
         """POST ``chunk`` as one delivery; None when the receiver took it, else why
