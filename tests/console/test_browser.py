@@ -530,3 +530,32 @@ def test_a_runs_running_jobs_are_cancelled_in_bulk_after_a_dry_run(
     page.wait_for_url(re.compile(r".*/ui/bulk$"))
     assert page.get_attribute("#bulk-list tbody tr", "data-status") == "COMPLETE"
     assert browser.errors == [] and browser.dialogs == []
+
+
+def test_a_batched_webhooks_page_shows_its_deliveries_without_its_secret(
+    browser: Browser, server: Server
+) -> None:
+    from tests.webhook_receiver import receiver
+
+    with receiver() as hook:
+        made = requests.post(
+            f"{server.url}/webhooks", timeout=60, json={"url": hook.url, "batch": 10},
+            headers={"Authorization": f"Bearer {server.admin_key}"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        sub = made.json()["result"]
+        hook.secret = sub["secret"]
+        pipeline = register(server, "hooked")
+        launch(server, pipeline, sample="sample.tacc.hooked")
+        wait_for(lambda: hook.events(), 30, "a delivery")
+        wait_for(lambda: api(server, "GET", f"/webhooks/{sub['id']}/deliveries")["deliveries"],
+                 30, "the delivery's record")  # fmt: skip
+    browser.sign_in(server.admin_key)
+    browser.goto(f"/ui/webhooks/{sub['id']}")
+    page = browser.page
+    assert "up to 10 events per POST" in page.inner_text("#batch")
+    rows = page.query_selector_all("#deliveries tbody tr[data-delivery]")
+    assert rows and all(r.get_attribute("data-status") == "200" for r in rows)
+    assert sub["secret"] not in page.content()
+    browser.shot("webhook")
+    assert not browser.errors
