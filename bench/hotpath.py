@@ -17,6 +17,11 @@ and delivers them (process CPU per delivery), ``--rounds`` times; the figures ar
 each side's median over the rounds. ``--profile`` adds cProfile's heaviest
 functions (cumulative) for each side.
 
+Baselines, same run, same bodies: the bare Flask echo (``_baselines.echo_app``)
+through its test client, the least a JSON endpoint costs; and for the worker, the
+least one transition costs the store — the job read and written back by one
+compare-and-set (``get`` + ``update``), nothing else.
+
     python bench/hotpath.py                                  # redis://127.0.0.1:6379/12
     python bench/hotpath.py --broker memory:// --profile
     python bench/hotpath.py --smoke                          # seconds; run by the tests
@@ -39,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import _baselines  # noqa: E402
 from _system import APP, LAUNCH  # noqa: E402
 
 from pipelinejobs.access.keys import Keys  # noqa: E402
@@ -83,7 +89,12 @@ def build(args: argparse.Namespace, tmp: Path) -> tuple[System, Any, dict[str, s
     logs.configure(config.logging, stream=open(tmp / "log", "a", encoding="utf-8"))  # noqa: SIM115
     system = System(config)
     secret, _ = Keys(system.runtime.store).create("admin", description="hotpath")
-    return system, create_app(system.runtime).test_client(), {"Authorization": f"Bearer {secret}"}, Recorder(system)
+    return (
+        system,
+        create_app(system.runtime).test_client(),
+        {"Authorization": f"Bearer {secret}"},
+        Recorder(system),
+    )
 
 
 def drain(system: System, rec: Recorder) -> list[dict[str, Any]]:
@@ -102,7 +113,9 @@ def post(client: Any, auth: dict[str, str], actor: str, body: dict[str, Any]) ->
     return dict(resp.get_json())
 
 
-def setup(system: System, client: Any, auth: dict[str, str], rec: Recorder, n: int) -> list[tuple[str, str]]:
+def setup(
+    system: System, client: Any, auth: dict[str, str], rec: Recorder, n: int
+) -> list[tuple[str, str]]:
     components = [{"id": APP, "inputs": {}, "parameters": {}}]
     post(client, auth, "pipelines-manager", {"name": "bench hotpath", "components": components})
     drain(system, rec)
@@ -141,7 +154,7 @@ def top(prof: cProfile.Profile, lines: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/12", help="flushed first")
+    parser.add_argument("--broker", help="flushed first (default redis://127.0.0.1:6379/12)")
     parser.add_argument("--jobs", type=int, default=500, help="events a round (N)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile's heaviest functions")
@@ -150,19 +163,34 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.jobs, args.rounds = 20, 2
+    args.broker = args.broker or ("memory://" if args.smoke else "redis://127.0.0.1:6379/12")
     with tempfile.TemporaryDirectory(prefix="bench-hotpath-") as tmp:
         system, client, auth, rec = build(args, Path(tmp))
         jobs = setup(system, client, auth, rec, args.jobs)
-        gateway, worker = [], []
+        gateway, worker, echoes, floors = [], [], [], []
+        echo_client, store = _baselines.echo_app().test_client(), system.runtime.store
         profiles = (cProfile.Profile(), cProfile.Profile()) if args.profile else (None, None)
         for r in range(args.rounds):
-            bodies = [
-                {"uuid": u, "name": "update", "token": t, "data": {"n": r}} for u, t in jobs
-            ]
-            gateway.append(
-                measured(lambda: [post(client, auth, "jobs-manager", b) for b in bodies], len(bodies), profiles[0])
-            )
+            bodies = [{"uuid": u, "name": "update", "token": t, "data": {"n": r}} for u, t in jobs]
+
+            def send(bodies: list[dict[str, Any]] = bodies) -> None:
+                for body in bodies:
+                    post(client, auth, "jobs-manager", body)
+
+            def echo(bodies: list[dict[str, Any]] = bodies) -> None:
+                for body in bodies:
+                    if echo_client.post("/echo", json=body).status_code != 200:
+                        raise RuntimeError("the echo baseline failed")
+
+            def store_floor(r: int = r) -> None:
+                for uuid, _ in jobs:
+                    job = store.get("jobs", uuid)
+                    store.update("jobs", uuid, version=job["version"], set={"bench_n": r})
+
+            gateway.append(measured(send, len(bodies), profiles[0]))
             worker.append(measured(lambda: drain(system, rec), len(bodies), profiles[1]))
+            echoes.append(measured(echo, len(bodies), None))
+            floors.append(measured(store_floor, len(bodies), None))
         history = system.runtime.jobs.record(jobs[0][0])["history"]
         updates = sum(1 for h in history if h["name"] == "update")
         if updates != args.rounds:
@@ -174,12 +202,22 @@ def main() -> int:
         "rounds": args.rounds,
         "gateway_cpu_us": round(statistics.median(gateway), 1),
         "worker_cpu_us": round(statistics.median(worker), 1),
+        "baseline_echo_cpu_us": round(statistics.median(echoes), 1),
+        "baseline_store_cas_cpu_us": round(statistics.median(floors), 1),
         "gateway_rounds": [round(x, 1) for x in gateway],
         "worker_rounds": [round(x, 1) for x in worker],
     }
     print(f"broker {figures['broker']}, {args.jobs} update events a round, {args.rounds} rounds")
-    print(f"  gateway (Flask app, test client): {figures['gateway_cpu_us']:8.1f} CPU µs per request  rounds {figures['gateway_rounds']}")
-    print(f"  worker  (Runtime.deliver):        {figures['worker_cpu_us']:8.1f} CPU µs per delivery rounds {figures['worker_rounds']}")
+    for side, what, unit in (
+        ("gateway", "Flask app, test client", "request"),
+        ("worker", "Runtime.deliver", "delivery"),
+    ):
+        rounds = figures[f"{side}_rounds"]
+        print(f"  {side:7} ({what}): {figures[f'{side}_cpu_us']:8.1f} µs CPU per {unit}; {rounds}")
+    echo, floor = figures["baseline_echo_cpu_us"], figures["baseline_store_cas_cpu_us"]
+    print(f"  baseline flask echo (test client):  {echo:8.1f} µs CPU per request")
+    print(f"  baseline store get + CAS of the job: {floor:7.1f} µs CPU per transition")
+    print(f"  gateway / echo: {figures['gateway_cpu_us'] / echo:.2f}x the CPU")
     if args.profile:
         for name, prof in zip(("gateway", "worker"), profiles, strict=True):
             print(f"--- {name}: heaviest (cumulative)")

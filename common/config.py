@@ -115,6 +115,10 @@ class BusSettings:
     #: sleeps this long, so it caps the embedded mode at about threads / interval
     #: messages/s; 0.002 s costs about 3% of a core when idle (0.05 s capped it at 80/s).
     polling_interval: float = 0.002
+    #: Messages due now on Redis or the in-process broker are written as Celery's task
+    #: message directly, without send_task (a quarter of the gateway's CPU per POST;
+    #: pipelinejobs.adapters.bus.direct_publish); false publishes all through send_task.
+    direct_publish: bool = True
     #: Seconds to wait for the broker before saying it is unreachable.
     connect_timeout: float = 5.0
     #: Retries (with exponential back-off from retry_backoff s, at most 300 s) of a

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Every message is checked by jsonschema too, and a compiled-validator "valid" that
+# jsonschema refuses fails the test (pipelinejobs.domain.validation); set before the
+# package is imported, and inherited by the servers the tests start.
+os.environ.setdefault("PIPELINEJOBS_VALIDATION_CROSSCHECK", "1")
+
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -10,16 +10,31 @@ schema's title and the failing field's path. For ``anyOf``/``oneOf`` failures th
 message says which alternatives were tried and why each one failed — the seed's
 "Tacobot 9001" pipeline is refused with ``components/0`` matching none of
 agave_app, abaco_actor, service, container.
+
+Speed: every message is validated twice (gateway and worker), so each schema is also
+compiled by ``jsonschema-rs`` (:func:`compiled`), which answers "valid?" in a few
+microseconds. Only a refusal is explained by ``jsonschema`` — the messages and field
+paths above come from it alone — and when the two disagree, ``jsonschema``'s answer
+stands. So that "valid" means exactly what it meant, the compiled validator checks
+``pattern`` with this module's own ECMA-262 reading (Python's ``re``, the same
+function) and ``format`` with the same ``FormatChecker``: ``jsonschema-rs``'s own
+regex dialect differs from Python's (``\\s``, ``\\d``), and a looser answer there
+would let through what the boundary refuses today. Setting
+``PIPELINEJOBS_VALIDATION_CROSSCHECK=1`` asks both for every message and raises on a
+disagreement in the dangerous direction (the test suite runs so).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from functools import cache
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError as JsonSchemaError
 from jsonschema.exceptions import relevance
@@ -125,6 +140,64 @@ def validator(name: str) -> Draft7Validator:
     return made
 
 
+class _Pattern:
+    """``pattern`` for the compiled validator, read as :func:`_pattern` reads it."""
+
+    def __init__(self, parent: Any, value: str, path: Any) -> None:
+        self.search = _ecma(value).search
+        self.value = value
+
+    def validate(self, instance: Any) -> None:
+        if isinstance(instance, str) and not self.search(instance):
+            raise ValueError(f"{instance!r} does not match {self.value!r}")
+
+
+@cache
+def _formats() -> dict[str, Any]:
+    """Every ``format`` the schemas use, checked by jsonschema's own checker (a format
+    it cannot check, it passes — as :func:`validator` does)."""
+    checker = FormatChecker()
+    used = set(re.findall(r'"format":\s*"([^"]+)"', json.dumps(schema_documents())))
+    return {name: (lambda value, name=name: checker.conforms(value, name)) for name in used}
+
+
+@cache
+def compiled(name: str) -> Any:
+    """The ``jsonschema-rs`` validator of schema ``name``; None when it cannot be built
+    (that schema is then checked by ``jsonschema`` alone)."""
+    docs = schema_documents()
+    resources_ = [(BASE_URI + n + ".json", doc) for n, doc in docs.items()]
+    try:
+        return jsonschema_rs.Draft7Validator(
+            inline_leaves(docs[name], docs),
+            registry=jsonschema_rs.Registry(resources_),
+            keywords={"pattern": _Pattern},
+            formats=_formats(),
+            validate_formats=True,
+        )
+    except Exception:  # noqa: BLE001 - any refusal to compile: the slow path still works
+        logging.getLogger("pipelinejobs.validation").warning(
+            "schema %s is checked by jsonschema alone (jsonschema-rs refused it)", name
+        )
+        return None
+
+
+_CROSSCHECK = os.environ.get("PIPELINEJOBS_VALIDATION_CROSSCHECK") == "1"
+
+
+def _fast_valid(name: str, instance: Any) -> bool:
+    """True when the compiled validator accepts ``instance`` (then so does jsonschema)."""
+    fast = compiled(name)
+    if fast is None:
+        return False
+    ok = bool(fast.is_valid(instance))
+    if ok and _CROSSCHECK and not validator(name).is_valid(instance):
+        raise AssertionError(
+            f"jsonschema-rs accepts what jsonschema refuses ({name}): {instance!r}"
+        )
+    return ok
+
+
 def title(name: str) -> str:
     """The human title of a schema (``PipelinesDefinition``), or its name if it has none."""
     return str(schema_documents()[name].get("title", name))
@@ -132,6 +205,8 @@ def title(name: str) -> str:
 
 def validate(name: str, instance: Any) -> None:
     """Raise :class:`SchemaValidationError` unless ``instance`` is valid under ``name``."""
+    if _fast_valid(name, instance):
+        return
     v = validator(name)
     errors = sorted(v.iter_errors(instance), key=lambda e: (_path_key(e), relevance(e)))
     if not errors:
@@ -151,7 +226,7 @@ def validate(name: str, instance: Any) -> None:
 
 def is_valid(name: str, instance: Any) -> bool:
     """True when ``instance`` is valid under ``name``."""
-    return validator(name).is_valid(instance)
+    return _fast_valid(name, instance) or validator(name).is_valid(instance)
 
 
 def _path_key(error: JsonSchemaError) -> list[tuple[int, int | str]]:

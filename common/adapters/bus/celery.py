@@ -54,6 +54,7 @@ from kombu.utils.url import maybe_sanitize_url
 from pipelinejobs.adapters.bus import pools, redis_transport
 from pipelinejobs.adapters.bus.base import Bus, Heartbeat, Reconciling, Recoverer, queue_name
 from pipelinejobs.adapters.bus.celery_steps import Reconnected, Sweeps
+from pipelinejobs.adapters.bus.direct_publish import FAST_SCHEMES, DirectPublisher
 from pipelinejobs.adapters.bus.redis_watch import RedisWatch
 from pipelinejobs.config import BusSettings
 from pipelinejobs.domain.priority import DEFAULT_PRIORITY, HIGH, LOW, MEDIUM
@@ -220,6 +221,9 @@ class CeleryBus(Bus):
         self.unprioritised: list[str] = []
         #: This bus's share of kombu's process-wide pools for its broker.
         self._pools: Any = pools.opened(self.app)
+        #: Due messages on Redis and the in-process broker skip send_task (its module).
+        fast = broker_url.split("://", 1)[0] in FAST_SCHEMES and settings.direct_publish
+        self._direct = DirectPublisher(self.app) if fast else None
         redis = broker_url.split("://", 1)[0] in ("redis", "rediss")
         #: Only Redis says what workers hold and whether it lost its queues.
         self.watch = RedisWatch(self.app) if redis else None
@@ -244,6 +248,14 @@ class CeleryBus(Bus):
         if alias not in self.aliases:
             raise BusError(f"no queue for actor {alias!r}")
         envelope = {"execution": execution_id, "actor": alias}
+        number = broker_priority(self.broker_url, priority)
+        if self._direct is not None and not delay:
+            try:
+                self._direct.publish(task_name(alias), queue_name(alias), envelope, number)
+                return
+            except Exception as exc:  # noqa: BLE001 - send_task below reconnects and retries
+                log.warning("publishing %s directly failed (%s); through Celery", execution_id, exc)
+                self._direct.reset()
         try:
             self.fit_queues()
             self.app.send_task(
@@ -256,7 +268,7 @@ class CeleryBus(Bus):
                 queue=queue_name(alias),
                 routing_key=queue_name(alias),
                 countdown=delay or None,
-                priority=broker_priority(self.broker_url, priority),
+                priority=number,
                 retry=True,
                 retry_policy={
                     "max_retries": 3,
@@ -393,6 +405,8 @@ class CeleryBus(Bus):
     def close(self) -> None:
         """Close the app and, if it is the last bus on its broker in this process,
         kombu's pools for that broker (:mod:`pipelinejobs.adapters.bus.pools`)."""
+        if self._direct is not None:
+            self._direct.close()
         self.app.close()
         if self._pools is not None:
             pools.closed(self._pools)
