@@ -80,6 +80,9 @@ _SECRETS = (
     ),
 )
 _SECRET_NAME = re.compile(_SECRET_NAMES, re.IGNORECASE)
+#: Every text either pattern above can match holds one of these words (matched the
+#: same way, by the same engine): most lines hold none and skip both substitutions.
+_MAYBE_SECRET = re.compile(r"(?i)bearer|token|secret|password|nonce|authorization")
 #: The attributes every LogRecord has: anything else on a record came as ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -90,6 +93,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 
 def scrub(text: str) -> str:
     """``text`` with every secret it shows masked (see the module docstring)."""
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
@@ -114,11 +119,19 @@ def _scrub_value(value: Any) -> Any:
     return value
 
 
+#: The last second formatted (one ``strftime`` a second, not one a line).
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_time(created: float) -> str:
     """``2026-11-30T07:20:01.123Z``: RFC 3339, UTC, milliseconds."""
+    global _second  # noqa: PLW0603 - a one-entry cache; a tuple swap is atomic
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{millis:03d}Z"
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
