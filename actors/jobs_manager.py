@@ -29,6 +29,7 @@ sets off (a finish's index request is derived from the finish's uuid).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pipelinejobs.adapters.launchers.supervisor import request_stop
@@ -145,6 +146,11 @@ class JobsManager(Actor):
         "pipelinejob_tag",
         "pipelinejob_bulk",
     )
+
+    def quick(self, message: Mapping[str, Any]) -> bool:
+        """Events, callbacks and tags are a few reads and one compare-and-set; a bulk
+        action coordinates thousands of jobs and writes its progress."""
+        return message.get("action") != "bulk"
 
     def parse(self, message: Any, params: Params) -> Message:
         body = self.body_of(message)

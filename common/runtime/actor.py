@@ -68,6 +68,15 @@ class Actor:
         Nothing by default. What it checks of the role, ``handle`` checks again with
         ``ctx.role``: the worker trusts the stored execution, not the gateway alone."""
 
+    def quick(self, message: Mapping[str, Any]) -> bool:
+        """Whether handling this stored message is short work in the store alone, so
+        its execution's start need not be written before it: it is written with the
+        end, in one compare-and-set (a failure still writes it first). The price: a
+        worker that dies mid-way leaves the execution SUBMITTED rather than RUNNING,
+        and its redelivery counts as a first attempt. Never for a message whose
+        handler writes progress (that write needs the RUNNING record). No by default."""
+        return False
+
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:  # pragma: no cover
         """Act on a validated message; return the execution's result."""
         raise NotImplementedError

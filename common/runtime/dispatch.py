@@ -289,7 +289,13 @@ class Runtime:
             if not isinstance(execution["message"], dict):  # stored_message makes objects
                 kind = type(execution["message"]).__name__
                 raise TypeError(f"its message is a {kind}, not an object")
-            execution = self.executions.start(execution_id, worker, current=execution)
+            # A quick message's start is written with its end, one write fewer per
+            # event (Actor.quick); the record as read is what that write replaces.
+            stored = execution if actor.quick(execution["message"]) else None
+            if stored is not None:
+                execution = self.executions.begun(stored, worker)
+            else:
+                execution = self.executions.start(execution_id, worker, current=execution)
         except OUTAGES:
             raise
         except RECORD_ERRORS as exc:  # a poisoned execution: closed or set aside, not run
@@ -312,13 +318,27 @@ class Runtime:
                 if isinstance(caught, Exception)
                 else TimeLimitExceeded(f"{actor.alias} ran past its time limit", actor=actor.alias)
             )
+            if stored is not None:  # a failure is recorded as ever: after a written start
+                try:
+                    ctx.execution = self.executions.start(
+                        execution_id, worker, started=execution["started"]
+                    )
+                except OUTAGES:
+                    raise
+                except RECORD_ERRORS as exc:
+                    return self.quarantine.execution(execution_id, exc)
             outcome = self._failed(delivery, failure)
             self.middleware.after_deliver(delivery, outcome, failure)
             return outcome
         # ctx.execution is the latest copy (start's, or the last progress write's).
-        outcome = self.executions.finish(
-            execution_id, result=result, logs=ctx.log.lines, current=ctx.execution
-        )
+        if stored is not None and ctx.execution["version"] == stored["version"]:
+            outcome = self.executions.finish(
+                execution_id, result=result, logs=ctx.log.lines, current=stored, begun=ctx.execution
+            )
+        else:
+            outcome = self.executions.finish(
+                execution_id, result=result, logs=ctx.log.lines, current=ctx.execution
+            )
         self.middleware.after_deliver(delivery, outcome, None)
         return outcome
 
@@ -361,9 +381,18 @@ class Runtime:
         """Close an execution whose pool process a prefork worker killed at its hard
         time limit (``seconds``): Celery acknowledges that message, so nothing else
         would. Called in the worker's main process; an execution no longer RUNNING
-        (it finished meanwhile) is left as it is."""
+        (it finished meanwhile) is left as it is — unless it is SUBMITTED with a quick
+        message, whose start is written only with its end (Actor.quick)."""
         execution = self.store.get(self.executions.collection, execution_id)
-        if execution is None or execution.get("status") != RUNNING:
+        if execution is None:
+            return None
+        status = execution.get("status")
+        quick = (
+            status == SUBMITTED
+            and isinstance(execution.get("message"), dict)
+            and self.actor(alias).quick(execution["message"])
+        )
+        if status != RUNNING and not quick:
             return execution
         error = TimeLimitExceeded(
             f"{alias} ran past its time limit and its worker process was killed after {seconds:g}s",

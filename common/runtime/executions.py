@@ -181,23 +181,35 @@ class Executions:
             what=f"execution {execution_id}",
         )
 
+    def _started(self, doc: Document, worker: str | None, started: str) -> dict[str, Any]:
+        """What starting ``doc`` sets: RUNNING, when, which attempt (counted from the
+        version being replaced), by which worker."""
+        fields: dict[str, Any] = {
+            "status": RUNNING,
+            "started": started,
+            "attempts": int(doc.get("attempts", 0)) + 1,
+            "updated": now(self.clock),
+        }
+        if worker:
+            fields["worker"] = worker
+        return fields
+
     def start(
-        self, execution_id: str, worker: str | None = None, *, current: Document | None = None
+        self,
+        execution_id: str,
+        worker: str | None = None,
+        *,
+        current: Document | None = None,
+        started: str | None = None,
     ) -> Document:
         """Mark RUNNING and count the attempt (``current``: the copy just read). The
         count is taken from the version being replaced, so two deliveries racing to
-        start it count two attempts, never one."""
+        start it count two attempts, never one. ``started``: when it did (a start
+        written late, see :meth:`begun`); now by default."""
+        when = started or now(self.clock)
 
         def run(doc: Document) -> Change:
-            fields: dict[str, Any] = {
-                "status": RUNNING,
-                "started": now(self.clock),
-                "attempts": int(doc.get("attempts", 0)) + 1,
-                "updated": now(self.clock),
-            }
-            if worker:
-                fields["worker"] = worker
-            return Change(set=fields)
+            return Change(set=self._started(doc, worker, when))
 
         return compare_and_set(
             self.store,
@@ -249,6 +261,12 @@ class Executions:
             what=f"execution {execution_id}",
         )
 
+    def begun(self, doc: Document, worker: str | None = None) -> Document:
+        """``doc`` as :meth:`start` would leave it, without writing it: for a delivery
+        whose start is written with its end (:meth:`finish`'s ``begun``) or, if it
+        fails, by :meth:`start` before the failure is recorded."""
+        return {**doc, **self._started(doc, worker, now(self.clock))}
+
     def finish(
         self,
         execution_id: str,
@@ -257,8 +275,12 @@ class Executions:
         error: Mapping[str, Any] | None = None,
         logs: list[str] | None = None,
         current: Document | None = None,
+        begun: Document | None = None,
     ) -> Document:
-        """Close an execution as COMPLETE (no ``error``) or ERROR."""
+        """Close an execution as COMPLETE (no ``error``) or ERROR. ``begun``:
+        :meth:`begun`'s copy of ``current`` (the record as read), whose start — when,
+        by which worker, one more attempt — was never written: it is written now, in
+        the same compare-and-set, the attempt counted from the version replaced."""
         fields: dict[str, Any] = {
             "status": ERROR if error else COMPLETE,
             "finished": now(self.clock),
@@ -267,7 +289,22 @@ class Executions:
         }
         if logs is not None:
             fields["logs"] = list(logs)
-        return self._change(execution_id, current, **fields)
+        if begun is None:
+            return self._change(execution_id, current, **fields)
+        worker, started = begun.get("worker"), str(begun.get("started"))
+
+        def end(doc: Document) -> Change:
+            return Change(set={**self._started(doc, worker, started), **fields})
+
+        return compare_and_set(
+            self.store,
+            self.collection,
+            execution_id,
+            end,
+            retries=self.retries,
+            current=current or self.get(execution_id),
+            what=f"execution {execution_id}",
+        )
 
     def requeue(self, execution_id: str, reason: str, delay: float = 0.0) -> Document:
         """Put an execution back to SUBMITTED (a transient failure will be retried in
