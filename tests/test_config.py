@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def test_config_file_from_environment_variable(tmp_path):
     ("store:\n  backedn: sqlite\n", "unknown setting 'store.backedn'"),
     ("store:\n  cas_retries: many\n", "store.cas_retries"),
     ("tokens:\n  admin_token_ttl: 0\n", "tokens.admin_token_ttl"),
+    ("system:\n  switch_interval: 0\n", "system.switch_interval"),
+    ("system:\n  switch_interval: -1\n", "system.switch_interval"),
     ("store: [1, 2]\n", "section 'store' must be a mapping"),
     ("store: {backend: [\n", "not valid YAML"),
 ])  # fmt: skip
@@ -116,3 +119,15 @@ def test_trusted_proxies_are_networks():
     )
     assert [str(n) for n in config.trusted_proxies] == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]
     assert Config().trusted_proxies == ()
+
+
+def test_server_processes_take_the_switch_interval(tmp_path):
+    from pipelinejobs.cli import _start_logging
+
+    before = sys.getswitchinterval()
+    try:
+        config = load_config(env={"PIPELINEJOBS_SYSTEM_SWITCH_INTERVAL": "0.0025"})
+        _start_logging(config)
+        assert sys.getswitchinterval() == pytest.approx(0.0025)
+    finally:
+        sys.setswitchinterval(before)

@@ -56,8 +56,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _start_logging(config: Config) -> None:
-    """The process log of the server commands (README: Logs), set up once, first."""
+    """The process log of the server commands (README: Logs), set up once, first;
+    and their thread switch interval (``system.switch_interval``)."""
     logs.configure(config.logging)
+    sys.setswitchinterval(config.system.switch_interval)
 
 
 def _needs_shared_broker(config: Config, what: str) -> None:

@@ -16,6 +16,7 @@ never emptied.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pipelinejobs.config import load_config
@@ -29,6 +30,11 @@ forwarded_allow_ips = ""
 
 def on_starting(server: Any) -> None:
     multiprocess.start(load_config())
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Each worker's thread switch interval, as serve's and worker's (system.switch_interval)."""
+    sys.setswitchinterval(load_config().system.switch_interval)
 
 
 def child_exit(server: Any, worker: Any) -> None:
