@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
+import _http
 from _procs import CpuMeter, Deadline, Procs, free_port, stats
 
 STEPS = ["PENDING", "RUNNING", "COMPLETED"]
@@ -52,8 +52,8 @@ class Client:
     """A session that retries 503 and 429 answers and dropped connections as Prefect's
     client does, counting each retry by cause; one per client thread."""
 
-    def __init__(self, dl: Deadline, backoff: float) -> None:
-        self.session, self.dl, self.backoff = requests.Session(), dl, backoff
+    def __init__(self, dl: Deadline, backoff: float, api: str) -> None:
+        self.session, self.dl, self.backoff = _http.Client(api), dl, backoff
         self.retried: Counter[str] = Counter()
         self.most = 0  # the most retries one request took
 
@@ -62,8 +62,8 @@ class Client:
             self.dl.check(f"POST {url} (tried {attempt} times)")
             self.most = max(self.most, attempt)
             try:
-                resp = self.session.post(url, json=body, timeout=60)
-            except requests.ConnectionError:
+                resp = self.session.post(url, json=body)
+            except ConnectionError:
                 # The server closing a keep-alive connection as it is reused (uvicorn's
                 # idle timeout is 5 s): the request was not read, so send it again.
                 self.retried["connection"] += 1
@@ -111,11 +111,11 @@ def create_runs(
     api: str, n: int, clients: int, dl: Deadline, backoff: float
 ) -> tuple[list[str], dict[str, Any]]:
     """A flow and ``n`` flow runs in SCHEDULED (setup); their ids and the setup figures."""
-    flow = Client(dl, backoff).post(f"{api}/flows/", {"name": "bench-peers"})["id"]
+    flow = Client(dl, backoff, api).post(f"{api}/flows/", {"name": "bench-peers"})["id"]
     made: list[Client] = []
 
     def client(c: int) -> list[tuple[int, str]]:
-        session, out = Client(dl, backoff), []
+        session, out = Client(dl, backoff, api), []
         made.append(session)
         for i in range(c, n, clients):
             dl.check("creating the flow runs")
@@ -135,7 +135,7 @@ def drive(api: str, runs: list[str], clients: int, dl: Deadline, backoff: float)
     made: list[Client] = []
 
     def client(_: int) -> list[tuple[float, float, str, str]]:
-        session, out = Client(dl, backoff), list[tuple[float, float, str, str]]()
+        session, out = Client(dl, backoff, api), list[tuple[float, float, str, str]]()
         made.append(session)
         while True:
             with lock:

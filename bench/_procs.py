@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import _http
 import requests
 
 
@@ -268,7 +269,7 @@ def send_all(
     start = time.time() + 0.05
 
     def client(_: int) -> list[dict]:
-        session, out = requests.Session(), []
+        session, out = _http.Client(url), []
         while True:
             with lock:
                 i, body = next(order, (-1, None))
@@ -279,7 +280,7 @@ def send_all(
             if due > time.time():
                 time.sleep(due - time.time())
             posted = time.time()
-            resp = session.post(url, json=body, headers=headers, timeout=60)
+            resp = session.post(url, json=body, headers=headers)
             answered = time.time()
             if resp.status_code != 200:
                 raise RuntimeError(f"POST {url}: {resp.status_code} {resp.text[:300]}")

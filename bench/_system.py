@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import _http
 import requests
 from _procs import Deadline, Procs, free_port
 
@@ -87,9 +88,11 @@ def workers(args: argparse.Namespace) -> list[str]:
 
 
 def launch_jobs(
-    url: str, auth: dict[str, str], n: int, clients: int, dl: Deadline
+    url: str, auth: dict[str, str], n: int, clients: int, dl: Deadline, first: int = 0
 ) -> list[tuple[str, str]]:
-    """A pipeline and ``n`` callback jobs (recorded ``run``, nothing started)."""
+    """A pipeline and ``n`` callback jobs (recorded ``run``, nothing started), numbered
+    from ``first`` (a job is known by what it was launched with: a batch after the
+    first needs numbers of its own, or its launches find the earlier jobs)."""
 
     def post(session: Any, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         sync, to = {"_abaco_synchronous": "true"}, f"{url}/actors/v2/{actor}/messages"
@@ -103,7 +106,7 @@ def launch_jobs(
 
     def client(c: int) -> list[tuple[int, str, str]]:
         session, out = requests.Session(), []
-        for i in range(c, n, clients):
+        for i in range(first + c, first + n, clients):
             dl.check("launching the jobs")
             job = post(session, "launcher-proxy", {**LAUNCH, "data": {"bench_job": i}})
             out.append((i, job["uuid"], job["token"]))
@@ -134,14 +137,15 @@ def wait_visible(
     whose execution failed (refused, so never visible) with their reasons."""
     seen: dict[int, float] = {}
     failed: dict[int, str] = {}
-    sessions = [requests.Session() for _ in range(clients)]
+    sessions = [_http.Client(url) for _ in range(clients)]
     last_progress = time.monotonic()
 
     def poll(c: int, uuids: list[str]) -> dict[str, dict[int, float]]:
         got = {}
         for uuid in uuids[c::clients]:
-            resp = sessions[c].get(f"{url}/jobs/{uuid}", headers=auth, timeout=30)
-            resp.raise_for_status()
+            resp = sessions[c].get(f"{url}/jobs/{uuid}", headers=auth)
+            if resp.status_code != 200:
+                raise RuntimeError(f"GET /jobs/{uuid}: {resp.status_code} {resp.text[:300]}")
             history = resp.json()["result"]["history"]
             got[uuid] = {
                 e["data"]["n"]: parse(e["date"]) for e in history if "n" in (e.get("data") or {})
@@ -161,9 +165,7 @@ def wait_visible(
                 for missing in expected.values():
                     for n in list(missing):
                         where = f"{url}/actors/v2/jobs-manager/executions/{executions[n]}"
-                        execution = (
-                            sessions[0].get(where, headers=auth, timeout=30).json()["result"]
-                        )
+                        execution = sessions[0].get(where, headers=auth).json()["result"]
                         if execution["status"] == "ERROR":
                             failed[n] = str((execution.get("error") or {}).get("message"))
                             missing.discard(n)
