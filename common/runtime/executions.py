@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipelinejobs.adapters.store.base import Document, In, Page, Range, Store, not_found
@@ -171,11 +171,22 @@ class Executions:
         ``current``, a copy the caller just read, saves the first read: on the hot path
         (start, finish) it is almost always still current.
         """
+        return self._cas(
+            execution_id, lambda doc: Change(set={**fields, "updated": now(self.clock)}), current
+        )
+
+    def _cas(
+        self,
+        execution_id: str,
+        change: Callable[[Document], Change | None],
+        current: Document | None,
+    ) -> Document:
+        """One compare-and-set of an execution, from ``current`` (or a fresh read)."""
         return compare_and_set(
             self.store,
             self.collection,
             execution_id,
-            lambda doc: Change(set={**fields, "updated": now(self.clock)}),
+            change,
             retries=self.retries,
             current=current or self.get(execution_id),
             what=f"execution {execution_id}",
@@ -211,15 +222,7 @@ class Executions:
         def run(doc: Document) -> Change:
             return Change(set=self._started(doc, worker, when))
 
-        return compare_and_set(
-            self.store,
-            self.collection,
-            execution_id,
-            run,
-            retries=self.retries,
-            current=current or self.get(execution_id),
-            what=f"execution {execution_id}",
-        )
+        return self._cas(execution_id, run, current)
 
     def progress(
         self,
@@ -251,15 +254,7 @@ class Executions:
                 return None
             return Change(set={**fields, "updated": now(self.clock)})
 
-        return compare_and_set(
-            self.store,
-            self.collection,
-            execution_id,
-            mine,
-            retries=self.retries,
-            current=current or self.get(execution_id),
-            what=f"execution {execution_id}",
-        )
+        return self._cas(execution_id, mine, current)
 
     def begun(self, doc: Document, worker: str | None = None) -> Document:
         """``doc`` as :meth:`start` would leave it, without writing it: for a delivery
@@ -296,15 +291,7 @@ class Executions:
         def end(doc: Document) -> Change:
             return Change(set={**self._started(doc, worker, started), **fields})
 
-        return compare_and_set(
-            self.store,
-            self.collection,
-            execution_id,
-            end,
-            retries=self.retries,
-            current=current or self.get(execution_id),
-            what=f"execution {execution_id}",
-        )
+        return self._cas(execution_id, end, current)
 
     def requeue(self, execution_id: str, reason: str, delay: float = 0.0) -> Document:
         """Put an execution back to SUBMITTED (a transient failure will be retried in
