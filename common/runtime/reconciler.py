@@ -21,7 +21,10 @@ One pass (:meth:`Reconciler.run`) does two things:
   CANCELLED outside PipelineJobs, the script killed) is recorded with Slurm's state
   and reason, as the status callback its script would have sent (keyed on the Slurm
   job and its state: overlapping reconcilers record it once). Slurm is one for every
-  host, so this runs once per period across workers, with the overdue query.
+  host; it is claimed on periods of half the interval, so every pass of a worker asks
+  it (a worker's passes are at least 3/4 of an interval apart) while all the workers
+  together ask at most twice per interval: a job Slurm ended is recorded within one
+  interval of its end.
 
 **Where it runs, and why there.** Every worker process (and ``pipelinejobs serve``'s
 embedded worker) runs a pass on its Celery timer every ``reconciler.interval`` s,
@@ -244,10 +247,11 @@ class Reconciler:
             host = periodic.claim(
                 rt.store, f"reconciler:{socket.gethostname()}", self.interval, rt.clock
             )
+            slurm = periodic.claim(rt.store, "reconciler:slurm", self.interval / 2, rt.clock)
             return Pass(
                 self.fail_overdue() if overdue else [],
                 self.reap_lost_launches() if host else [],
-                self.follow_slurm() if overdue else {},
+                self.follow_slurm() if slurm else {},
             )
         except PipelineJobsError as exc:
             log.warning("reconciler pass failed (%s); trying again next time", exc.message)

@@ -20,7 +20,7 @@ from pipelinejobs.runtime.reconciler import SENDER
 from tests.adapters.launchers.callbacks import Capture
 from tests.adapters.launchers.fake_slurm import FakeSlurm
 from tests.adapters.launchers.slurm_launches import forward, slurm_runtime, wait_for
-from tests.support import stub
+from tests.support import FakeClock, stub
 
 APP = "align-0.1"
 
@@ -150,5 +150,31 @@ def test_a_deployment_without_slurm_never_asks_it(tmp_path, capture, fake, monke
         record_path(runtime.config.log_dir, "107x", 1).write_text('{"job_id": "1", "name": "n"}')
         assert runtime.reconciler.run().slurm == {}
         assert fake.calls == []
+    finally:
+        runtime.close()
+
+
+def test_every_pass_of_a_worker_asks_slurm_but_workers_together_twice_an_interval(
+    tmp_path, capture, fake, monkeypatch
+):
+    clock = FakeClock(1_790_000_000.0)
+    runtime = slurm_runtime(tmp_path, capture, fake, monkeypatch, clock=clock)
+    try:
+        launch(runtime, "sleep 60")
+        interval = runtime.reconciler.interval
+
+        def asked() -> int:
+            before = fake.calls.count("squeue")
+            runtime.reconciler.tick()
+            return fake.calls.count("squeue") - before
+
+        # One worker: its passes are 3/4 of an interval apart or more, each asks.
+        assert asked() == 1
+        clock.advance(0.75 * interval)
+        assert asked() == 1
+        # Another worker's pass in the same half-interval: Slurm was just asked.
+        assert asked() == 0
+        clock.advance(0.5 * interval)
+        assert asked() == 1
     finally:
         runtime.close()

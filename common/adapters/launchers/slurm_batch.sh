@@ -47,9 +47,13 @@ report RUNNING
 code=$?
 if [ -z "$ended_by" ] && [ "$code" -gt 128 ]; then
     # Killed by a signal. When Slurm ends a job it signals every process of it, in no
-    # set order: its TERM to this script may be a moment behind the command's. Let it
-    # land before speaking, so a job Slurm ended is told by Slurm's state.
-    sleep 1
+    # set order: its TERM to this script may be a moment behind the command's. Give it
+    # a second to land (a wait, which the signal ends at once) before speaking, so a job
+    # Slurm ended is told by Slurm's state.
+    sleep 1 &
+    pause=$!
+    wait "$pause"
+    kill "$pause" 2>/dev/null
 fi
 
 case $ended_by in

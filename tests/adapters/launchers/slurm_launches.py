@@ -174,6 +174,7 @@ def slurm_runtime(
     fake: FakeSlurm,
     monkeypatch: Any,
     kind: str = "sqlite",
+    clock: Any = None,
     **launcher: Any,
 ) -> Any:
     """A stub-bus runtime whose slurm backend submits to ``fake``, its jobs' status
@@ -192,6 +193,8 @@ def slurm_runtime(
         "public_url": capture.url,
         **launcher,
     }
+    if clock is not None:
+        return make_runtime(tmp_path, kind, clock=clock, launcher=settings)
     return make_runtime(tmp_path, kind, launcher=settings)
 
 
