@@ -215,10 +215,11 @@ class LauncherSettings:
     #: How compute backends reach the gateway for their status callbacks.
     #: Empty: ``http://<gateway.host>:<gateway.port>``.
     public_url: str = ""
-    #: Where the stdout/stderr of local and docker jobs are kept (``GET /jobs/<uuid>/log``).
+    #: Where the stdout/stderr of local, docker and Slurm jobs are kept (``GET
+    #: /jobs/<uuid>/log``).
     #: Empty: ``<data_dir>/logs``. Must be shared by workers and gateways.
     log_dir: str = ""
-    #: Uses of the nonce in a local or docker job's callback URL.
+    #: Uses of the nonce in a local, docker or Slurm job's callback URL.
     callback_nonce_uses: int = 10
     #: Seconds the nonce of a callback job's URL stays valid (its uses are unlimited).
     callback_nonce_ttl: int = 604800

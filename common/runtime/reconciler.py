@@ -8,7 +8,8 @@ One pass (:meth:`Reconciler.run`) does two things:
   minted here), with the reason (``deadline 00:30:00 passed``, ``no heartbeat for 5 s
   (heartbeat_timeout)``). Going through the jobs-manager rather than writing the job
   here is what stops the compute where PipelineJobs runs it (its ``fail`` path asks a
-  local or docker job's supervisor to kill it) and what applies the retry policy.
+  local or docker job's supervisor to kill it, cancels a Slurm one) and what applies the
+  retry policy.
 * **Lost supervisors** (:func:`pipelinejobs.adapters.launchers.supervisor.lost_launches`):
   the jobs of this host whose supervisor died (killed, or the machine restarted) are
   failed, and what is left of their compute is killed. This used to run only when a
