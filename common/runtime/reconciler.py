@@ -1,6 +1,7 @@
-"""The reconciler: failing jobs that ran out of time, and jobs whose supervisor was lost.
+"""The reconciler: failing jobs that ran out of time or lost their supervisor, and
+recording the ends Slurm made.
 
-One pass (:meth:`Reconciler.run`) does two things:
+One pass (:meth:`Reconciler.run`) does three things:
 
 * **Overdue jobs** (:mod:`pipelinejobs.domain.deadlines`): one index range query per
   kind finds the jobs past their ``deadline_at`` or ``silent_at``; each is sent a

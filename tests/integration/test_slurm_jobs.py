@@ -112,6 +112,27 @@ def entries(server: Server, uuid: str) -> list[dict[str, Any]]:
     return list(paged.json()["result"]["history"])
 
 
+def assert_finished_once(found: dict[str, Any]) -> None:
+    """Launched, queued, finished and indexed once each. The batch script's RUNNING
+    is recorded too, unless its execution ran after its FINISHED one (the jobs-manager
+    takes both at once on several threads, and ignores a RUNNING that comes late)."""
+    seen = names(found)
+    assert seen[:3] == ["create", "run", "resource"]
+    assert seen[-3:] == ["finish", "index", "indexed"]
+    assert seen[3:-3] in ([], ["run"])
+
+
+def shown_when(cluster: SlurmCluster, job_id: str, state: str) -> dict[str, str]:
+    """``scontrol show job`` once the job is in ``state`` (its batch script reports
+    before it exits: Slurm may see the end a moment after PipelineJobs does)."""
+
+    def check() -> dict[str, str] | None:
+        shown = cluster.show(job_id)
+        return shown if shown.get("JobState") == state else None
+
+    return dict(wait_for(check, 30, f"Slurm job {job_id} to be {state}"))  # type: ignore[call-overload]
+
+
 def names(found: dict[str, Any]) -> list[str]:
     return [h["name"] for h in found["history"]]
 
@@ -147,23 +168,23 @@ def test_a_slurm_job_runs_to_finished_and_indexed_with_its_log_and_slurm_job(
     done = job_when(server, uuid, lambda j: j["last_event"] == "indexed", "the job indexed")
 
     assert done["state"] == "FINISHED"
-    assert names(done) == ["create", "run", "resource", "run", "finish", "index", "indexed"]
+    assert_finished_once(done)
     # The state each event led to: the next one's previous_state, then the last.
     states = [h["previous_state"] for h in entries(server, uuid)[1:]] + [done["state"]]
     walk = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
     assert walk == ["CREATED", "RUNNING", "FINISHED", "INDEXING", "FINISHED"]
-    queued, running = done["history"][2]["data"], done["history"][3]["data"]
-    for data in (queued, running):
+    reports = [h["data"] for h in done["history"] if "status" in (h.get("data") or {})]
+    for data in reports:  # QUEUED (the launch), RUNNING and FINISHED (the batch script)
         assert data["executionSystem"] == "slurm" and data["slurmJobId"] == slurm_id
         assert data["slurmJobName"] == job_name(uuid, 1)
-    assert (queued["status"], running["status"]) == ("QUEUED", "RUNNING")
-    assert done["history"][4]["data"]["exitCode"] == 0
+    assert reports[0]["status"] == "QUEUED" and reports[-1]["status"] == "FINISHED"
+    assert reports[-1]["exitCode"] == 0
     log = requests.get(f"{server.url}/jobs/{uuid}/log", headers=auth(server), timeout=10)
     assert log.text == "hello from slurm\na warning\n"
     files = requests.get(f"{server.url}/jobs/{uuid}/files", headers=auth(server), timeout=10)
     assert [f["relative_path"] for f in files.json()["result"]["files"]] == ["aligned.txt"]
-    shown = slurm_cluster.show(slurm_id)
-    assert shown["JobState"] == "COMPLETED" and shown["TimeLimit"] == "00:10:00"
+    shown = shown_when(slurm_cluster, slurm_id, "COMPLETED")
+    assert shown["TimeLimit"] == "00:10:00"
     assert shown["MinMemoryNode"] == "103M"  # 0.1 GB, rounded up to whole MB
     # Delivered twice, submitted once: the second delivery found it by name.
     again = launched_twice(server, launched["executionId"])
@@ -187,9 +208,10 @@ def test_a_max_run_time_of_5s_on_a_60s_sleep_fails_naming_timeout(
     fail = failed["history"][-1]
     assert fail["name"] == "fail" and fail["data"]["status"] == "FAILED"
     assert fail["data"]["error"].startswith("TIMEOUT: maxRunTime 00:00:05 exceeded")
-    # Slurm's own limit is the minute it counts in, its backstop.
-    assert slurm_cluster.show(result["launch"]["slurmJobId"])["TimeLimit"] == "00:01:00"
-    assert slurm_cluster.queued(job_name(uuid, 1)) == []  # the sleep is stopped
+    # Slurm's own limit is the minute it counts in, its backstop; the script ended the
+    # job (its exit code, 124, as coreutils' timeout says it) long before that.
+    shown = shown_when(slurm_cluster, result["launch"]["slurmJobId"], "FAILED")
+    assert shown["TimeLimit"] == "00:01:00" and shown["ExitCode"] == "124:0"
 
 
 def test_a_cancelled_slurm_job_leaves_the_queue_within_2s_and_records_stopped(
@@ -238,7 +260,7 @@ def test_a_cancelled_slurm_job_leaves_the_queue_within_2s_and_records_stopped(
     assert done["state"] == "FAILED"
     assert names(done) == ["create", "run", "resource", "run", "fail", "update"]
     assert "cancelled by the test" in done["history"][-1]["data"]["error"]
-    assert slurm_cluster.show(result["launch"]["slurmJobId"])["JobState"] == "CANCELLED"
+    shown_when(slurm_cluster, result["launch"]["slurmJobId"], "CANCELLED")
 
 
 def test_a_killed_batch_script_is_failed_from_slurms_state_within_a_reconciler_period(
@@ -312,7 +334,7 @@ def test_twenty_jobs_at_once_are_queued_by_slurm_and_all_finish_each_submitted_o
         for uuid in uuids:
             done = job_when(server, uuid, lambda j: j["last_event"] == "indexed", "all 20", 120)
             assert done["state"] == "FINISHED"
-            assert names(done) == ["create", "run", "resource", "run", "finish", "index", "indexed"]
+            assert_finished_once(done)
     finally:
         stop.set()
         watcher.join(10)
