@@ -32,11 +32,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipelinejobs.adapters.launchers.supervisor import request_stop
+from pipelinejobs.adapters.launchers import stop_compute
 from pipelinejobs.domain import deadlines, lifecycle, retry, tags, validation
 from pipelinejobs.domain.clock import now
 from pipelinejobs.domain.lifecycle import Event, State
 from pipelinejobs.errors import (
+    LauncherError,
     NoLongerOverdue,
     SchemaValidationError,
     TransitionRefused,
@@ -66,8 +67,6 @@ STATUS_FORM = re.compile(r"[A-Z_]{1,64}", re.ASCII)
 
 #: Events after which a job's own compute, if still running, is stopped.
 STOPPING_EVENTS = frozenset({Event.FAIL, Event.RESET})
-#: Backends whose compute PipelineJobs runs (and so can stop).
-WATCHED_BACKENDS = frozenset({"local", "docker"})
 
 #: States a job reaches only after it ran: a RUNNING callback arriving there is late.
 LATE_FOR_RUN = frozenset(
@@ -320,15 +319,34 @@ class JobsManager(Actor):
     @staticmethod
     def _stop_compute(ctx: Context, name: str, job: dict[str, Any], msg: Message) -> list[str]:
         """A job failed or reset by a person (not by its own backend's report) should not
-        go on computing: ask the supervisor of its compute, if we run it, to stop it.
-        The supervisor records the end as an ``update`` (STOPPED)."""
+        go on computing: stop its compute, where PipelineJobs runs it. A local or docker
+        job's supervisor kills it and records the end as an ``update`` (STOPPED); a
+        Slurm batch job is cancelled here (scancel), and its end recorded here too."""
         backend = (job.get("launch") or {}).get("backend")
-        if backend not in WATCHED_BACKENDS:
-            return []
         reason = str((msg.data or {}).get("reason") or f"the job was sent '{name}'")
-        asked = request_stop(ctx.runtime.config.log_dir, job["uuid"], reason)
-        if asked:
-            ctx.log.info(f"Job {job['uuid']}: asked the {backend} compute to stop ({reason})")
+        try:
+            asked = stop_compute(ctx.runtime.config, job, reason)
+        except LauncherError as exc:  # Slurm unreachable: the event stands, said loudly
+            ctx.log.error(f"Job {job['uuid']}: its {backend} compute could not be stopped: "
+                          f"{exc.message}")  # fmt: skip
+            return []
+        if not asked:
+            return asked
+        ctx.log.info(f"Job {job['uuid']}: asked the {backend} compute to stop ({reason})")
+        cancelled = [a.split(":", 1)[1] for a in asked if a.startswith("slurm:")]
+        if cancelled:
+            ctx.runtime.jobs.apply(
+                job["uuid"],
+                Event.UPDATE,
+                {
+                    "status": "STOPPED",
+                    "executionSystem": "slurm",
+                    "slurmJobId": cancelled[-1],
+                    "error": f"the compute was stopped on request: {reason} (scancel)",
+                },
+                delivery_id=f"{ctx.execution_id}:stopped",
+                sender=ctx.sender,
+            )
         return asked
 
     @staticmethod

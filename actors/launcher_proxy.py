@@ -197,7 +197,8 @@ class LauncherProxy(Actor):
             )
         except (NotFound, Conflict):
             return
-        plan(runtime.config, definition, pipeline)
+        backend = plan(runtime.config, definition, pipeline)
+        make_launcher(backend, runtime.config, runtime.storage).admit(definition, pipeline)
         run_of(runtime, msg.body, pipeline)
 
     def handle(self, ctx: Context, msg: Message) -> dict[str, Any]:
@@ -379,7 +380,7 @@ class LauncherProxy(Actor):
         rt = ctx.runtime
         settings = rt.config.launcher
         system = Principal("system", "launcher-proxy", "user", SYSTEM_OWNER, ("jobs-manager",))
-        watched = backend in ("local", "docker")
+        watched = backend in ("local", "docker", "slurm")
         nonce, _ = Nonces(rt.store, clock=rt.clock).create(
             "jobs-manager",
             system,

@@ -30,8 +30,10 @@ import yaml
 from pipelinejobs.errors import ConfigError
 
 ENV_PREFIX = "PIPELINEJOBS_"
-#: Every launcher backend (common/launchers), and those production allows by default.
-LAUNCHER_BACKENDS = ("inline", "local", "docker", "callback")
+#: Every launcher backend (common/launchers), and those each mode allows by default:
+#: ``slurm`` only where ``launcher.backends`` lists it (it needs a cluster to submit to).
+LAUNCHER_BACKENDS = ("inline", "local", "docker", "callback", "slurm")
+EMBEDDED_BACKENDS = ("inline", "local", "docker", "callback")
 PRODUCTION_BACKENDS = ("inline", "docker", "callback")
 #: What logging.format and logging.level may be (the level in any case).
 LOG_FORMATS = ("human", "json")
@@ -222,10 +224,11 @@ class LauncherSettings:
     #: How compute backends reach the gateway for their status callbacks.
     #: Empty: ``http://<gateway.host>:<gateway.port>``.
     public_url: str = ""
-    #: Where the stdout/stderr of local and docker jobs are kept (``GET /jobs/<uuid>/log``).
+    #: Where the stdout/stderr of local, docker and Slurm jobs are kept (``GET
+    #: /jobs/<uuid>/log``).
     #: Empty: ``<data_dir>/logs``. Must be shared by workers and gateways.
     log_dir: str = ""
-    #: Uses of the nonce in a local or docker job's callback URL.
+    #: Uses of the nonce in a local, docker or Slurm job's callback URL.
     callback_nonce_uses: int = 10
     #: Seconds the nonce of a callback job's URL stays valid (its uses are unlimited).
     callback_nonce_ttl: int = 604800
@@ -236,15 +239,32 @@ class LauncherSettings:
     #: moves and deletes it); ``image``: the image's own USER (root for many images:
     #: root-owned files); anything else is passed to Docker (``1000:1000``, a name).
     docker_user: str = ""
-    #: The backends this deployment runs jobs on, comma-separated. Empty: all four in
-    #: the embedded mode; ``inline, docker, callback`` in production (``local`` runs
-    #: jobs on the worker's own machine, as its user: it is for the embedded mode).
+    #: The backends this deployment runs jobs on, comma-separated. Empty: inline, local,
+    #: docker, callback in the embedded mode; ``inline, docker, callback`` in production
+    #: (``local`` runs jobs on the worker's own machine, as its user: it is for the
+    #: embedded mode). ``slurm`` only when listed.
     backends: str = ""
     #: Who the local launcher runs jobs as. Empty: the worker's own user, but never
     #: root (a root worker refuses local jobs) — in the embedded mode, whoever started
     #: it, root included. A user name or uid (``nobody``): a root worker drops to that
     #: user for each job. ``root``: root is allowed.
     run_as: str = ""
+    #: The Slurm backend (common/adapters/launchers/slurm.py). Where Slurm's commands
+    #: (sbatch, squeue, scontrol, scancel) are; empty: found on the PATH.
+    slurm_bin: str = ""
+    #: The slurm.conf those commands read (``SLURM_CONF``); empty: Slurm's own default.
+    slurm_conf: str = ""
+    #: Defaults for a job whose launch (``batchQueue``) and pipeline component say
+    #: nothing: the partition (empty: the cluster's default), account and QOS.
+    slurm_partition: str = ""
+    slurm_account: str = ""
+    slurm_qos: str = ""
+    #: Seconds a Slurm command may take before it counts as Slurm being unreachable.
+    slurm_timeout: float = 30.0
+    #: Seconds after a batch job ended by itself (its script ran to the end) before the
+    #: reconciler records its end from Slurm's state, if the script's own report has
+    #: not arrived: the script reports first, this only catches a report that was lost.
+    slurm_report_grace: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -414,7 +434,7 @@ class Config:
         listed = [name.strip() for name in self.launcher.backends.split(",") if name.strip()]
         if listed:
             return tuple(dict.fromkeys(listed))
-        return LAUNCHER_BACKENDS if self.system.mode == "embedded" else PRODUCTION_BACKENDS
+        return EMBEDDED_BACKENDS if self.system.mode == "embedded" else PRODUCTION_BACKENDS
 
     @property
     def run_as(self) -> str:

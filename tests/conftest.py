@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 # Every message is checked by jsonschema too, and a compiled-validator "valid" that
 # jsonschema refuses fails the test (pipelinejobs.domain.validation); set before the
@@ -20,6 +21,9 @@ from pipelinejobs.runtime.dispatch import Runtime
 from tests.containers import PodmanService, missing, unavailable
 from tests.leaks import unclosed
 from tests.registry import Registry, registries_conf
+from tests.slurm import SlurmCluster
+from tests.slurm import missing as slurm_missing
+from tests.slurm import unavailable as slurm_unavailable
 from tests.support import FakeClock, make_runtime, runtime_config
 
 __all__ = ["runtime_config"]
@@ -91,3 +95,20 @@ def podman_service(
         unavailable(str(exc))
     yield service
     service.close()
+
+
+# -- a real Slurm cluster (tests/slurm.py) ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A one-node Slurm, for the session: started on first use, stopped at the end."""
+    why = slurm_missing()
+    if why:
+        slurm_unavailable(why)
+    try:
+        cluster = SlurmCluster()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        slurm_unavailable(f"the Slurm test cluster did not start: {exc}")
+    yield cluster
+    cluster.close()

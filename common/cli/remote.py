@@ -243,7 +243,7 @@ def _nonce_fields(nonce: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def cmd_job_log(args: argparse.Namespace) -> int:
-    """Print a local or docker job's output; with --follow, until the job has ended."""
+    """Print a local, docker or Slurm job's output; with --follow, until the job has ended."""
     client = _client(args)
     path, offset, ended = f"/jobs/{args.uuid}/log", 0, False
     while True:
@@ -317,7 +317,7 @@ def cmd_job_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Fail a job saying why; the compute of a local or docker job is stopped."""
+    """Fail a job saying why; the compute of a local, docker or Slurm job is stopped."""
     event = {"uuid": args.uuid, "name": "fail", "token": args.token}
     # ``cancelled``: a person's decision, which no retry policy retries.
     event["data"] = {"reason": args.reason, "cancelled": True}
@@ -651,7 +651,9 @@ def add_commands(sub: Any) -> None:
     nonces.add_argument("--max-uses", type=int, default=-1)
     nonces.add_argument("--description", default="")
     nonces.add_argument("--expires-in", type=int, default=None)
-    job_log = add("job-log", cmd_job_log, "print a local or docker job's output", answers=False)
+    job_log = add(
+        "job-log", cmd_job_log, "print a local, docker or Slurm job's output", answers=False
+    )
     job_log.add_argument("uuid")
     job_log.add_argument("-f", "--follow", action="store_true", help="until the job ends")
     job_log.add_argument("--interval", type=float, default=1.0, help="seconds between polls")

@@ -91,7 +91,7 @@ ACTIONS: dict[str, Action] = {
             danger=True,
             explains=(
                 "sends the event 'fail' with your reason to the jobs-manager: the job becomes "
-                "FAILED, and if PipelineJobs runs its compute (a local or docker job) that "
+                "FAILED, and if PipelineJobs runs its compute (a local, docker or Slurm job) that "
                 "compute is stopped within about a second. A job running elsewhere is only "
                 "marked."
             ),
@@ -116,7 +116,7 @@ ACTIONS: dict[str, Action] = {
             danger=True,
             explains=(
                 "sends the event 'reset' with an admin token: the job becomes RESET from "
-                "whatever state it is in, and a local or docker compute still running is "
+                "whatever state it is in, and a local, docker or Slurm compute still running is "
                 "stopped. Send 'ready' afterwards to make it CREATED again."
             ),
         ),

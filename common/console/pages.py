@@ -164,7 +164,8 @@ def job_log(uuid: str) -> Any:
     path = views.log_path(c.runtime.config.log_dir, uuid)
     if not path.is_file():
         raise NotFound(
-            f"job {uuid} has no log: only local and docker jobs keep one, once they have started"
+            f"job {uuid} has no log: only local, docker and Slurm jobs keep one, once they have "
+            f"started"
         )
     job = c.runtime.jobs.get(uuid)
     data = views.read_log(path, offset, whole_lines=job.get("state") in views.ACTIVE)

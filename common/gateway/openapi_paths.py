@@ -563,7 +563,7 @@ class Operations:
             "/jobs/{uuid}/log": {
                 "get": self.op(
                     "read.job_log",
-                    "A local or docker job's stdout and stderr from a byte offset on",
+                    "A local, docker or Slurm job's stdout and stderr from a byte offset on",
                     _responses(log_ok, errors),
                     path=(uuid("pipelinejob"),),
                 )

@@ -157,7 +157,7 @@ LOG_CHUNK = 1 << 20
 @bp.get("/jobs/<uuid>/log")
 @requires("READ")
 def job_log(uuid: str) -> Any:
-    """The stdout and stderr of a local or docker job, from byte ``offset`` on.
+    """The stdout and stderr of a local, docker or Slurm job, from byte ``offset`` on.
 
     Plain text; the ``X-Log-Next-Offset`` header says where to continue, so a client
     can follow a running job's log by asking again from there.
@@ -167,7 +167,8 @@ def job_log(uuid: str) -> Any:
     path = current_app.config["PIPELINEJOBS"].config.log_dir / f"{uuid}.log"
     if not path.is_file():
         raise NotFound(
-            f"job {uuid} has no log: only local and docker jobs keep one, once they have started",
+            f"job {uuid} has no log: only local, docker and Slurm jobs keep one, once they "
+            f"have started",
             uuid=uuid,
         )
     with open(path, "rb") as fh:

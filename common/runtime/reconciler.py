@@ -1,6 +1,7 @@
-"""The reconciler: failing jobs that ran out of time, and jobs whose supervisor was lost.
+"""The reconciler: failing jobs that ran out of time or lost their supervisor, and
+recording the ends Slurm made.
 
-One pass (:meth:`Reconciler.run`) does two things:
+One pass (:meth:`Reconciler.run`) does three things:
 
 * **Overdue jobs** (:mod:`pipelinejobs.domain.deadlines`): one index range query per
   kind finds the jobs past their ``deadline_at`` or ``silent_at``; each is sent a
@@ -8,12 +9,24 @@ One pass (:meth:`Reconciler.run`) does two things:
   minted here), with the reason (``deadline 00:30:00 passed``, ``no heartbeat for 5 s
   (heartbeat_timeout)``). Going through the jobs-manager rather than writing the job
   here is what stops the compute where PipelineJobs runs it (its ``fail`` path asks a
-  local or docker job's supervisor to kill it) and what applies the retry policy.
+  local or docker job's supervisor to kill it, cancels a Slurm one) and what applies the
+  retry policy.
 * **Lost supervisors** (:func:`pipelinejobs.adapters.launchers.supervisor.lost_launches`):
   the jobs of this host whose supervisor died (killed, or the machine restarted) are
   failed, and what is left of their compute is killed. This used to run only when a
   worker started; a supervisor killed while the workers kept running was then found
   only at the next restart.
+* **Slurm batch jobs** (when ``launcher.backends`` allows ``slurm``;
+  :meth:`pipelinejobs.adapters.launchers.slurm.SlurmLauncher.verdicts`): Slurm is asked
+  about every batch job submitted and not known to have ended, and one Slurm ended
+  without its batch script reporting (TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY,
+  CANCELLED outside PipelineJobs, the script killed) is recorded with Slurm's state
+  and reason, as the status callback its script would have sent (keyed on the Slurm
+  job and its state: overlapping reconcilers record it once). Slurm is one for every
+  host; it is claimed on periods of half the interval, so every pass of a worker asks
+  it (a worker's passes are at least 3/4 of an interval apart) while all the workers
+  together ask at most twice per interval: a job Slurm ended is recorded within one
+  interval of its end.
 
 **Where it runs, and why there.** Every worker process (and ``pipelinejobs serve``'s
 embedded worker) runs a pass on its Celery timer every ``reconciler.interval`` s,
@@ -54,9 +67,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipelinejobs import signals
-from pipelinejobs.domain import deadlines
+from pipelinejobs.domain import deadlines, retry
 from pipelinejobs.domain.clock import iso
-from pipelinejobs.errors import PipelineJobsError
+from pipelinejobs.errors import LauncherError, PipelineJobsError
 from pipelinejobs.runtime import periodic
 from pipelinejobs.runtime.executions import derived_id
 from pipelinejobs.runtime.quarantine import OUTAGES, RECORD_ERRORS
@@ -76,10 +89,12 @@ LOST_REASON = (
 
 @dataclass
 class Pass:
-    """What one pass did: the jobs it sent a ``fail`` (overdue; lost supervisors)."""
+    """What one pass did: the jobs it sent a ``fail`` (overdue; lost supervisors) and
+    the Slurm outcomes it recorded (``uuid``: status)."""
 
     overdue: list[deadlines.Overdue] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    slurm: dict[str, str] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -94,8 +109,8 @@ class Reconciler:
         return float(self.runtime.config.reconciler.interval)
 
     def run(self) -> Pass:
-        """One pass: overdue jobs, then lost supervisors."""
-        return Pass(self.fail_overdue(), self.reap_lost_launches())
+        """One pass: overdue jobs, lost supervisors, then Slurm's ended jobs."""
+        return Pass(self.fail_overdue(), self.reap_lost_launches(), self.follow_slurm())
 
     def fail_overdue(self) -> list[deadlines.Overdue]:
         """Send a keyed ``fail`` to every job past its deadline or heartbeat time (at
@@ -166,6 +181,63 @@ class Reconciler:
             failed.append(uuid)
         return failed
 
+    def follow_slurm(self) -> dict[str, str]:
+        """Record what Slurm's own state says of the batch jobs that ended without
+        their script's report (see the module docstring); ``uuid``: the status
+        recorded. Nothing is asked of Slurm when this deployment runs no Slurm jobs or
+        has none outstanding."""
+        rt = self.runtime
+        if "slurm" not in rt.config.allowed_backends:
+            return {}
+        from pipelinejobs.adapters.launchers import make_slurm
+
+        slurm = make_slurm(rt.config)
+        try:
+            verdicts = slurm.verdicts(rt.clock())
+        except LauncherError as exc:  # Slurm unreachable: asked again next pass
+            log.warning("Slurm could not be asked about its jobs (%s)", exc.message)
+            return {}
+        recorded = {}
+        for path, verdict in verdicts:
+            if verdict is None:
+                continue  # its batch script's own report is still expected
+            token = None
+            try:
+                job = rt.store.get("jobs", verdict.uuid)
+                # Still waiting for this attempt's end: anything else was told already
+                # (its script's report, a person's cancel) or is another attempt's.
+                if (
+                    job is not None
+                    and job["state"] == "RUNNING"
+                    and retry.attempt_of(job) == verdict.attempt
+                ):
+                    token = rt.tokens.update_token(verdict.uuid, int(job.get("token_rotation", 0)))
+            except OUTAGES:
+                raise
+            except RECORD_ERRORS as exc:  # a poisoned job: set aside, the others followed
+                rt.quarantine.record("jobs", verdict.uuid, exc)
+                continue
+            if token is not None:
+                params = {"uuid": verdict.uuid, "status": verdict.status, "token": token}
+                try:
+                    rt.submit(
+                        "jobs-manager",
+                        verdict.body,
+                        params,
+                        execution_id=derived_id(verdict.uuid, "slurm", verdict.key),
+                        sender=SENDER,
+                    )
+                except OUTAGES:
+                    raise
+                except PipelineJobsError as exc:
+                    log.error("job %s: Slurm's outcome could not be recorded: %s",
+                              verdict.uuid, exc)  # fmt: skip
+                    continue
+                log.warning("job %s: %s", verdict.uuid, verdict.body.get("error") or "finished")
+                recorded[verdict.uuid] = verdict.status
+            slurm.forget(path)  # recorded, or its job moved on (reported, cancelled, retried)
+        return recorded
+
     def tick(self) -> Pass | None:
         """A pass for a timer, once per period across workers: the overdue query only
         if this worker claims the period (:mod:`pipelinejobs.runtime.periodic`), the
@@ -177,9 +249,11 @@ class Reconciler:
             host = periodic.claim(
                 rt.store, f"reconciler:{socket.gethostname()}", self.interval, rt.clock
             )
+            slurm = periodic.claim(rt.store, "reconciler:slurm", self.interval / 2, rt.clock)
             return Pass(
                 self.fail_overdue() if overdue else [],
                 self.reap_lost_launches() if host else [],
+                self.follow_slurm() if slurm else {},
             )
         except PipelineJobsError as exc:
             log.warning("reconciler pass failed (%s); trying again next time", exc.message)

@@ -42,10 +42,12 @@ def start_server(
     timeout: float = 30.0,
     admin_key: str | None = None,
     settings: dict[str, str] | None = None,
+    module: str = "pipelinejobs.cli",
 ) -> Server:
     """Serve ``data_dir`` on ``port``. A new data dir prints its admin key; a restart
     on an existing one does not, so pass the key it printed then. ``settings``: extra
-    ``PIPELINEJOBS_*`` environment variables for the server."""
+    ``PIPELINEJOBS_*`` environment variables for the server; ``module``: what runs
+    ``serve`` (a test's own wrapper of the CLI)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINEJOBS_")}
     env.update(settings or {})
     env["PYTHONPATH"] = str(ROOT)
@@ -58,7 +60,7 @@ def start_server(
             [
                 sys.executable,
                 "-m",
-                "pipelinejobs.cli",
+                module,
                 "serve",
                 "--data-dir",
                 str(data_dir),

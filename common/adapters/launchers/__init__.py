@@ -1,22 +1,26 @@
 """Launcher backends: how a job's compute is started.
 
-One small interface (:class:`~pipelinejobs.adapters.launchers.base.Launcher`) and four backends:
+One small interface (:class:`~pipelinejobs.adapters.launchers.base.Launcher`) and five backends:
 
 ========== ================================================================
 inline     in-process: writes the definition's ``outputs``, reports through the bus
 local      the pipeline's ``command`` component as a subprocess, reported over HTTP
 docker     the pipeline's ``container`` component, through the Docker SDK
+slurm      the pipeline's ``command`` component declaring ``slurm``, as a batch job
 callback   nothing started: the job runs elsewhere and posts to a callback URL
 ========== ================================================================
 
-What a local or docker job runs is its pipeline's component, never the launch (see
-:mod:`pipelinejobs.domain.components`); so which backend a job *can* run on follows from the
-pipeline: ``local`` needs a command component, ``docker`` a container one, and
-``inline`` and ``callback`` (which run nothing of the pipeline's) suit any.
+What a local, docker or slurm job runs is its pipeline's component, never the launch
+(see :mod:`pipelinejobs.domain.components`); so which backend a job *can* run on
+follows from the pipeline: ``local`` needs a command component, ``slurm`` one that
+declares ``"slurm": {...}`` (and such a component runs nowhere else but inline and
+callback: its admin said where it runs), ``docker`` a container one, and ``inline``
+and ``callback`` (which run nothing of the pipeline's) suit any.
 
 Which one runs a job (:func:`choose`): the definition's ``launcher`` if it names one;
 else ``launcher.backend`` unless that is ``auto``; else by what the pipeline runs — a
-command component locally, a container component on docker — or, for a pipeline
+command component locally (on Slurm when it declares ``slurm``), a container
+component on docker — or, for a pipeline
 whose jobs run elsewhere, inline when the definition only declares
 ``outputs``/``report`` and as a callback job otherwise. A choice the pipeline's
 component cannot run on is a 400; one the deployment does not allow
@@ -26,7 +30,7 @@ component cannot run on is a 400; one the deployment does not allow
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelinejobs.adapters.launchers.base import Launch, Launcher
 from pipelinejobs.adapters.launchers.watched import WatchedLauncher
@@ -35,20 +39,35 @@ from pipelinejobs.config import LAUNCHER_BACKENDS, Config
 from pipelinejobs.domain import components
 from pipelinejobs.errors import PermissionDenied, ValidationError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from pipelinejobs.adapters.launchers.slurm import SlurmLauncher
+
 __all__ = [
     "BACKENDS",
     "Launch",
     "Launcher",
     "choose",
     "make_launcher",
+    "make_slurm",
     "make_watched",
     "needs_callback",
     "runnable_on",
+    "stop_compute",
 ]
 
 BACKENDS = LAUNCHER_BACKENDS
+#: Backends whose compute a supervisor process of PipelineJobs' starts and watches.
+WATCHED = ("local", "docker")
 #: The backend that runs each runnable component kind.
 RUNS = {components.COMMAND: "local", components.CONTAINER: "docker"}
+
+
+def backend_of(component: Mapping[str, Any]) -> str:
+    """The backend that runs a runnable component: its kind's, or slurm for a command
+    component declaring ``slurm``."""
+    if components.kind(component) == components.COMMAND and "slurm" in component:
+        return "slurm"
+    return RUNS[components.kind(component)]
 
 
 def runnable_on(component: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -56,7 +75,7 @@ def runnable_on(component: Mapping[str, Any] | None) -> tuple[str, ...]:
     run on."""
     if component is None:
         return ("inline", "callback")
-    return (RUNS[components.kind(component)], "inline", "callback")
+    return (backend_of(component), "inline", "callback")
 
 
 def choose(config: Config, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> str:
@@ -74,18 +93,19 @@ def choose(config: Config, definition: Mapping[str, Any], pipeline: Mapping[str,
     elif config.launcher.backend != "auto":
         name, source = config.launcher.backend, "the setting launcher.backend"
     elif component is not None:
-        name, source = RUNS[components.kind(component)], ""
+        name, source = backend_of(component), ""
     elif "outputs" in definition or "report" in definition:
         name, source = "inline", ""
     else:
         name, source = "callback", ""
     possible = runnable_on(component)
     if name not in possible:
-        what = (
-            f"its {components.kind(component)} component"
-            if component is not None
-            else "no command or container component"
-        )
+        if component is None:
+            what = "no command or container component"
+        elif backend_of(component) == "slurm":
+            what = "its command component declaring slurm"
+        else:
+            what = f"its {components.kind(component)} component"
         raise ValidationError(
             f"{source} asks for the {name} backend, but this pipeline has {what}, which runs "
             f"on: {', '.join(possible)} (what a job runs is its pipeline's component)",
@@ -137,6 +157,29 @@ def make_launcher(name: str, config: Config, storage: LocalStorage) -> Launcher:
         from pipelinejobs.adapters.launchers.docker import DockerLauncher
 
         return DockerLauncher(config.launcher.docker_url, user=config.launcher.docker_user)
+    if name == "slurm":
+        return make_slurm(config)
     from pipelinejobs.adapters.launchers.callback import CallbackLauncher
 
     return CallbackLauncher()
+
+
+def make_slurm(config: Config) -> SlurmLauncher:
+    """The slurm launcher of this deployment (nothing is asked of Slurm yet)."""
+    from pipelinejobs.adapters.launchers.slurm import SlurmLauncher
+
+    return SlurmLauncher(config.launcher, config.log_dir)
+
+
+def stop_compute(config: Config, job: Mapping[str, Any], reason: str) -> list[str]:
+    """Stop the compute of ``job`` where PipelineJobs runs it; what was asked to stop:
+    the launches whose supervisor was asked (local, docker), or the Slurm batch jobs
+    cancelled (``slurm:<id>``). Nothing for a job that runs elsewhere."""
+    backend = (job.get("launch") or {}).get("backend")
+    if backend in WATCHED:
+        from pipelinejobs.adapters.launchers.supervisor import request_stop
+
+        return request_stop(config.log_dir, str(job["uuid"]), reason)
+    if backend == "slurm":
+        return [f"slurm:{job_id}" for job_id in make_slurm(config).stop(job)]
+    return []

@@ -116,6 +116,11 @@ class Launcher(ABC):
         """Refuse a job definition this backend cannot run (ValidationError), before
         anything is created. Nothing by default."""
 
+    def admit(self, definition: Mapping[str, Any], pipeline: Mapping[str, Any]) -> None:  # noqa: B027
+        """The checks that need nothing but the message and its pipeline (no machine,
+        no engine), run before a launch is even queued so that a refusal is the
+        sender's 400. Nothing by default (``check`` runs them when the job is made)."""
+
     @abstractmethod
     def launch(self, launch: Launch) -> dict[str, Any]:
         """Start the job's compute; return a description of what was started.

@@ -13,6 +13,7 @@ from pipelinejobs.adapters.launchers.callback import CallbackLauncher
 from pipelinejobs.adapters.launchers.docker import DockerLauncher
 from pipelinejobs.adapters.launchers.inline import InlineLauncher
 from pipelinejobs.adapters.launchers.local import LocalLauncher
+from pipelinejobs.adapters.launchers.slurm import SlurmLauncher
 from pipelinejobs.adapters.storage import LocalStorage
 from pipelinejobs.errors import ConfigError, PermissionDenied, ValidationError, http_status
 from tests.support import runtime_config
@@ -21,6 +22,7 @@ CONTAINER = {"repo": "example/tacobot:0.1"}
 APP = {"id": "tacobot-0.1", "inputs": {}, "parameters": {"CONTAINER_IMAGE": "sd2e/t:0.1"}}
 ACTOR = {"id": "actor-1", "repo": "sd2e/actor:1"}
 COMMAND = {"id": "step-1", "command": ["python3", "/opt/step.py"]}
+SLURM = {"id": "align-1", "command": ["/opt/align"], "slurm": {"account": "lab"}}
 
 
 def config(tmp_path: Path, backend: str = "auto", mode: str = "embedded", **launcher: Any):
@@ -43,9 +45,13 @@ def config(tmp_path: Path, backend: str = "auto", mode: str = "embedded", **laun
     ({}, [{"uri": "https://example.org/service"}], "callback"),
     ({"launcher": "callback"}, [CONTAINER], "callback"),  # explicit: what it can run on
     ({"launcher": "inline"}, [COMMAND], "inline"),
+    ({}, [SLURM], "slurm"),  # a command component declaring slurm runs there
+    ({"appId": "align-1"}, [COMMAND, SLURM], "slurm"),
+    ({"launcher": "callback"}, [SLURM], "callback"),
 ])  # fmt: skip
 def test_auto_choice_by_what_the_pipeline_runs(tmp_path, definition, components, backend):
-    assert choose(config(tmp_path), definition, {"components": components}) == backend
+    cfg = config(tmp_path, backends="inline, local, docker, callback, slurm")
+    assert choose(cfg, definition, {"components": components}) == backend
 
 
 @pytest.mark.parametrize(("backend", "components"), [
@@ -69,12 +75,16 @@ def test_an_explicit_launcher_overrides_the_configured_one(tmp_path):
     ({"launcher": "docker"}, [COMMAND], "docker", "auto"),
     ({"launcher": "docker"}, [APP], "docker", "auto"),  # its CONTAINER_IMAGE is not run here
     ({}, [APP], "local", "local"),  # the setting is held to the same rule
+    ({"launcher": "local"}, [SLURM], "local", "auto"),  # its admin said: on Slurm
+    ({"launcher": "slurm"}, [COMMAND], "slurm", "auto"),  # its admin said: locally
+    ({"launcher": "slurm"}, [CONTAINER], "slurm", "auto"),
 ])  # fmt: skip
 def test_a_backend_the_pipelines_component_cannot_run_on_is_refused(
     tmp_path, definition, components, backend, config_backend
 ):
+    cfg = config(tmp_path, config_backend, backends="inline, local, docker, callback, slurm")
     with pytest.raises(ValidationError) as info:
-        choose(config(tmp_path, config_backend), definition, {"components": components})
+        choose(cfg, definition, {"components": components})
     assert f"the {backend} backend" in info.value.message
     assert backend not in info.value.detail["allowed"]
     if "launcher" in definition:
@@ -85,6 +95,9 @@ def test_a_backend_the_pipelines_component_cannot_run_on_is_refused(
     ({"mode": "production"}, {}, [COMMAND], "local", ["inline", "docker", "callback"]),
     ({"backends": "inline, callback"}, {}, [CONTAINER], "docker", ["inline", "callback"]),
     ({"backends": "docker"}, {"launcher": "callback"}, [CONTAINER], "callback", ["docker"]),
+    # slurm only where listed, in either mode
+    ({}, {}, [SLURM], "slurm", ["inline", "local", "docker", "callback"]),
+    ({"mode": "production"}, {}, [SLURM], "slurm", ["inline", "docker", "callback"]),
 ])  # fmt: skip
 def test_a_backend_the_deployment_does_not_allow_is_403(
     tmp_path, settings, definition, components, backend, allowed
@@ -101,6 +114,7 @@ def test_a_backend_the_deployment_does_not_allow_is_403(
     ("embedded", "", ("inline", "local", "docker", "callback")),
     ("production", "", ("inline", "docker", "callback")),
     ("production", "local,inline, local", ("local", "inline")),
+    ("production", "callback, slurm", ("callback", "slurm")),
 ])  # fmt: skip
 def test_which_backends_a_deployment_allows(tmp_path, mode, backends, allowed):
     assert config(tmp_path, mode=mode, backends=backends).allowed_backends == allowed
@@ -133,11 +147,14 @@ def test_make_launcher_builds_each_backend_without_connecting(tmp_path):
         "local": LocalLauncher,
         "docker": DockerLauncher,
         "callback": CallbackLauncher,
+        "slurm": SlurmLauncher,  # no Slurm command is run to make it
     }
     docker = make_launcher("docker", cfg, storage)
     assert isinstance(docker, DockerLauncher) and docker.docker_url == "tcp://127.0.0.1:1"
     assert all(make_launcher(name, cfg, storage).name == name for name in BACKENDS)
-    assert [name for name in BACKENDS if needs_callback(name)] == ["local", "docker", "callback"]
+    assert [name for name in BACKENDS if needs_callback(name)] == [
+        "local", "docker", "callback", "slurm"
+    ]  # fmt: skip
 
 
 # -- maxRunTime ------------------------------------------------------------------------------
