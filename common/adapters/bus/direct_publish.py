@@ -33,7 +33,7 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
 #: Celery's protocol-2 headers that do not change from one message to the next.
-_HEADERS = {
+_HEADERS: dict[str, Any] = {
     "lang": "py",
     "shadow": None,
     "eta": None,
