@@ -331,14 +331,16 @@ class Runtime:
             self.middleware.after_deliver(delivery, outcome, failure)
             return outcome
         # ctx.execution is the latest copy (start's, or the last progress write's).
-        if stored is not None and ctx.execution["version"] == stored["version"]:
-            outcome = self.executions.finish(
-                execution_id, result=result, logs=ctx.log.lines, current=stored, begun=ctx.execution
-            )
-        else:
-            outcome = self.executions.finish(
-                execution_id, result=result, logs=ctx.log.lines, current=ctx.execution
-            )
+        # A quick start not written yet (nothing wrote the execution since it was read)
+        # is written now, with the end.
+        unwritten = stored is not None and ctx.execution["version"] == stored["version"]
+        outcome = self.executions.finish(
+            execution_id,
+            result=result,
+            logs=ctx.log.lines,
+            current=stored if unwritten else ctx.execution,
+            begun=ctx.execution if unwritten else None,
+        )
         self.middleware.after_deliver(delivery, outcome, None)
         return outcome
 

@@ -188,7 +188,11 @@ def test_a_fan_in_on_worker_processes_launches_its_child_once(
         for e in rt.store.find("executions", {"actor": "launcher-proxy"}, limit=500).items
         if e["message"].get("action") == "release"
     ]
-    assert len(releases) == FAN_IN  # one per parent's finish
+    # At most one per parent's finish: a parent whose finish is applied after the child
+    # was launched (another parent's release found all six finished) finds no waiting
+    # dependent, and sends none (releases.follow) — seen about 1 run in 8.
+    parents_released = [e["message"]["parent"] for e in releases]
+    assert 1 <= len(releases) <= FAN_IN and len(set(parents_released)) == len(releases)
     assert [e["result"].get("released") for e in releases].count(True) == 1
     last_finish = max(date_of(rt.jobs.record(p), "finish", last=True) for p in parents)
     assert date_of(record, "run") > last_finish
