@@ -162,15 +162,21 @@ def _formats() -> dict[str, Any]:
 
 
 @cache
+def _compiled_registry() -> Any:
+    """Every schema for ``jsonschema-rs``, keyed by ``$id``; built once per process."""
+    docs = schema_documents()
+    return jsonschema_rs.Registry([(BASE_URI + n + ".json", doc) for n, doc in docs.items()])
+
+
+@cache
 def compiled(name: str) -> Any:
     """The ``jsonschema-rs`` validator of schema ``name``; None when it cannot be built
     (that schema is then checked by ``jsonschema`` alone)."""
     docs = schema_documents()
-    resources_ = [(BASE_URI + n + ".json", doc) for n, doc in docs.items()]
     try:
         return jsonschema_rs.Draft7Validator(
             inline_leaves(docs[name], docs),
-            registry=jsonschema_rs.Registry(resources_),
+            registry=_compiled_registry(),
             keywords={"pattern": _Pattern},
             formats=_formats(),
             validate_formats=True,

@@ -221,10 +221,11 @@ class CeleryBus(Bus):
         self.unprioritised: list[str] = []
         #: This bus's share of kombu's process-wide pools for its broker.
         self._pools: Any = pools.opened(self.app)
+        scheme = broker_url.split("://", 1)[0]
         #: Due messages on Redis and the in-process broker skip send_task (its module).
-        fast = broker_url.split("://", 1)[0] in FAST_SCHEMES and settings.direct_publish
+        fast = scheme in FAST_SCHEMES and settings.direct_publish
         self._direct = DirectPublisher(self.app) if fast else None
-        redis = broker_url.split("://", 1)[0] in ("redis", "rediss")
+        redis = scheme in ("redis", "rediss")
         #: Only Redis says what workers hold and whether it lost its queues.
         self.watch = RedisWatch(self.app) if redis else None
         self.app.steps["worker"].add(Sweeps)
